@@ -1,0 +1,267 @@
+//! The composition root: builds every service from the config, binds, runs, and stops
+//! them in reverse order.
+//!
+//! [`App::bind`] opens the store and binds every listener (so a port in use fails before
+//! anything starts); [`App::run`] starts the tasks in this order and stops them in
+//! reverse when the root token is cancelled:
+//!
+//! 1. `health`: the HTTP operations surface.
+//! 2. `status`: follows the device state into systemd's STATUS= line and the log.
+//! 3. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
+//!
+//! Then the store is flushed and the process exits 0.
+
+mod paths;
+mod supervisor;
+
+pub use paths::Paths;
+pub use supervisor::Supervisor;
+
+use crate::bus::Bus;
+use crate::config::Loaded;
+use crate::error::{exit, ErrorCode};
+use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
+use crate::signal::StatusHub;
+use crate::store::{self, Store};
+use prometheus_client::metrics::gauge::Gauge;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for {what}: {source}; {hint}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+        /// How to fix it.
+        hint: String,
+    },
+}
+
+impl ErrorCode for StartError {
+    fn code(&self) -> &'static str {
+        match self {
+            StartError::Store(e) => e.code(),
+            StartError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                "ADDRESS_IN_USE"
+            }
+            StartError::Bind { .. } => "BIND_FAILED",
+        }
+    }
+}
+
+impl StartError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Store(store::Error::Unwritable { .. }) => exit::NOPERM,
+            StartError::Store(_) => exit::OS,
+            StartError::Bind { .. } => exit::OS,
+        }
+    }
+}
+
+/// Everything built and bound, not yet running.
+pub struct App {
+    loaded: Loaded,
+    paths: Paths,
+    store: Store,
+    quarantine: Option<store::open::Quarantine>,
+    hub: StatusHub,
+    bus: Bus,
+    readiness: Readiness,
+    board: StatusBoard,
+    metrics: Metrics,
+    health: Option<health::Bound>,
+    started: Instant,
+}
+
+impl App {
+    /// Opens the store and binds every listener.
+    pub async fn bind(loaded: Loaded) -> Result<App, StartError> {
+        let started = Instant::now();
+        let config = &loaded.config;
+        let paths = Paths::resolve(config);
+        let hub = StatusHub::new();
+        let readiness = Readiness::default();
+        readiness.block("startup", "services are starting");
+
+        let opened = store::open(&paths.store, config.store.cache_bytes)?;
+        if opened.quarantined.is_some() {
+            hub.update(|f| f.storage_fault = true);
+        }
+
+        let health = if config.health.enabled {
+            let addr = SocketAddr::new(config.health.host, config.health.port);
+            Some(health::bind(addr).await.map_err(|source| StartError::Bind {
+                what: "the health endpoint",
+                addr,
+                hint: bind_hint(&source, "[health] port"),
+                source,
+            })?)
+        } else {
+            None
+        };
+
+        let mut app = App {
+            paths,
+            store: opened.store,
+            quarantine: opened.quarantined,
+            hub,
+            bus: Bus::new(),
+            readiness,
+            board: StatusBoard::default(),
+            metrics: Metrics::new(),
+            health,
+            started,
+            loaded,
+        };
+        app.register_core_metrics();
+        Ok(app)
+    }
+
+    /// The health endpoint's address, if it is enabled.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(|h| h.local_addr())
+    }
+
+    /// The status hub (tests and the composition root set facts through it).
+    pub fn hub(&self) -> &StatusHub {
+        &self.hub
+    }
+
+    /// The hook-event bus.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Resolved paths.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    fn register_core_metrics(&mut self) {
+        let rss = Gauge::<i64>::default();
+        let store_bytes = Gauge::<i64>::default();
+        let uptime = Gauge::<i64>::default();
+        let quarantined = Gauge::<i64>::default();
+        quarantined.set(self.quarantine.is_some() as i64);
+        let reg = self.metrics.registry();
+        reg.register("process_resident_memory_bytes", "Resident set size", rss.clone());
+        reg.register("store_size_bytes", "Bytes the sled database takes on disk", store_bytes.clone());
+        reg.register("uptime_seconds", "Seconds since the daemon started", uptime.clone());
+        reg.register(
+            "store_quarantined",
+            "1 when a corrupt database was moved aside at start",
+            quarantined,
+        );
+        let store = self.store.clone();
+        let started = self.started;
+        self.metrics.on_scrape(Box::new(move || {
+            rss.set(health::sysinfo::rss_bytes().unwrap_or(0) as i64);
+            store_bytes.set(store.size_on_disk() as i64);
+            uptime.set(started.elapsed().as_secs() as i64);
+        }));
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops everything in reverse order within
+    /// `[daemon] shutdown_grace` and flushes the store.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), store::Error> {
+        let App {
+            loaded,
+            store,
+            quarantine,
+            hub,
+            readiness,
+            board,
+            metrics,
+            health,
+            started,
+            ..
+        } = self;
+        let config = loaded.config;
+        let grace = Duration::from_secs(config.daemon.shutdown_grace);
+        let mut tasks = Supervisor::new(shutdown.clone());
+
+        if let Some(bound) = health {
+            let ctx = health::routes::Context {
+                readiness: readiness.clone(),
+                board,
+                metrics: Arc::new(metrics),
+                hub: hub.clone(),
+                store: store.clone(),
+                quarantine: quarantine.as_ref().and_then(|q| serde_json::to_value(q).ok()),
+                config_summary: serde_json::to_value(&config).unwrap_or_default(),
+                started,
+            };
+            tasks.spawn("health", move |token| bound.serve(ctx, token));
+        }
+        let status_hub = hub.clone();
+        tasks.spawn("status", move |token| follow_state(status_hub, token));
+        if let Some(interval) = crate::systemd::watchdog_interval() {
+            tasks.spawn("watchdog", move |token| crate::systemd::watchdog(interval, token));
+        }
+
+        hub.update(|f| f.booting = false);
+        readiness.clear("startup");
+        crate::systemd::ready();
+        tracing::info!(operation = "startup", state = %hub.state(), "bbedge ready");
+
+        shutdown.cancelled().await;
+        hub.update(|f| f.shutting_down = true);
+        readiness.block("shutdown", "shutting down");
+        crate::systemd::stopping();
+        let overran = tasks.stop_all(grace).await;
+        let flushed = store.flush().await;
+        tracing::info!(
+            operation = "shutdown",
+            overran = ?overran,
+            "bbedge stopped"
+        );
+        flushed.map(|_| ())
+    }
+}
+
+/// Logs each state change and mirrors it into systemd's STATUS= line.
+async fn follow_state(hub: StatusHub, token: CancellationToken) {
+    let mut rx = hub.subscribe();
+    let mut last = None;
+    loop {
+        let state = hub.state();
+        if last != Some(state) {
+            tracing::info!(operation = "state", state = %state, "device state changed");
+            crate::systemd::status(&format!("state: {state}"));
+            last = Some(state);
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+fn bind_hint(e: &std::io::Error, key: &str) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            format!("another program uses this port; stop it or choose another {key}")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("ports below 1024 need privileges; choose a {key} of 1024 or more")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this host has no such address; check the host setting".to_owned()
+        }
+        _ => format!("check {key} and the host setting"),
+    }
+}

@@ -1,0 +1,159 @@
+//! The command line (clap). Every flag that makes sense in a unit file also reads a
+//! `BBEDGE_*` variable; secret values are hidden from `--help`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// `bbedge --version`: version, git hash and target triple.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("BBEDGE_GIT_HASH"),
+    ", ",
+    env!("BBEDGE_TARGET"),
+    ")"
+);
+
+/// The edge service of a CivicPress broadcast box.
+#[derive(Debug, Parser)]
+#[command(name = "bbedge", version = LONG_VERSION, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (default: /etc/bbedge/bbedge.toml when it exists; drop-ins in <file>.d/).
+    #[arg(long, short = 'c', global = true, env = "BBEDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output: -v debug, -vv trace (overrides the config and RUST_LOG).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format (overrides [logging] format).
+    #[arg(long, global = true, env = "BBEDGE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// What to do; `run` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// journald under systemd, else text.
+    Auto,
+    /// Human-readable text.
+    Text,
+    /// JSON lines.
+    Json,
+    /// The systemd journal.
+    Journald,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ask the running daemon for its status and print a summary.
+    Status(StatusArgs),
+    /// Manage local room tokens (agent, operator, observer).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Pair this box with a CivicPress server using an enrollment code.
+    Pair(PairArgs),
+    /// Remove this box's credentials and signing key.
+    Unpair,
+    /// Drive the status LED by hand.
+    #[command(subcommand)]
+    Led(LedCommand),
+}
+
+/// `bbedge config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate a config file (default: the one `run` would use), with drop-ins and environment.
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+    /// Print the built-in default configuration.
+    Default,
+}
+
+/// `bbedge status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The daemon's health URL (default: from [health] in the config).
+    #[arg(long, env = "BBEDGE_HEALTH_URL")]
+    pub url: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Roles of local room tokens.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum RoleArg {
+    /// The box's capture process.
+    Agent,
+    /// May send commands.
+    Operator,
+    /// Read-only.
+    Observer,
+}
+
+/// `bbedge token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; it is printed once and only its hash is kept.
+    Add {
+        /// The role the token grants.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Limit the token to one device room id (default: this box's room).
+        #[arg(long)]
+        room: Option<String>,
+        /// A label to recognise the token by.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List tokens (ids, roles, labels; never the tokens).
+    List,
+    /// Revoke a token by id; its live connections are closed at once.
+    Revoke {
+        /// The token id from `bbedge token list`.
+        id: String,
+    },
+}
+
+/// `bbedge pair`
+#[derive(Debug, Args)]
+pub struct PairArgs {
+    /// The CivicPress base URL, e.g. https://cp.example.org.
+    #[arg(long, env = "BBEDGE_PAIR_SERVER")]
+    pub server: String,
+    /// The device UUID the operator was given with the code.
+    #[arg(long, env = "BBEDGE_PAIR_DEVICE_UUID")]
+    pub device_uuid: String,
+    /// The enrollment code, XXXX-XXXX-XXXX (never logged).
+    #[arg(long, env = "BBEDGE_PAIR_CODE", hide_env_values = true)]
+    pub code: String,
+    /// The name shown in CivicPress (default: [device] name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The realtime URL when it differs from the server's, e.g. wss://cp.example.org/realtime.
+    #[arg(long)]
+    pub realtime_url: Option<String>,
+}
+
+/// `bbedge led …`
+#[derive(Debug, Subcommand)]
+pub enum LedCommand {
+    /// Blink the identify pattern, then return to the current state.
+    Identify {
+        /// How long to blink.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
+    /// Cycle through every pattern, naming each.
+    Test,
+}

@@ -1,0 +1,20 @@
+//! The subcommands' bodies. Each returns a process exit code and prints one clear line
+//! on failure.
+
+pub mod config;
+pub mod run;
+pub mod status;
+
+use crate::error::exit;
+
+/// For subcommands this build does not have yet.
+pub fn unavailable(name: &str) -> i32 {
+    eprintln!("bbedge {name}: not available in this build");
+    exit::UNAVAILABLE
+}
+
+/// Prints an error with its code and returns `exit_code`.
+pub fn fail(what: &str, code: &str, err: &(dyn std::error::Error + 'static), exit_code: i32) -> i32 {
+    eprintln!("bbedge: {what} [{code}]: {}", crate::error::chain(err));
+    exit_code
+}

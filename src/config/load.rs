@@ -1,0 +1,248 @@
+//! Loading order: built-in defaults, the file, its drop-ins (`<file>.d/*.toml`, sorted),
+//! then `BBEDGE_<SECTION>__<KEY>` environment variables. Each layer is merged key by
+//! key; after each one the result is deserialised, so an error is blamed on the layer
+//! that introduced it.
+
+use super::{check, Config, Error, DEFAULT_TOML};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// The config file used when `--config` is not given, if it exists.
+pub const DEFAULT_PATH: &str = "/etc/bbedge/bbedge.toml";
+/// Prefix of environment variables that set config keys (`BBEDGE_REALTIME__PORT`).
+pub const ENV_PREFIX: &str = "BBEDGE_";
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default file.
+    BuiltIn,
+    /// A config file or drop-in.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::BuiltIn => f.write_str("built-in defaults"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Env(name) => write!(f, "environment variable {name}"),
+        }
+    }
+}
+
+/// A loaded, checked configuration and where each key came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// The layers applied, in order (built-in first).
+    pub layers: Vec<Source>,
+    /// For each dotted key set by a layer, the last layer that set it.
+    pub provenance: BTreeMap<String, Source>,
+}
+
+impl Loaded {
+    /// Where `key` was last set (built-in defaults when no layer set it).
+    pub fn origin(&self, key: &str) -> Source {
+        self.provenance.get(key).cloned().unwrap_or(Source::BuiltIn)
+    }
+}
+
+/// Builds a [`Loaded`] configuration from files and an environment.
+#[derive(Debug, Clone, Default)]
+pub struct Loader {
+    file: Option<PathBuf>,
+    default_path: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Loader {
+    /// A loader reading `--config` (if any), else [`DEFAULT_PATH`] when it exists, and
+    /// the process environment.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        Self {
+            file,
+            default_path: Some(PathBuf::from(DEFAULT_PATH)),
+            env: std::env::vars().collect(),
+        }
+    }
+
+    /// A loader with only the built-in defaults (tests add layers with the builders).
+    pub fn builtin() -> Self {
+        Self::default()
+    }
+
+    /// Reads this file (it must exist) and its drop-ins.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Uses these environment variables instead of the process's.
+    pub fn env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// Loads, merges, deserialises and checks.
+    pub fn load(&self) -> Result<Loaded, Error> {
+        let mut merged = parse(DEFAULT_TOML, &Source::BuiltIn)?;
+        let mut loaded = Loaded {
+            config: to_config(&merged, &Source::BuiltIn)?,
+            layers: vec![Source::BuiltIn],
+            provenance: BTreeMap::new(),
+        };
+        for (source, table) in self.layers()? {
+            merge(&mut merged, table, "", &source, &mut loaded.provenance);
+            loaded.config = to_config(&merged, &source)?;
+            loaded.layers.push(source);
+        }
+        check::check(&loaded)?;
+        Ok(loaded)
+    }
+
+    fn layers(&self) -> Result<Vec<(Source, Table)>, Error> {
+        let mut out = Vec::new();
+        let path = match (&self.file, &self.default_path) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(d)) if d.exists() => Some(d.clone()),
+            _ => None,
+        };
+        if let Some(path) = path {
+            out.push(read_layer(&path)?);
+            for dropin in dropins(&path)? {
+                out.push(read_layer(&dropin)?);
+            }
+        }
+        let mut env: Vec<_> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            out.push((Source::Env(name.clone()), env_layer(name, value)?));
+        }
+        Ok(out)
+    }
+}
+
+fn read_layer(path: &Path) -> Result<(Source, Table), Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let source = Source::File(path.to_owned());
+    let table = parse(&text, &source)?;
+    Ok((source, table))
+}
+
+/// `<file>.d/*.toml`, sorted by name; a missing directory has none.
+fn dropins(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut dir = path.as_os_str().to_owned();
+    dir.push(".d");
+    let dir = PathBuf::from(dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Read { path: dir, source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn parse(text: &str, source: &Source) -> Result<Table, Error> {
+    text.parse::<Table>().map_err(|e| Error::Syntax {
+        origin: source.to_string(),
+        message: e.to_string().trim().replace('\n', " "),
+    })
+}
+
+/// `BBEDGE_REALTIME__RATE_LIMITING__MESSAGES_PER_SECOND=5` → `{realtime.rate_limiting.messages_per_second = 5}`.
+fn env_layer(name: &str, value: &str) -> Result<Table, Error> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(Error::Env {
+            name: name.to_owned(),
+            message: "expected BBEDGE_<SECTION>__<KEY>, with `__` between the parts".into(),
+        });
+    }
+    // A TOML literal (5, true, ["a"]) keeps its type; anything else is a string.
+    let parsed = format!("v = {value}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(value.to_owned()));
+    let mut leaf = parsed;
+    for part in path.iter().rev() {
+        let mut t = Table::new();
+        t.insert(part.clone(), leaf);
+        leaf = Value::Table(t);
+    }
+    match leaf {
+        Value::Table(t) => Ok(t),
+        _ => unreachable!("the path has at least one part"),
+    }
+}
+
+fn merge(
+    into: &mut Table,
+    from: Table,
+    prefix: &str,
+    source: &Source,
+    provenance: &mut BTreeMap<String, Source>,
+) {
+    for (key, value) in from {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (into.get_mut(&key), value) {
+            (Some(Value::Table(dst)), Value::Table(src)) => {
+                merge(dst, src, &path, source, provenance)
+            }
+            (_, value) => {
+                provenance.insert(path, source.clone());
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+fn to_config(table: &Table, source: &Source) -> Result<Config, Error> {
+    let de = Value::Table(table.clone());
+    serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.inner().to_string();
+        if message.starts_with("unknown field") {
+            Error::UnknownKey {
+                origin: source.to_string(),
+                key,
+                message,
+            }
+        } else {
+            Error::InvalidType {
+                origin: source.to_string(),
+                key,
+                message,
+            }
+        }
+    })
+}

@@ -1,0 +1,34 @@
+//! bbedge: the edge service of a CivicPress broadcast box.
+//!
+//! # Layout
+//! - [`app`]: the composition root. Builds every service from the config, binds, runs,
+//!   and stops them in reverse order.
+//! - [`config`]: the TOML configuration: built-in defaults, file, drop-ins, environment,
+//!   then one validation pass.
+//! - [`store`]: sled on flash: trees for snapshots, outbox, schedule and metadata.
+//! - [`bus`]: the internal hook-event bus (`realtime:room:created`, …).
+//! - [`signal`]: the device's single status state and the status LED.
+//! - [`health`]: `/health`, `/ready`, `/status`, `/metrics` over HTTP.
+//! - [`protocol`]: the central contract's frames, codes and close codes on one screen.
+//! - [`relay`]: the seam between the local device room and the upstream link.
+//! - [`shutdown`], [`systemd`], [`telemetry`]: OS integration.
+//!
+//! `docs/ARCHITECTURE.md` draws the tasks and the data flow.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod protocol;
+pub mod relay;
+pub mod secret;
+pub mod shutdown;
+pub mod signal;
+pub mod store;
+pub mod systemd;
+pub mod telemetry;
+pub mod version;

@@ -1,0 +1,107 @@
+//! The seam between the local device room and the upstream link.
+//!
+//! ```text
+//!   upstream ──ToAgent (command + reply oneshot)──▶ local room ──▶ agent
+//!   upstream ◀──agent frames (status/event/ack/manifest/preview)── local room ◀── agent
+//! ```
+//! Both directions are bounded channels created by the composition root. Either side
+//! may be absent (rooms disabled, box unpaired): then sends fail fast with a defined
+//! result instead of waiting. The agent's last `status` is published in a `watch` so the
+//! upstream can merge it into its own status and answer `get_status` itself.
+
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Commands in flight from upstream to the local agent.
+pub const TO_AGENT_CAPACITY: usize = 64;
+/// Agent frames in flight from the local room to the upstream outbox.
+pub const TO_CENTRAL_CAPACITY: usize = 1024;
+
+/// A command from central for the local agent.
+#[derive(Debug)]
+pub struct ToAgent {
+    /// The command frame exactly as central sent it.
+    pub frame: Value,
+    /// `command.id`, echoed by the agent as `ack.commandId`.
+    pub command_id: String,
+    /// How long the agent has to ack before the relay answers `AGENT_TIMEOUT`.
+    pub deadline: Duration,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<AgentReply>,
+}
+
+/// What became of a command sent to the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentReply {
+    /// The agent's ack frame.
+    Ack(Value),
+    /// No agent is connected (`AGENT_NOT_CONNECTED`).
+    NotConnected,
+    /// The agent did not ack in time (`AGENT_TIMEOUT`).
+    Timeout,
+}
+
+/// The upstream's half.
+#[derive(Debug)]
+pub struct UpstreamSide {
+    /// Sends commands to the local room.
+    pub to_agent: mpsc::Sender<ToAgent>,
+    /// Receives agent frames for central.
+    pub from_agent: mpsc::Receiver<Value>,
+    /// The agent's last `status` frame, if any agent has sent one.
+    pub agent_status: watch::Receiver<Option<Value>>,
+}
+
+/// The local room's half.
+#[derive(Debug)]
+pub struct RoomSide {
+    /// Receives commands from central.
+    pub commands: mpsc::Receiver<ToAgent>,
+    /// Sends agent frames towards central. `try_send` only: the room never waits; a full
+    /// channel is counted and the frame refused.
+    pub to_central: mpsc::Sender<Value>,
+    /// Publishes the agent's last `status`.
+    pub agent_status: watch::Sender<Option<Value>>,
+}
+
+/// Creates both halves.
+pub fn channel() -> (UpstreamSide, RoomSide) {
+    let (to_agent, commands) = mpsc::channel(TO_AGENT_CAPACITY);
+    let (to_central, from_agent) = mpsc::channel(TO_CENTRAL_CAPACITY);
+    let (status_tx, status_rx) = watch::channel(None);
+    (
+        UpstreamSide {
+            to_agent,
+            from_agent,
+            agent_status: status_rx,
+        },
+        RoomSide {
+            commands,
+            to_central,
+            agent_status: status_tx,
+        },
+    )
+}
+
+impl UpstreamSide {
+    /// Sends a command to the agent and waits for the outcome (ack, not connected or
+    /// timeout). Never waits longer than `deadline` plus a channel hop.
+    pub async fn command(&self, frame: Value, command_id: String, deadline: Duration) -> AgentReply {
+        let (reply, rx) = oneshot::channel();
+        let req = ToAgent {
+            frame,
+            command_id,
+            deadline,
+            reply,
+        };
+        if self.to_agent.try_send(req).is_err() {
+            return AgentReply::NotConnected;
+        }
+        match tokio::time::timeout(deadline + Duration::from_millis(250), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => AgentReply::NotConnected,
+            Err(_) => AgentReply::Timeout,
+        }
+    }
+}

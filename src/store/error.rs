@@ -1,0 +1,58 @@
+//! Store errors, with the disk-full and permission cases told apart because their fixes
+//! differ.
+
+use crate::error::ErrorCode;
+use std::path::PathBuf;
+
+/// What went wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The state directory cannot be created or written.
+    #[error("cannot write the state directory {path}: {source}; give the bbedge user write access (systemd: StateDirectory=bbedge) or set daemon.state_dir")]
+    Unwritable {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The disk is full: writes are refused until space is freed.
+    #[error("the disk holding the state directory is full")]
+    Full,
+    /// The database is corrupt (it is quarantined at open time).
+    #[error("the database is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other I/O error.
+    #[error("database I/O error: {0}")]
+    Io(#[source] std::io::Error),
+    /// A value could not be encoded.
+    #[error("cannot encode a stored value: {0}")]
+    Encode(String),
+    /// A stored value does not decode: it is corrupt or from an incompatible version.
+    #[error("a stored value does not decode: {0}")]
+    Decode(String),
+}
+
+impl Error {
+    /// Maps sled's error, telling a full disk apart.
+    pub fn from_sled(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => Error::Full,
+            sled::Error::Io(io) => Error::Io(io),
+            sled::Error::Corruption { at, .. } => Error::Corrupt(format!("at {at:?}")),
+            other => Error::Corrupt(other.to_string()),
+        }
+    }
+}
+
+impl ErrorCode for Error {
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Unwritable { .. } => "STORE_UNWRITABLE",
+            Error::Full => "STORE_FULL",
+            Error::Corrupt(_) => "STORE_CORRUPT",
+            Error::Io(_) => "STORE_IO",
+            Error::Encode(_) => "STORE_ENCODE",
+            Error::Decode(_) => "STORE_DECODE",
+        }
+    }
+}
