@@ -194,6 +194,7 @@ impl App {
         let grace = Duration::from_secs(config.daemon.shutdown_grace);
         let mut tasks = Supervisor::new(shutdown.clone());
 
+        let health_addr = health.as_ref().map(|h| h.local_addr().to_string());
         if let Some(bound) = health {
             let ctx = health::routes::Context {
                 readiness: readiness.clone(),
@@ -216,7 +217,12 @@ impl App {
         hub.update(|f| f.booting = false);
         readiness.clear("startup");
         crate::systemd::ready();
-        tracing::info!(operation = "startup", state = %hub.state(), "bbedge ready");
+        tracing::info!(
+            operation = "startup",
+            state = %hub.state(),
+            health_addr = health_addr.as_deref().unwrap_or("disabled"),
+            "bbedge ready"
+        );
 
         shutdown.cancelled().await;
         hub.update(|f| f.shutting_down = true);

@@ -1,0 +1,90 @@
+//! The real `bbedge` binary as a child process, with JSON logs read from stderr so a
+//! test can wait for an event ("bbedge ready") instead of sleeping.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+
+/// Longest a test waits for one log line before failing (a hang guard, not a sync).
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `bbedge`.
+pub struct Daemon {
+    /// The child process.
+    pub child: Child,
+    /// Its stderr, one JSON object per line.
+    pub lines: Lines<BufReader<ChildStderr>>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+/// The binary cargo built for this test run.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bbedge")
+}
+
+/// Starts `bbedge <args>` in `cwd` with `env`, logging JSON to stderr.
+pub fn spawn(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .arg("--log-format")
+        .arg("json")
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("bbedge starts");
+    let stderr = child.stderr.take().expect("stderr piped");
+    Daemon {
+        child,
+        lines: BufReader::new(stderr).lines(),
+        seen: Vec::new(),
+    }
+}
+
+impl Daemon {
+    /// Reads log lines until one has `message == msg`; returns it parsed.
+    pub async fn wait_for(&mut self, msg: &str) -> Value {
+        loop {
+            let line = tokio::time::timeout(LINE_TIMEOUT, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no `{msg}` log line within {LINE_TIMEOUT:?}; saw {:#?}", self.seen))
+                .expect("read stderr")
+                .unwrap_or_else(|| panic!("bbedge exited before `{msg}`; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v.get("message").and_then(Value::as_str) == Some(msg) {
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    /// Waits for exit (hang guard) and returns the exit code.
+    pub async fn exit_code(&mut self) -> i32 {
+        let status = tokio::time::timeout(LINE_TIMEOUT, self.child.wait())
+            .await
+            .expect("bbedge exits")
+            .expect("wait");
+        status.code().unwrap_or(-1)
+    }
+}

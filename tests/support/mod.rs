@@ -1,0 +1,119 @@
+//! Shared test parts: the shared schema and vectors, the in-process `TestBox`, and the
+//! real binary started as a child process. Real sockets on 127.0.0.1 port 0, real sled
+//! in a temp dir; nothing mocked but GPIO.
+#![allow(dead_code)]
+
+pub mod binary;
+pub mod schema;
+
+use bbedge::app::App;
+use bbedge::config::{Loaded, Loader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// `../shared` beside the repository (or `$BBEDGE_SHARED_DIR`).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("BBEDGE_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+/// Config overrides for a test box: every listener on 127.0.0.1 port 0, state in `dir`,
+/// the simulated LED. `extra` pairs are dotted keys and TOML literals.
+pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Loaded {
+    let mut env: Vec<(String, String)> = vec![
+        ("daemon.state_dir".into(), format!("{:?}", dir.display().to_string())),
+        ("daemon.shutdown_grace".into(), "5".into()),
+        ("realtime.host".into(), "\"127.0.0.1\"".into()),
+        ("realtime.port".into(), "0".into()),
+        ("health.host".into(), "\"127.0.0.1\"".into()),
+        ("health.port".into(), "0".into()),
+        ("status_led.backend".into(), "\"sim\"".into()),
+        ("pairing.boot_file".into(), "\"\"".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let env = env.into_iter().map(|(k, v)| (env_name(&k), v));
+    Loader::builtin().env(env).load().expect("test config loads")
+}
+
+/// `realtime.rate_limiting.messages_per_second` → `BBEDGE_REALTIME__RATE_LIMITING__MESSAGES_PER_SECOND`.
+pub fn env_name(key: &str) -> String {
+    format!("BBEDGE_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// The real `App`, in-process, on loopback.
+pub struct TestBox {
+    /// State directory (deleted on drop).
+    pub dir: tempfile::TempDir,
+    /// The health endpoint.
+    pub health: SocketAddr,
+    /// Cancels the app.
+    pub shutdown: CancellationToken,
+    /// The running app.
+    pub task: Option<JoinHandle<Result<(), bbedge::store::Error>>>,
+}
+
+impl TestBox {
+    /// Starts a box with the default test config plus `extra`.
+    pub async fn start(extra: &[(&str, &str)]) -> TestBox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra).await
+    }
+
+    /// Starts a box whose state lives in `dir` (to restart on the same state).
+    pub async fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBox {
+        let loaded = test_config(dir.path(), extra);
+        let app = App::bind(loaded).await.expect("app binds");
+        let health = app.health_addr().expect("health enabled");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run(shutdown.clone()));
+        TestBox {
+            dir,
+            health,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn health_url(&self) -> String {
+        format!("http://{}", self.health)
+    }
+
+    /// GETs a health path; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.health_url())).await
+    }
+
+    /// GETs `/status` as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/status").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    /// Stops the box and returns its state dir for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("clean shutdown");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for TestBox {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A plain GET with reqwest; returns status and body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    let resp = reqwest::get(url).await.expect("GET succeeds");
+    let code = resp.status().as_u16();
+    (code, resp.text().await.expect("body"))
+}
