@@ -87,7 +87,12 @@ pub fn channel() -> (UpstreamSide, RoomSide) {
 impl UpstreamSide {
     /// Sends a command to the agent and waits for the outcome (ack, not connected or
     /// timeout). Never waits longer than `deadline` plus a channel hop.
-    pub async fn command(&self, frame: Value, command_id: String, deadline: Duration) -> AgentReply {
+    pub async fn command(
+        &self,
+        frame: Value,
+        command_id: String,
+        deadline: Duration,
+    ) -> AgentReply {
         let (reply, rx) = oneshot::channel();
         let req = ToAgent {
             frame,

@@ -16,13 +16,21 @@ pub fn watch(root: CancellationToken) -> std::io::Result<()> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(operation = "shutdown", signal = name, "shutting down; send the signal again to exit at once");
+        tracing::info!(
+            operation = "shutdown",
+            signal = name,
+            "shutting down; send the signal again to exit at once"
+        );
         root.cancel();
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::warn!(operation = "shutdown", signal = name, "second signal: exiting now");
+        tracing::warn!(
+            operation = "shutdown",
+            signal = name,
+            "second signal: exiting now"
+        );
         std::process::exit(FORCED_EXIT);
     });
     Ok(())

@@ -41,8 +41,10 @@ pub fn init(settings: &LogSettings) -> Output {
     match want {
         Output::Journald => match tracing_journald::layer() {
             Ok(layer) => {
-                let _ = registry.with(layer.with_syslog_identifier("bbedge".into())).try_init();
-                return Output::Journald;
+                let _ = registry
+                    .with(layer.with_syslog_identifier("bbedge".into()))
+                    .try_init();
+                Output::Journald
             }
             Err(e) => {
                 eprintln!("bbedge: journald unreachable ({e}); logging to stderr");
@@ -52,12 +54,19 @@ pub fn init(settings: &LogSettings) -> Output {
         },
         Output::Json => {
             let _ = registry
-                .with(fmt::layer().json().with_writer(std::io::stderr).flatten_event(true))
+                .with(
+                    fmt::layer()
+                        .json()
+                        .with_writer(std::io::stderr)
+                        .flatten_event(true),
+                )
                 .try_init();
             Output::Json
         }
         Output::Text => {
-            let _ = registry.with(text_layer(std::io::stderr().is_terminal())).try_init();
+            let _ = registry
+                .with(text_layer(std::io::stderr().is_terminal()))
+                .try_init();
             Output::Text
         }
     }
@@ -67,12 +76,19 @@ fn text_layer<S>(ansi: bool) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_target(false)
+    fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
 }
 
 fn filter(settings: &LogSettings) -> EnvFilter {
     if settings.verbose > 0 {
-        return EnvFilter::new(if settings.verbose == 1 { "debug" } else { "trace" });
+        return EnvFilter::new(if settings.verbose == 1 {
+            "debug"
+        } else {
+            "trace"
+        });
     }
     if let Ok(env) = std::env::var("RUST_LOG") {
         if let Ok(f) = EnvFilter::try_new(env) {

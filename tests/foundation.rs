@@ -36,5 +36,8 @@ async fn the_binary_serves_health_and_exits_zero_on_sigterm() {
     d.signal("TERM");
     d.wait_for("bbedge stopped").await;
     assert_eq!(d.exit_code().await, 0);
-    assert!(dir.path().join("bbedge-state/db").is_dir(), "state defaults to ./bbedge-state");
+    assert!(
+        dir.path().join("bbedge-state/db").is_dir(),
+        "state defaults to ./bbedge-state"
+    );
 }

@@ -104,12 +104,16 @@ impl App {
 
         let health = if config.health.enabled {
             let addr = SocketAddr::new(config.health.host, config.health.port);
-            Some(health::bind(addr).await.map_err(|source| StartError::Bind {
-                what: "the health endpoint",
-                addr,
-                hint: bind_hint(&source, "[health] port"),
-                source,
-            })?)
+            Some(
+                health::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        what: "the health endpoint",
+                        addr,
+                        hint: bind_hint(&source, "[health] port"),
+                        source,
+                    })?,
+            )
         } else {
             None
         };
@@ -158,9 +162,21 @@ impl App {
         let quarantined = Gauge::<i64>::default();
         quarantined.set(self.quarantine.is_some() as i64);
         let reg = self.metrics.registry();
-        reg.register("process_resident_memory_bytes", "Resident set size", rss.clone());
-        reg.register("store_size_bytes", "Bytes the sled database takes on disk", store_bytes.clone());
-        reg.register("uptime_seconds", "Seconds since the daemon started", uptime.clone());
+        reg.register(
+            "process_resident_memory_bytes",
+            "Resident set size",
+            rss.clone(),
+        );
+        reg.register(
+            "store_size_bytes",
+            "Bytes the sled database takes on disk",
+            store_bytes.clone(),
+        );
+        reg.register(
+            "uptime_seconds",
+            "Seconds since the daemon started",
+            uptime.clone(),
+        );
         reg.register(
             "store_quarantined",
             "1 when a corrupt database was moved aside at start",
@@ -202,7 +218,9 @@ impl App {
                 metrics: Arc::new(metrics),
                 hub: hub.clone(),
                 store: store.clone(),
-                quarantine: quarantine.as_ref().and_then(|q| serde_json::to_value(q).ok()),
+                quarantine: quarantine
+                    .as_ref()
+                    .and_then(|q| serde_json::to_value(q).ok()),
                 config_summary: serde_json::to_value(&config).unwrap_or_default(),
                 started,
             };
@@ -211,7 +229,9 @@ impl App {
         let status_hub = hub.clone();
         tasks.spawn("status", move |token| follow_state(status_hub, token));
         if let Some(interval) = crate::systemd::watchdog_interval() {
-            tasks.spawn("watchdog", move |token| crate::systemd::watchdog(interval, token));
+            tasks.spawn("watchdog", move |token| {
+                crate::systemd::watchdog(interval, token)
+            });
         }
 
         hub.update(|f| f.booting = false);

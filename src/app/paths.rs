@@ -23,7 +23,11 @@ impl Paths {
         let state_dir = if !config.daemon.state_dir.is_empty() {
             PathBuf::from(&config.daemon.state_dir)
         } else if let Some(dir) = std::env::var_os("STATE_DIRECTORY")
-            .and_then(|v| v.to_str().and_then(|s| s.split(':').next()).map(PathBuf::from))
+            .and_then(|v| {
+                v.to_str()
+                    .and_then(|s| s.split(':').next())
+                    .map(PathBuf::from)
+            })
             .filter(|p| !p.as_os_str().is_empty())
         {
             dir

@@ -51,7 +51,10 @@ impl Supervisor {
 
     /// Whether some task ended on its own (a bug or a fatal error).
     pub fn any_finished(&self) -> Option<&'static str> {
-        self.tasks.iter().find(|t| t.handle.is_finished()).map(|t| t.name)
+        self.tasks
+            .iter()
+            .find(|t| t.handle.is_finished())
+            .map(|t| t.name)
     }
 
     /// Stops the tasks in reverse start order, sharing `grace` between them. Returns
@@ -65,7 +68,11 @@ impl Supervisor {
             let mut handle = task.handle;
             match tokio::time::timeout(left, &mut handle).await {
                 Ok(Ok(())) => {
-                    tracing::debug!(operation = "supervisor.stop", task = task.name, "task stopped")
+                    tracing::debug!(
+                        operation = "supervisor.stop",
+                        task = task.name,
+                        "task stopped"
+                    )
                 }
                 Ok(Err(e)) => tracing::error!(
                     operation = "supervisor.stop",

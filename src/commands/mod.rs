@@ -14,7 +14,12 @@ pub fn unavailable(name: &str) -> i32 {
 }
 
 /// Prints an error with its code and returns `exit_code`.
-pub fn fail(what: &str, code: &str, err: &(dyn std::error::Error + 'static), exit_code: i32) -> i32 {
+pub fn fail(
+    what: &str,
+    code: &str,
+    err: &(dyn std::error::Error + 'static),
+    exit_code: i32,
+) -> i32 {
     eprintln!("bbedge: {what} [{code}]: {}", crate::error::chain(err));
     exit_code
 }

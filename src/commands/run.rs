@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::cli::{Cli, LogFormatArg};
-use crate::config::{LogFormat, Loader};
+use crate::config::{Loader, LogFormat};
 use crate::error::{exit, ErrorCode};
 use crate::telemetry::{self, LogSettings};
 use tokio_util::sync::CancellationToken;

@@ -10,11 +10,18 @@ pub fn show(cli: &Cli, args: &StatusArgs) -> i32 {
     let url = match &args.url {
         Some(u) => u.trim_end_matches('/').to_owned(),
         None => match Loader::from_process(cli.config.clone()).load() {
-            Ok(l) => format!("http://{}:{}", host(&l.config.health.host), l.config.health.port),
+            Ok(l) => format!(
+                "http://{}:{}",
+                host(&l.config.health.host),
+                l.config.health.port
+            ),
             Err(e) => return super::fail("invalid configuration", e.code(), &e, exit::USAGE),
         },
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return super::fail("cannot start the async runtime", "RUNTIME", &e, exit::OS),
     };
@@ -58,7 +65,12 @@ pub fn summary(v: &Value) -> String {
     let s = |p: &str| v.pointer(p).map(plain).unwrap_or_else(|| "-".to_owned());
     let mut out = String::new();
     out.push_str(&format!("state:    {}\n", s("/state")));
-    out.push_str(&format!("version:  {} (git {}, {})\n", s("/version"), s("/git"), s("/target")));
+    out.push_str(&format!(
+        "version:  {} (git {}, {})\n",
+        s("/version"),
+        s("/git"),
+        s("/target")
+    ));
     out.push_str(&format!("uptime:   {} s\n", s("/uptime_seconds")));
     out.push_str(&format!("ready:    {}\n", s("/ready")));
     if let Some(Value::Array(r)) = v.pointer("/not_ready_reasons") {
@@ -66,7 +78,11 @@ pub fn summary(v: &Value) -> String {
             out.push_str(&format!("  - {}\n", plain(reason)));
         }
     }
-    out.push_str(&format!("store:    {} ({} bytes)\n", s("/store/path"), s("/store/size_bytes")));
+    out.push_str(&format!(
+        "store:    {} ({} bytes)\n",
+        s("/store/path"),
+        s("/store/size_bytes")
+    ));
     out.push_str(&format!("memory:   {} bytes RSS\n", s("/memory/rss_bytes")));
     for section in ["rooms", "upstream", "pairing", "led"] {
         if let Some(sec) = v.get(section) {

@@ -22,24 +22,80 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     };
     let r = &c.realtime;
     range("daemon.shutdown_grace", c.daemon.shutdown_grace, 1..=300)?;
-    range("realtime.rooms.max_rooms", r.rooms.max_rooms as u64, 1..=1000)?;
-    range("realtime.rooms.cleanup_timeout", r.rooms.cleanup_timeout, 0..=86_400)?;
-    range("realtime.rooms.grace_period", r.rooms.grace_period, 0..=3600)?;
-    range("realtime.snapshots.interval", r.snapshots.interval, 10..=86_400)?;
-    range("realtime.snapshots.max_updates", r.snapshots.max_updates as u64, 1..=100_000)?;
+    range(
+        "realtime.rooms.max_rooms",
+        r.rooms.max_rooms as u64,
+        1..=1000,
+    )?;
+    range(
+        "realtime.rooms.cleanup_timeout",
+        r.rooms.cleanup_timeout,
+        0..=86_400,
+    )?;
+    range(
+        "realtime.rooms.grace_period",
+        r.rooms.grace_period,
+        0..=3600,
+    )?;
+    range(
+        "realtime.snapshots.interval",
+        r.snapshots.interval,
+        10..=86_400,
+    )?;
+    range(
+        "realtime.snapshots.max_updates",
+        r.snapshots.max_updates as u64,
+        1..=100_000,
+    )?;
     let rl = &r.rate_limiting;
-    range("realtime.rate_limiting.messages_per_second", rl.messages_per_second as u64, 1..=10_000)?;
-    range("realtime.rate_limiting.connections_per_ip", rl.connections_per_ip as u64, 1..=100_000)?;
-    range("realtime.rate_limiting.connections_per_user", rl.connections_per_user as u64, 1..=100_000)?;
+    range(
+        "realtime.rate_limiting.messages_per_second",
+        rl.messages_per_second as u64,
+        1..=10_000,
+    )?;
+    range(
+        "realtime.rate_limiting.connections_per_ip",
+        rl.connections_per_ip as u64,
+        1..=100_000,
+    )?;
+    range(
+        "realtime.rate_limiting.connections_per_user",
+        rl.connections_per_user as u64,
+        1..=100_000,
+    )?;
     let l = &r.limits;
-    range("realtime.limits.max_connections", l.max_connections as u64, 1..=100_000)?;
-    range("realtime.limits.max_frame_bytes", l.max_frame_bytes as u64, 1024..=16 << 20)?;
-    range("realtime.limits.send_queue_frames", l.send_queue_frames as u64, 1..=65_536)?;
-    range("realtime.limits.send_queue_bytes", l.send_queue_bytes as u64, 1024..=256 << 20)?;
-    range("realtime.limits.handshake_timeout", l.handshake_timeout, 1..=300)?;
+    range(
+        "realtime.limits.max_connections",
+        l.max_connections as u64,
+        1..=100_000,
+    )?;
+    range(
+        "realtime.limits.max_frame_bytes",
+        l.max_frame_bytes as u64,
+        1024..=16 << 20,
+    )?;
+    range(
+        "realtime.limits.send_queue_frames",
+        l.send_queue_frames as u64,
+        1..=65_536,
+    )?;
+    range(
+        "realtime.limits.send_queue_bytes",
+        l.send_queue_bytes as u64,
+        1024..=256 << 20,
+    )?;
+    range(
+        "realtime.limits.handshake_timeout",
+        l.handshake_timeout,
+        1..=300,
+    )?;
     range("realtime.limits.ping_interval", l.ping_interval, 1..=3600)?;
     range("realtime.limits.idle_timeout", l.idle_timeout, 1..=86_400)?;
-    range("realtime.limits.command_timeout", l.command_timeout, 1..=600)?;
+    range(
+        "realtime.limits.command_timeout",
+        l.command_timeout,
+        1..=600,
+    )?;
     if l.send_queue_bytes < l.max_frame_bytes {
         return Err(fail(
             loaded,
@@ -95,21 +151,48 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     range("upstream.pong_timeout", u.pong_timeout, 1..=600)?;
     range("upstream.backoff_initial", u.backoff_initial, 1..=3600)?;
     range("upstream.backoff_max", u.backoff_max, 1..=86_400)?;
-    range("upstream.backoff_reset_after", u.backoff_reset_after, 1..=86_400)?;
-    range("upstream.frames_per_second", u.frames_per_second as u64, 1..=10)?;
-    range("upstream.outbox_max_frames", u.outbox_max_frames as u64, 1..=1_000_000)?;
-    range("upstream.outbox_max_bytes", u.outbox_max_bytes as u64, 4096..=1 << 30)?;
-    range("upstream.outbox_max_age", u.outbox_max_age, 60..=30 * 86_400)?;
+    range(
+        "upstream.backoff_reset_after",
+        u.backoff_reset_after,
+        1..=86_400,
+    )?;
+    range(
+        "upstream.frames_per_second",
+        u.frames_per_second as u64,
+        1..=10,
+    )?;
+    range(
+        "upstream.outbox_max_frames",
+        u.outbox_max_frames as u64,
+        1..=1_000_000,
+    )?;
+    range(
+        "upstream.outbox_max_bytes",
+        u.outbox_max_bytes as u64,
+        4096..=1 << 30,
+    )?;
+    range(
+        "upstream.outbox_max_age",
+        u.outbox_max_age,
+        60..=30 * 86_400,
+    )?;
     range("upstream.token_warn_hours", u.token_warn_hours, 1..=167)?;
     if u.backoff_max < u.backoff_initial {
         return Err(fail(
             loaded,
             "upstream.backoff_max",
             u.backoff_max,
-            format!("must be at least upstream.backoff_initial ({})", u.backoff_initial),
+            format!(
+                "must be at least upstream.backoff_initial ({})",
+                u.backoff_initial
+            ),
         ));
     }
-    range("store.cache_bytes", c.store.cache_bytes, 256 << 10..=256 << 20)?;
+    range(
+        "store.cache_bytes",
+        c.store.cache_bytes,
+        256 << 10..=256 << 20,
+    )?;
     let led = &c.status_led;
     if !matches!(led.gpio_pins.len(), 0 | 1 | 3) {
         return Err(fail(

@@ -60,7 +60,10 @@ pub fn handle<B>(ctx: &Context, req: &Request<B>) -> Response<Full<Bytes>> {
             );
             r
         }
-        _ => text(StatusCode::NOT_FOUND, "not found: try /health, /ready, /status, /metrics\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /health, /ready, /status, /metrics\n",
+        ),
     }
 }
 

@@ -99,7 +99,10 @@ impl MessageType {
     pub fn is_preview(self) -> bool {
         matches!(
             self,
-            Self::PreviewOffer | Self::PreviewAnswer | Self::PreviewIceCandidate | Self::PreviewStopped
+            Self::PreviewOffer
+                | Self::PreviewAnswer
+                | Self::PreviewIceCandidate
+                | Self::PreviewStopped
         )
     }
 }
@@ -148,10 +151,24 @@ mod tests {
     #[test]
     fn every_type_round_trips() {
         for s in [
-            "command", "ack", "event", "status", "heartbeat", "schedule.push",
-            "session.manifest", "preview.offer", "preview.answer", "preview.ice_candidate",
-            "preview.stopped", "connection.ack", "re_enrolled", "auth_failed", "error",
-            "control", "ping", "pong",
+            "command",
+            "ack",
+            "event",
+            "status",
+            "heartbeat",
+            "schedule.push",
+            "session.manifest",
+            "preview.offer",
+            "preview.answer",
+            "preview.ice_candidate",
+            "preview.stopped",
+            "connection.ack",
+            "re_enrolled",
+            "auth_failed",
+            "error",
+            "control",
+            "ping",
+            "pong",
         ] {
             assert_eq!(MessageType::parse(s).map(MessageType::as_str), Some(s));
         }

@@ -220,7 +220,8 @@ mod tests {
     fn priority_table_picks_the_first_fact_that_holds() {
         let base = paired_online();
         assert_eq!(DeviceState::resolve(&base), DeviceState::Online);
-        let cases: [(fn(&mut Facts), DeviceState); 9] = [
+        type Row = (fn(&mut Facts), DeviceState);
+        let cases: [Row; 9] = [
             (|f| f.link = Link::Offline, DeviceState::OfflineBuffering),
             (|f| f.link = Link::Connecting, DeviceState::Connecting),
             (|f| f.paired = false, DeviceState::Unpaired),

@@ -76,7 +76,9 @@ impl Store {
     /// Encodes and writes one value (not yet flushed).
     pub fn put<T: Serialize>(&self, tree: Tree, key: &[u8], value: &T) -> Result<(), Error> {
         let bytes = codec::encode(value)?;
-        self.tree(tree)?.insert(key, bytes).map_err(Error::from_sled)?;
+        self.tree(tree)?
+            .insert(key, bytes)
+            .map_err(Error::from_sled)?;
         Ok(())
     }
 

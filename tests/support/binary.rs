@@ -56,7 +56,12 @@ impl Daemon {
         loop {
             let line = tokio::time::timeout(LINE_TIMEOUT, self.lines.next_line())
                 .await
-                .unwrap_or_else(|_| panic!("no `{msg}` log line within {LINE_TIMEOUT:?}; saw {:#?}", self.seen))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no `{msg}` log line within {LINE_TIMEOUT:?}; saw {:#?}",
+                        self.seen
+                    )
+                })
                 .expect("read stderr")
                 .unwrap_or_else(|| panic!("bbedge exited before `{msg}`; saw {:#?}", self.seen));
             self.seen.push(line.clone());

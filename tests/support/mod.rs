@@ -24,7 +24,10 @@ pub fn shared_dir() -> PathBuf {
 /// the simulated LED. `extra` pairs are dotted keys and TOML literals.
 pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Loaded {
     let mut env: Vec<(String, String)> = vec![
-        ("daemon.state_dir".into(), format!("{:?}", dir.display().to_string())),
+        (
+            "daemon.state_dir".into(),
+            format!("{:?}", dir.display().to_string()),
+        ),
         ("daemon.shutdown_grace".into(), "5".into()),
         ("realtime.host".into(), "\"127.0.0.1\"".into()),
         ("realtime.port".into(), "0".into()),
@@ -33,9 +36,16 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Loaded {
         ("status_led.backend".into(), "\"sim\"".into()),
         ("pairing.boot_file".into(), "\"\"".into()),
     ];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let env = env.into_iter().map(|(k, v)| (env_name(&k), v));
-    Loader::builtin().env(env).load().expect("test config loads")
+    Loader::builtin()
+        .env(env)
+        .load()
+        .expect("test config loads")
 }
 
 /// `realtime.rate_limiting.messages_per_second` → `BBEDGE_REALTIME__RATE_LIMITING__MESSAGES_PER_SECOND`.

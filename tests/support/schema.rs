@@ -25,13 +25,19 @@ impl Schema {
 
     /// The schema's complaints about `frame` (empty when valid).
     pub fn errors(&self, frame: &Value) -> Vec<String> {
-        self.validator.iter_errors(frame).map(|e| e.to_string()).collect()
+        self.validator
+            .iter_errors(frame)
+            .map(|e| e.to_string())
+            .collect()
     }
 
     /// Panics with the complaints unless `frame` is valid.
     pub fn assert_valid(&self, frame: &Value) {
         let errors = self.errors(frame);
-        assert!(errors.is_empty(), "frame fails the schema: {errors:?}\n{frame:#}");
+        assert!(
+            errors.is_empty(),
+            "frame fails the schema: {errors:?}\n{frame:#}"
+        );
     }
 
     /// Whether `frame` is valid.
@@ -53,7 +59,11 @@ pub fn vectors(sub: &str) -> Vec<(String, Value)> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .map(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let text = std::fs::read_to_string(&p).expect("vector readable");
             (name, serde_json::from_str(&text).expect("vector is JSON"))
         })
