@@ -41,3 +41,41 @@ async fn the_binary_serves_health_and_exits_zero_on_sigterm() {
         "state defaults to ./bbedge-state"
     );
 }
+
+#[tokio::test]
+async fn the_control_socket_answers_known_ops_and_refuses_unknown_ones() {
+    use bbedge::control::{self, ControlError};
+    let tb = TestBox::start(&[]).await;
+    let state = tb.dir.path().to_owned();
+    let r = control::request(&state, "pairing.reload", serde_json::json!({})).await;
+    assert_eq!(r, Ok(serde_json::json!({"paired": false})));
+    let r = control::request(&state, "no.such.op", serde_json::Value::Null).await;
+    assert_eq!(r, Err(ControlError::UnknownOp("no.such.op".into())));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(control::socket_path(&state))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "only the daemon's user may use the socket"
+    );
+    tb.stop().await;
+    let r = control::request(&state, "pairing.reload", serde_json::Value::Null).await;
+    assert_eq!(r, Err(ControlError::NotRunning));
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_state_dir_refuses_to_start() {
+    let tb = TestBox::start(&[]).await;
+    let loaded = support::test_config(tb.dir.path(), &[]);
+    // sled's own lock or the live control socket must stop the second one.
+    let err = bbedge::app::App::bind(loaded)
+        .await
+        .err()
+        .expect("second bind fails");
+    use bbedge::error::ErrorCode;
+    assert!(err.code() == "STORE_LOCKED", "{}: {err}", err.code());
+    tb.stop().await;
+}
