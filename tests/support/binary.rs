@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
@@ -26,9 +27,45 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bbedge")
 }
 
+/// The program that runs [`bin`]: none natively. A cross test runs under qemu-user
+/// (the runner in .cargo/config.toml), which cannot exec a foreign binary by itself;
+/// where the kernel refuses it (ENOEXEC: no binfmt_misc registration), the binary is
+/// run through `$BBEDGE_TEST_RUNNER`, default `qemu-<arch>`.
+pub fn runner() -> Option<&'static str> {
+    static RUNNER: OnceLock<Option<String>> = OnceLock::new();
+    RUNNER
+        .get_or_init(|| {
+            let direct = std::process::Command::new(bin())
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            match direct {
+                Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => Some(
+                    std::env::var("BBEDGE_TEST_RUNNER")
+                        .unwrap_or_else(|_| format!("qemu-{}", std::env::consts::ARCH)),
+                ),
+                _ => None,
+            }
+        })
+        .as_deref()
+}
+
+/// A command that runs the built binary (through [`runner`] where needed).
+pub fn command() -> Command {
+    match runner() {
+        Some(runner) => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(bin());
+            cmd
+        }
+        None => Command::new(bin()),
+    }
+}
+
 /// Starts `bbedge <args>` in `cwd` with `env`, logging JSON to stderr.
 pub fn spawn(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
-    let mut cmd = Command::new(bin());
+    let mut cmd = command();
     cmd.args(args)
         .arg("--log-format")
         .arg("json")
