@@ -46,4 +46,5 @@ case "$target" in
     x86_64-*) arch=amd64 ;;
     *) arch="*" ;;
 esac
+# shellcheck disable=SC2086 # $arch may be the glob *
 ls -l target/debian/bbedge_*_$arch.deb
