@@ -28,9 +28,11 @@ pub fn bin() -> &'static str {
 }
 
 /// The program that runs [`bin`]: none natively. A cross test runs under qemu-user
-/// (the runner in .cargo/config.toml), which cannot exec a foreign binary by itself;
-/// where the kernel refuses it (ENOEXEC: no binfmt_misc registration), the binary is
-/// run through `$BBEDGE_TEST_RUNNER`, default `qemu-<arch>`.
+/// (the runner in .cargo/config.toml), which cannot exec a foreign binary by itself:
+/// without a binfmt_misc registration the kernel refuses it (ENOEXEC), and because
+/// qemu turns posix_spawn's vfork into a fork, the error never reaches the parent:
+/// the spawn "succeeds" and the child exits 127. So: if `bbedge --version` does not
+/// run directly, the binary is run through `$BBEDGE_TEST_RUNNER`, default `qemu-<arch>`.
 pub fn runner() -> Option<&'static str> {
     static RUNNER: OnceLock<Option<String>> = OnceLock::new();
     RUNNER
@@ -41,11 +43,11 @@ pub fn runner() -> Option<&'static str> {
                 .stderr(Stdio::null())
                 .status();
             match direct {
-                Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => Some(
+                Ok(status) if status.success() => None,
+                _ => Some(
                     std::env::var("BBEDGE_TEST_RUNNER")
                         .unwrap_or_else(|_| format!("qemu-{}", std::env::consts::ARCH)),
                 ),
-                _ => None,
             }
         })
         .as_deref()
