@@ -36,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
 fi
 
-# RUSTC: keep rustup's proxy (first on PATH for most users) out of this build.
+# RUSTC/RUSTDOC: keep rustup's proxies (first on PATH for most users) out of this build.
 echo "build-debian: $(/usr/bin/rustc --version), target $target, profile $profile_dir"
-RUSTC=/usr/bin/rustc /usr/bin/cargo build --locked "${profile_args[@]}" --target "$target" "$@"
+RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc /usr/bin/cargo build --locked "${profile_args[@]}" --target "$target" "$@"
 echo "build-debian: built target/$target/$profile_dir/bbedge"
