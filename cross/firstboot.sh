@@ -75,7 +75,7 @@ main() {
     if [ -f "$boot/bbedge-pair.toml" ]; then
         log "found $boot/bbedge-pair.toml; bbedge pairs with it when it starts"
     else
-        log "no $boot/bbedge-pair.toml; pair with: sudo bbedge pair --server URL --device-uuid UUID --code CODE"
+        log "no $boot/bbedge-pair.toml; pair with: sudo -u bbedge bbedge pair --server URL --device-uuid UUID --code CODE"
     fi
     return 0
 }
