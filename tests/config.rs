@@ -207,7 +207,7 @@ fn walk(t: &toml::Table, prefix: &str, f: &mut dyn FnMut(&str)) {
 async fn the_binary_exits_64_with_one_clear_line_on_a_config_typo() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/typo-key.toml");
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(support::binary::bin())
+    let out = support::binary::command()
         .args(["--config", path.to_str().unwrap(), "run"])
         .current_dir(dir.path())
         .output()
@@ -221,7 +221,7 @@ async fn the_binary_exits_64_with_one_clear_line_on_a_config_typo() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let check = tokio::process::Command::new(support::binary::bin())
+    let check = support::binary::command()
         .args(["config", "check", path.to_str().unwrap()])
         .output()
         .await
@@ -231,7 +231,7 @@ async fn the_binary_exits_64_with_one_clear_line_on_a_config_typo() {
 
 #[tokio::test]
 async fn config_default_prints_the_built_in_file() {
-    let out = tokio::process::Command::new(support::binary::bin())
+    let out = support::binary::command()
         .args(["config", "default"])
         .output()
         .await

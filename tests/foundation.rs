@@ -120,7 +120,7 @@ async fn a_state_dir_that_cannot_be_created_fails_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"").unwrap();
-    let out = tokio::process::Command::new(binary::bin())
+    let out = binary::command()
         .args(["run"])
         .current_dir(dir.path())
         .env(
@@ -166,7 +166,7 @@ async fn a_health_port_in_use_fails_naming_the_key_to_change() {
 #[tokio::test]
 async fn bbedge_status_prints_a_summary_of_the_running_daemon() {
     let tb = TestBox::start(&[]).await;
-    let out = tokio::process::Command::new(binary::bin())
+    let out = binary::command()
         .args(["status", "--url", &tb.health_url()])
         .output()
         .await
@@ -179,7 +179,7 @@ async fn bbedge_status_prints_a_summary_of_the_running_daemon() {
         "{text}"
     );
     tb.stop().await;
-    let out = tokio::process::Command::new(binary::bin())
+    let out = binary::command()
         .args(["status", "--url", "http://127.0.0.1:9"])
         .output()
         .await

@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
@@ -26,16 +27,54 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bbedge")
 }
 
+/// The program that runs [`bin`]: none natively. A cross test runs under qemu-user
+/// (the runner in .cargo/config.toml), which cannot exec a foreign binary by itself:
+/// without a binfmt_misc registration the kernel refuses it (ENOEXEC), and because
+/// qemu turns posix_spawn's vfork into a fork, the error never reaches the parent:
+/// the spawn "succeeds" and the child exits 127. So: if `bbedge --version` does not
+/// run directly, the binary is run through `$BBEDGE_TEST_RUNNER`, default `qemu-<arch>`.
+pub fn runner() -> Option<&'static str> {
+    static RUNNER: OnceLock<Option<String>> = OnceLock::new();
+    RUNNER
+        .get_or_init(|| {
+            let direct = std::process::Command::new(bin())
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            match direct {
+                Ok(status) if status.success() => None,
+                _ => Some(
+                    std::env::var("BBEDGE_TEST_RUNNER")
+                        .unwrap_or_else(|_| format!("qemu-{}", std::env::consts::ARCH)),
+                ),
+            }
+        })
+        .as_deref()
+}
+
+/// A command that runs the built binary (through [`runner`] where needed).
+pub fn command() -> Command {
+    match runner() {
+        Some(runner) => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(bin());
+            cmd
+        }
+        None => Command::new(bin()),
+    }
+}
+
 /// Starts `bbedge <args>` in `cwd` with `env`, logging JSON to stderr.
 pub fn spawn(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
-    let mut cmd = Command::new(bin());
+    let mut cmd = command();
     cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
     start(cmd, cwd, args, env)
 }
 
 /// Like [`spawn`], but keeps `NOTIFY_SOCKET`/`WATCHDOG_USEC` from `env` (systemd tests).
 pub fn spawn_keep_notify(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
-    start(Command::new(bin()), cwd, args, env)
+    start(command(), cwd, args, env)
 }
 
 fn start(mut cmd: Command, cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
