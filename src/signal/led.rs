@@ -1,0 +1,329 @@
+//! The LED task: follows the [`StatusHub`] (woken by `changed()`, never polling), plays
+//! the state's [`Pattern`] on the chosen [`Backend`], times identify requests, and on
+//! shutdown shows `shutting_down` briefly before giving the LED back.
+//!
+//! Other parts talk to it through a cloneable [`LedHandle`] over a bounded mailbox.
+
+use super::backend::{self, Backend};
+use super::pattern::{Blink, Colour, Pattern};
+use super::sim::SimLed;
+use super::{DeviceState, Error, StatusHub};
+use crate::config::StatusLed;
+use crate::error::ErrorCode;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Pattern changes kept in [`LedView::history`]; older ones are dropped.
+pub const HISTORY: usize = 32;
+/// How long a visible LED keeps showing `shutting_down` before it is given back.
+pub const SHUTDOWN_SHOW: Duration = Duration::from_secs(1);
+/// The longest identify or test request accepted.
+pub const MAX_REQUEST: Duration = Duration::from_secs(3600);
+
+/// One pattern change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shown {
+    /// The state shown.
+    pub state: DeviceState,
+    /// Its pattern's name.
+    pub pattern: &'static str,
+    /// Milliseconds since the LED was set up.
+    pub at_ms: u64,
+}
+
+/// What the LED shows and why; `/status` reads it, tests wait on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedView {
+    /// `sysfs`, `gpio` or `sim`.
+    pub backend: &'static str,
+    /// Why this backend (the fallback chain for `auto`).
+    pub reason: String,
+    /// The state shown.
+    pub state: DeviceState,
+    /// The pattern's name.
+    pub pattern: &'static str,
+    /// The pattern's timings.
+    pub timings: String,
+    /// Its colour on an RGB LED.
+    pub colour: Colour,
+    /// A `bbedge led test` step overrides the device state.
+    pub testing: bool,
+    /// Recent pattern changes, oldest first (at most [`HISTORY`]).
+    pub history: VecDeque<Shown>,
+}
+
+#[derive(Debug)]
+enum Request {
+    /// Set the `identify` fact for this long.
+    Identify(Duration),
+    /// Show this state's pattern for this long, whatever the device state (`led test`).
+    Show(DeviceState, Duration),
+}
+
+/// Talks to the LED task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LedHandle {
+    /// Requests to the LED task (sender side; the task receives). Bounded by
+    /// `[status_led] mailbox`; when full, requests fail with `LED_BUSY` at once.
+    tx: mpsc::Sender<Request>,
+    view: watch::Receiver<LedView>,
+    sim: SimLed,
+}
+
+impl LedHandle {
+    /// Blinks `identify` for `duration`, then returns to the current state. A new request
+    /// replaces the running one's deadline.
+    pub fn identify(&self, duration: Duration) -> Result<(), Error> {
+        self.send(Request::Identify(check(duration)?))
+    }
+
+    /// Shows `state`'s pattern for `duration` regardless of the device state.
+    pub fn show(&self, state: DeviceState, duration: Duration) -> Result<(), Error> {
+        self.send(Request::Show(state, check(duration)?))
+    }
+
+    fn send(&self, r: Request) -> Result<(), Error> {
+        self.tx.try_send(r).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Busy,
+            mpsc::error::TrySendError::Closed(_) => Error::Stopped,
+        })
+    }
+
+    /// What the LED shows now.
+    pub fn view(&self) -> LedView {
+        self.view.borrow().clone()
+    }
+
+    /// Wakes on every pattern change.
+    pub fn watch(&self) -> watch::Receiver<LedView> {
+        self.view.clone()
+    }
+
+    /// The simulated LED (the record of edges when the backend is `sim`).
+    pub fn sim(&self) -> &SimLed {
+        &self.sim
+    }
+
+    /// The `/status` section.
+    pub fn status_json(&self) -> serde_json::Value {
+        let view = self.view();
+        let mut v = serde_json::to_value(&view).unwrap_or_default();
+        if view.backend == "sim" {
+            let edges = self.sim.edges();
+            let recent = &edges[edges.len().saturating_sub(16)..];
+            v["sim"] = serde_json::json!({ "on": self.sim.is_on(), "recent_edges": recent });
+        }
+        v
+    }
+}
+
+fn check(d: Duration) -> Result<Duration, Error> {
+    if d.is_zero() || d > MAX_REQUEST {
+        return Err(Error::BadRequest(format!(
+            "seconds must be 1 to {}",
+            MAX_REQUEST.as_secs()
+        )));
+    }
+    Ok(d)
+}
+
+/// The LED task before it runs.
+pub struct LedTask {
+    hub: StatusHub,
+    /// Requests from [`LedHandle`]s (receiver side).
+    rx: mpsc::Receiver<Request>,
+    led: Box<dyn Backend>,
+    view: watch::Sender<LedView>,
+    sim: SimLed,
+    created: Instant,
+    /// When the pattern now playing started (the shutdown linger counts from it).
+    since: Instant,
+    shutdown_show: Duration,
+}
+
+/// Opens the configured LED (falling back to `sim`, with one warning, if it cannot) and
+/// returns the handle and the task to spawn.
+pub fn build(cfg: &StatusLed, hub: StatusHub) -> (LedHandle, LedTask) {
+    let sim = SimLed::new();
+    let chosen = backend::choose(cfg, sim.clone());
+    if let Some(e) = &chosen.warning {
+        tracing::warn!(
+            operation = "led.open",
+            code = e.code(),
+            error = %e,
+            backend = chosen.led.kind(),
+            "status LED unavailable; showing the state in memory only"
+        );
+    }
+    tracing::info!(
+        operation = "led.open",
+        backend = chosen.led.kind(),
+        reason = %chosen.reason,
+        "status LED backend chosen"
+    );
+    let state = hub.state();
+    let pattern = Pattern::of(state);
+    let (view_tx, view_rx) = watch::channel(LedView {
+        backend: chosen.led.kind(),
+        reason: chosen.reason,
+        state,
+        pattern: pattern.name,
+        timings: pattern.timings(),
+        colour: pattern.colour,
+        testing: false,
+        history: VecDeque::with_capacity(HISTORY),
+    });
+    let (tx, rx) = mpsc::channel(cfg.mailbox.max(1));
+    let handle = LedHandle {
+        tx,
+        view: view_rx,
+        sim: sim.clone(),
+    };
+    let task = LedTask {
+        hub,
+        rx,
+        led: chosen.led,
+        view: view_tx,
+        sim,
+        created: Instant::now(),
+        since: Instant::now(),
+        shutdown_show: SHUTDOWN_SHOW,
+    };
+    (handle, task)
+}
+
+impl LedTask {
+    /// How long a visible LED shows `shutting_down` at the end (the CLI wants none).
+    pub fn with_shutdown_show(mut self, d: Duration) -> Self {
+        self.shutdown_show = d;
+        self
+    }
+
+    /// Runs until `token` is cancelled, then shows `shutting_down` briefly and restores.
+    pub async fn run(mut self, token: CancellationToken) {
+        let mut facts = self.hub.subscribe();
+        let mut identify_until: Option<Instant> = None;
+        let mut test: Option<(DeviceState, Instant)> = None;
+        let mut blink = self.start(self.hub.state(), false, None);
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                _ = at(identify_until) => {
+                    identify_until = None;
+                    self.hub.update(|f| f.identify = false);
+                }
+                _ = at(test.map(|t| t.1)) => test = None,
+                r = facts.changed() => if r.is_err() { break },
+                req = self.rx.recv() => match req {
+                    Some(Request::Identify(d)) => {
+                        identify_until = Some(Instant::now() + d);
+                        self.hub.update(|f| f.identify = true);
+                        tracing::info!(operation = "led.identify", seconds = d.as_secs(), "identify requested");
+                    }
+                    Some(Request::Show(state, d)) => test = Some((state, Instant::now() + d)),
+                    None => {}
+                },
+                _ = at(blink.next_edge()) => {
+                    blink.advance();
+                    self.drive(&blink);
+                    continue;
+                }
+            }
+            let (state, testing) = match test {
+                Some((s, _)) => (s, true),
+                None => (self.hub.state(), false),
+            };
+            let view = self.view.borrow();
+            let same = view.state == state && view.testing == testing;
+            drop(view);
+            if !same {
+                blink = self.start(state, testing, Some(blink));
+            }
+        }
+        self.stop(blink).await;
+    }
+
+    /// Starts `state`'s pattern now, unless it is the one already playing.
+    fn start(&mut self, state: DeviceState, testing: bool, current: Option<Blink>) -> Blink {
+        let pattern = Pattern::of(state);
+        let at_ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.view.send_modify(|v| {
+            v.state = state;
+            v.pattern = pattern.name;
+            v.timings = pattern.timings();
+            v.colour = pattern.colour;
+            v.testing = testing;
+            if v.history.len() == HISTORY {
+                v.history.pop_front();
+            }
+            v.history.push_back(Shown {
+                state,
+                pattern: pattern.name,
+                at_ms,
+            });
+        });
+        if let Some(b) = current.filter(|b| b.pattern() == pattern) {
+            return b; // Another state with the same pattern: keep the rhythm going.
+        }
+        self.since = Instant::now();
+        let blink = Blink::start(pattern, self.since);
+        self.drive(&blink);
+        blink
+    }
+
+    /// Shows the blink's current step; a failing LED becomes the simulated one.
+    fn drive(&mut self, blink: &Blink) {
+        if let Err(e) = self.led.set(blink.output()) {
+            let from = self.led.kind();
+            tracing::warn!(
+                operation = "led.set",
+                code = e.code(),
+                error = %e,
+                backend = from,
+                "status LED failed; showing the state in memory only"
+            );
+            self.led = Box::new(self.sim.clone());
+            let _ = self.led.set(blink.output());
+            self.view.send_modify(|v| {
+                v.backend = "sim";
+                v.reason = format!("{from} failed [{}]: {e}", e.code());
+            });
+        }
+    }
+
+    async fn stop(mut self, mut blink: Blink) {
+        if self.view.borrow().state != DeviceState::ShuttingDown {
+            blink = self.start(DeviceState::ShuttingDown, false, Some(blink));
+        }
+        if self.led.is_physical() {
+            // Counted from when shutting_down began: the other tasks' stopping time counts.
+            let until = self.since + self.shutdown_show;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = at(blink.next_edge()) => {
+                        blink.advance();
+                        self.drive(&blink);
+                    }
+                }
+            }
+        }
+        match self.led.restore() {
+            Ok(()) => tracing::debug!(operation = "led.restore", backend = self.led.kind(), "status LED given back"),
+            Err(e) => tracing::warn!(operation = "led.restore", code = e.code(), error = %e, "cannot give the status LED back"),
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn at(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
