@@ -19,6 +19,8 @@ pub struct SysfsLed {
     saved_trigger: String,
     /// The brightness at open, restored before the trigger.
     saved_brightness: String,
+    /// `restore` ran; otherwise drop restores (an early return must not keep the LED).
+    restored: bool,
 }
 
 impl SysfsLed {
@@ -47,12 +49,11 @@ impl SysfsLed {
             inverted,
             saved_trigger,
             saved_brightness,
+            restored: false,
         };
         // Probe brightness now, so an unwritable file is found at start, not mid-blink.
-        if let Err(e) = write(&led.dir.join("brightness"), &led.saved_brightness) {
-            let _ = write(&trigger_path, &led.saved_trigger);
-            return Err(e);
-        }
+        // On failure, dropping `led` gives the trigger back.
+        write(&led.dir.join("brightness"), &led.saved_brightness)?;
         Ok(led)
     }
 
@@ -77,8 +78,17 @@ impl Backend for SysfsLed {
     }
 
     fn restore(&mut self) -> Result<(), Error> {
+        self.restored = true;
         write(&self.dir.join("brightness"), &self.saved_brightness)?;
         write(&self.dir.join("trigger"), &self.saved_trigger)
+    }
+}
+
+impl Drop for SysfsLed {
+    fn drop(&mut self) {
+        if !self.restored {
+            let _ = self.restore();
+        }
     }
 }
 
@@ -147,6 +157,14 @@ mod tests {
         assert_eq!(contents(dir.join("brightness")), "0");
         led.restore().unwrap();
         assert_eq!(contents(dir.join("trigger")), "mmc0");
+    }
+
+    #[test]
+    fn dropping_the_led_without_restore_still_gives_the_trigger_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = fake(tmp.path(), "none [heartbeat]\n");
+        drop(SysfsLed::open(&dir, false).unwrap());
+        assert_eq!(contents(dir.join("trigger")), "heartbeat");
     }
 
     #[test]
