@@ -8,8 +8,9 @@
 //! 0. `led`: the status LED (first, so it shows `booting`; stopped last, so it shows
 //!    `shutting_down` while the others stop, then is given back).
 //! 1. `health`: the HTTP operations surface.
-//! 2. `status`: follows the device state into systemd's STATUS= line and the log.
-//! 3. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
+//! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
+//! 3. `status`: follows the device state into systemd's STATUS= line and the log.
+//! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -21,8 +22,10 @@ pub use supervisor::Supervisor;
 
 use crate::bus::Bus;
 use crate::config::Loaded;
+use crate::control;
 use crate::error::{exit, ErrorCode};
 use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
+use crate::pairing::CredentialStore;
 use crate::signal::{self, LedHandle, LedTask, StatusHub};
 use crate::store::{self, Store};
 use prometheus_client::metrics::gauge::Gauge;
@@ -37,6 +40,14 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// The control socket could not be bound.
+    #[error("cannot create the control socket {path}: {source}")]
+    Control {
+        /// The socket path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for {what}: {source}; {hint}")]
     Bind {
@@ -59,6 +70,12 @@ impl ErrorCode for StartError {
                 "ADDRESS_IN_USE"
             }
             StartError::Bind { .. } => "BIND_FAILED",
+            StartError::Control { source, .. }
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                "ALREADY_RUNNING"
+            }
+            StartError::Control { .. } => "CONTROL_SOCKET_FAILED",
         }
     }
 }
@@ -69,7 +86,7 @@ impl StartError {
         match self {
             StartError::Store(store::Error::Unwritable { .. }) => exit::NOPERM,
             StartError::Store(_) => exit::OS,
-            StartError::Bind { .. } => exit::OS,
+            StartError::Bind { .. } | StartError::Control { .. } => exit::OS,
         }
     }
 }
@@ -86,6 +103,9 @@ pub struct App {
     board: StatusBoard,
     metrics: Metrics,
     health: Option<health::Bound>,
+    control_socket: control::Bound,
+    control: control::Handlers,
+    credentials: CredentialStore,
     started: Instant,
     led: LedHandle,
     led_task: LedTask,
@@ -122,6 +142,19 @@ impl App {
             None
         };
 
+        let socket = control::socket_path(&paths.state_dir);
+        let control_socket =
+            control::Bound::bind(&socket).map_err(|source| StartError::Control {
+                path: socket.clone(),
+                source,
+            })?;
+
+        let (credentials, creds_err) = CredentialStore::open(paths.credentials.clone());
+        if let Some(e) = creds_err {
+            tracing::error!(operation = "pairing.load", code = e.code(), error = %e, "credentials unreadable; running unpaired");
+        }
+        hub.update(|f| f.paired = credentials.current().is_some());
+
         // === status LED (issue 5) ===
         // Opened after every listener is bound (a failed bind leaves the LED untouched);
         // `auto` logs its choice here. Never fails: falls back to the simulated LED.
@@ -137,17 +170,22 @@ impl App {
             board: StatusBoard::default(),
             metrics: Metrics::new(),
             health,
+            control_socket,
+            control: control::Handlers::default(),
+            credentials,
             started,
             loaded,
             led,
             led_task,
         };
         app.register_core_metrics();
+        app.register_pairing_reload();
         // === status LED (issue 5): /status "led" section and bbedge_led_* metrics ===
         let led = app.led.clone();
         app.board
             .register("led", Box::new(move || led.status_json()));
         signal::metrics::register(&mut app.metrics, app.led.clone());
+        signal::control::register(&mut app.control, &app.led);
         Ok(app)
     }
 
@@ -171,9 +209,41 @@ impl App {
         &self.bus
     }
 
+    /// The control operations the daemon answers; services register theirs in `bind`.
+    pub fn control(&mut self) -> &mut control::Handlers {
+        &mut self.control
+    }
+
     /// Resolved paths.
     pub fn paths(&self) -> &Paths {
         &self.paths
+    }
+
+    /// The credentials the upstream link and `/status` read.
+    pub fn credentials(&self) -> &CredentialStore {
+        &self.credentials
+    }
+
+    /// `pairing.reload`: `bbedge pair|unpair` ask the daemon to re-read the credentials.
+    fn register_pairing_reload(&mut self) {
+        let creds = self.credentials.clone();
+        let hub = self.hub.clone();
+        self.control.register("pairing.reload", move |_| {
+            let creds = creds.clone();
+            let hub = hub.clone();
+            async move {
+                let now = creds
+                    .reload()
+                    .map_err(|e| control::ControlError::failed(&e, e.code()))?;
+                hub.update(|f| {
+                    f.paired = now.is_some();
+                    if now.is_some() {
+                        f.needs_pairing = false;
+                    }
+                });
+                Ok(serde_json::json!({ "paired": now.is_some() }))
+            }
+        });
     }
 
     fn register_core_metrics(&mut self) {
@@ -224,6 +294,8 @@ impl App {
             board,
             metrics,
             health,
+            control_socket,
+            control,
             started,
             led_task,
             ..
@@ -250,6 +322,7 @@ impl App {
             };
             tasks.spawn("health", move |token| bound.serve(ctx, token));
         }
+        tasks.spawn("control", move |token| control_socket.serve(control, token));
         let status_hub = hub.clone();
         tasks.spawn("status", move |token| follow_state(status_hub, token));
         if let Some(interval) = crate::systemd::watchdog_interval() {

@@ -10,6 +10,7 @@
 //!   and the `auto` choice between them.
 
 pub mod backend;
+pub mod control;
 mod error;
 pub mod gpio;
 pub mod led;
