@@ -134,6 +134,8 @@ fn check(d: Duration) -> Result<Duration, Error> {
 /// The LED task before it runs.
 pub struct LedTask {
     hub: StatusHub,
+    /// Subscribed at build, so a change between build and run is not missed.
+    facts: watch::Receiver<super::Facts>,
     /// Requests from [`LedHandle`]s (receiver side).
     rx: mpsc::Receiver<Request>,
     led: Box<dyn Backend>,
@@ -184,6 +186,7 @@ pub fn build(cfg: &StatusLed, hub: StatusHub) -> (LedHandle, LedTask) {
         sim: sim.clone(),
     };
     let task = LedTask {
+        facts: hub.subscribe(),
         hub,
         rx,
         led: chosen.led,
@@ -205,10 +208,11 @@ impl LedTask {
 
     /// Runs until `token` is cancelled, then shows `shutting_down` briefly and restores.
     pub async fn run(mut self, token: CancellationToken) {
-        let mut facts = self.hub.subscribe();
         let mut identify_until: Option<Instant> = None;
         let mut test: Option<(DeviceState, Instant)> = None;
-        let mut blink = self.start(self.hub.state(), false, None);
+        // The state at build first (`booting` in the daemon), then whatever changed since.
+        let first = self.view.borrow().state;
+        let mut blink = self.start(first, false, None);
         loop {
             tokio::select! {
                 biased;
@@ -218,7 +222,7 @@ impl LedTask {
                     self.hub.update(|f| f.identify = false);
                 }
                 _ = at(test.map(|t| t.1)) => test = None,
-                r = facts.changed() => if r.is_err() { break },
+                r = self.facts.changed() => if r.is_err() { break },
                 req = self.rx.recv() => match req {
                     Some(Request::Identify(d)) => {
                         identify_until = Some(Instant::now() + d);

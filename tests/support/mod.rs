@@ -36,6 +36,9 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Loaded {
         ("status_led.backend".into(), "\"sim\"".into()),
         ("pairing.boot_file".into(), "\"\"".into()),
     ];
+    // An extra pair replaces the default above (the loader sorts env pairs, so a
+    // duplicate key would be decided by its value, not by order).
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     env.extend(
         extra
             .iter()

@@ -1,0 +1,171 @@
+//! The status LED end to end: the running daemon (sim or a fake sysfs tree), /status,
+//! /metrics, the control socket and the `bbedge led` command.
+
+mod support;
+
+use bbedge::signal::{DeviceState, LedHandle, Link};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::TestBox;
+
+/// Hang guard for waiting on the LED (an event, not a sleep).
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn shows(led: &LedHandle, state: DeviceState) {
+    let mut rx = led.watch();
+    tokio::time::timeout(WAIT, rx.wait_for(|v| v.state == state))
+        .await
+        .unwrap_or_else(|_| panic!("LED never showed {state}; shows {:?}", led.view()))
+        .expect("LED task alive");
+}
+
+fn fake_sysfs(root: &Path) -> PathBuf {
+    let dir = root.join("leds/ACT");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("trigger"), "none rc-feedback [mmc0] timer heartbeat\n").unwrap();
+    std::fs::write(dir.join("brightness"), "0\n").unwrap();
+    std::fs::write(dir.join("max_brightness"), "1\n").unwrap();
+    dir
+}
+
+fn toml_str(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+#[tokio::test]
+async fn status_and_metrics_follow_the_device_state_through_the_led() {
+    let tb = TestBox::start(&[]).await;
+    shows(&tb.led, DeviceState::Unpaired).await;
+    let led = &tb.status().await["led"];
+    assert_eq!(led["backend"], "sim");
+    assert_eq!(led["reason"], "configured: backend = \"sim\"");
+    assert_eq!((&led["state"], &led["pattern"]), (&json!("unpaired"), &json!("blip")));
+    assert_eq!(led["sim"]["recent_edges"][0]["on"], true);
+
+    let steps: [(fn(&mut bbedge::signal::Facts), DeviceState, &str); 4] = [
+        (|f| { f.paired = true; f.link = Link::Online; }, DeviceState::Online, "solid"),
+        (|f| f.link = Link::Offline, DeviceState::OfflineBuffering, "wink"),
+        (|f| f.recording = true, DeviceState::Recording, "heartbeat"),
+        (|f| f.storage_fault = true, DeviceState::StorageFault, "sos"),
+    ];
+    for (apply, state, pattern) in steps {
+        tb.hub.update(apply);
+        shows(&tb.led, state).await;
+        let status = tb.status().await;
+        assert_eq!(status["state"], state.as_str());
+        assert_eq!(status["led"]["state"], state.as_str());
+        assert_eq!(status["led"]["pattern"], pattern);
+    }
+    let history: Vec<String> = tb.status().await["led"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        history,
+        ["booting", "unpaired", "online", "offline_buffering", "recording", "storage_fault"]
+    );
+    let (code, metrics) = tb.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(metrics.contains("bbedge_led_state{state=\"storage_fault\"} 1"), "{metrics}");
+    assert!(metrics.contains("bbedge_led_state{state=\"online\"} 0"), "{metrics}");
+    assert!(metrics.contains("bbedge_led_backend{backend=\"sim\"} 1"), "{metrics}");
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn identify_over_the_control_socket_blinks_then_returns_to_the_current_state() {
+    let tb = TestBox::start(&[]).await;
+    shows(&tb.led, DeviceState::Unpaired).await;
+    let reply = bbedge::control::request(tb.dir.path(), "led.identify", json!({"seconds": 1}))
+        .await
+        .expect("daemon answers");
+    assert_eq!(reply["seconds"], 1);
+    shows(&tb.led, DeviceState::Identify).await;
+    let status = tb.status().await;
+    assert_eq!((&status["state"], &status["led"]["pattern"]), (&json!("identify"), &json!("burst")));
+    shows(&tb.led, DeviceState::Unpaired).await;
+    assert!(!tb.hub.facts().identify);
+
+    let bad = bbedge::control::request(tb.dir.path(), "led.identify", json!({"seconds": 0}))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("seconds must be 1 to 3600"), "{bad}");
+    let bad = bbedge::control::request(tb.dir.path(), "led.show", json!({"state": "party", "ms": 5}))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("unknown state \"party\""), "{bad}");
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn the_led_command_asks_the_running_daemon_to_identify() {
+    let tb = TestBox::start(&[]).await;
+    shows(&tb.led, DeviceState::Unpaired).await;
+    let out = tokio::process::Command::new(support::binary::bin())
+        .args(["led", "identify", "--seconds", "2"])
+        .env("BBEDGE_DAEMON__STATE_DIR", toml_str(tb.dir.path()))
+        .env("BBEDGE_PAIRING__BOOT_FILE", "\"\"")
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("The daemon blinks identify on its sim LED for 2 s"), "{stdout}");
+    shows(&tb.led, DeviceState::Identify).await;
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_shows_shutting_down_and_gives_the_led_back() {
+    let tb = TestBox::start(&[]).await;
+    shows(&tb.led, DeviceState::Unpaired).await;
+    let led = tb.led.clone();
+    tb.stop().await;
+    assert_eq!(led.view().state, DeviceState::ShuttingDown);
+    assert!(led.sim().restored());
+}
+
+#[tokio::test]
+async fn auto_drives_a_writable_sysfs_led_and_restores_its_trigger_on_shutdown() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_sysfs(root.path());
+    let sysfs_root = toml_str(&root.path().join("leds"));
+    let tb = TestBox::start(&[
+        ("status_led.backend", "\"auto\""),
+        ("status_led.sysfs_root", &sysfs_root),
+        ("status_led.gpio_pins", "[17]"),
+    ])
+    .await;
+    shows(&tb.led, DeviceState::Unpaired).await;
+    let led = &tb.status().await["led"];
+    assert_eq!(led["backend"], "sysfs", "{led}");
+    let reason = led["reason"].as_str().unwrap();
+    assert!(reason.contains("gpio [LED_GPIO_"), "gpio is tried first: {reason}");
+    assert!(reason.contains("ACT is writable"), "{reason}");
+    assert_eq!(std::fs::read_to_string(dir.join("trigger")).unwrap(), "none");
+    tb.stop().await;
+    assert_eq!(std::fs::read_to_string(dir.join("trigger")).unwrap(), "mmc0");
+    assert_eq!(std::fs::read_to_string(dir.join("brightness")).unwrap(), "0");
+}
+
+#[tokio::test]
+async fn an_unwritable_led_falls_back_to_sim_and_the_daemon_still_serves() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_sysfs(root.path());
+    std::fs::remove_file(dir.join("brightness")).unwrap();
+    std::fs::create_dir(dir.join("brightness")).unwrap(); // unwritable, even for root
+    let sysfs_root = toml_str(&root.path().join("leds"));
+    let tb = TestBox::start(&[
+        ("status_led.backend", "\"sysfs\""),
+        ("status_led.sysfs_root", &sysfs_root),
+    ])
+    .await;
+    shows(&tb.led, DeviceState::Unpaired).await;
+    let led = &tb.status().await["led"];
+    assert_eq!(led["backend"], "sim");
+    assert!(led["reason"].as_str().unwrap().starts_with("sysfs failed [LED_"), "{led}");
+    assert_eq!(tb.get("/ready").await.0, 200);
+    tb.stop().await;
+}
