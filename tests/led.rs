@@ -3,7 +3,7 @@
 
 mod support;
 
-use bbedge::signal::{DeviceState, LedHandle, Link};
+use bbedge::signal::{DeviceState, Facts, LedHandle, Link};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,11 +23,18 @@ async fn shows(led: &LedHandle, state: DeviceState) {
 fn fake_sysfs(root: &Path) -> PathBuf {
     let dir = root.join("leds/ACT");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("trigger"), "none rc-feedback [mmc0] timer heartbeat\n").unwrap();
+    std::fs::write(
+        dir.join("trigger"),
+        "none rc-feedback [mmc0] timer heartbeat\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("brightness"), "0\n").unwrap();
     std::fs::write(dir.join("max_brightness"), "1\n").unwrap();
     dir
 }
+
+/// A fact change, the state it leads to and that state's pattern.
+type Step = (fn(&mut Facts), DeviceState, &'static str);
 
 fn toml_str(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
@@ -40,12 +47,26 @@ async fn status_and_metrics_follow_the_device_state_through_the_led() {
     let led = &tb.status().await["led"];
     assert_eq!(led["backend"], "sim");
     assert_eq!(led["reason"], "configured: backend = \"sim\"");
-    assert_eq!((&led["state"], &led["pattern"]), (&json!("unpaired"), &json!("blip")));
+    assert_eq!(
+        (&led["state"], &led["pattern"]),
+        (&json!("unpaired"), &json!("blip"))
+    );
     assert_eq!(led["sim"]["recent_edges"][0]["on"], true);
 
-    let steps: [(fn(&mut bbedge::signal::Facts), DeviceState, &str); 4] = [
-        (|f| { f.paired = true; f.link = Link::Online; }, DeviceState::Online, "solid"),
-        (|f| f.link = Link::Offline, DeviceState::OfflineBuffering, "wink"),
+    let steps: [Step; 4] = [
+        (
+            |f| {
+                f.paired = true;
+                f.link = Link::Online;
+            },
+            DeviceState::Online,
+            "solid",
+        ),
+        (
+            |f| f.link = Link::Offline,
+            DeviceState::OfflineBuffering,
+            "wink",
+        ),
         (|f| f.recording = true, DeviceState::Recording, "heartbeat"),
         (|f| f.storage_fault = true, DeviceState::StorageFault, "sos"),
     ];
@@ -65,13 +86,29 @@ async fn status_and_metrics_follow_the_device_state_through_the_led() {
         .collect();
     assert_eq!(
         history,
-        ["booting", "unpaired", "online", "offline_buffering", "recording", "storage_fault"]
+        [
+            "booting",
+            "unpaired",
+            "online",
+            "offline_buffering",
+            "recording",
+            "storage_fault"
+        ]
     );
     let (code, metrics) = tb.get("/metrics").await;
     assert_eq!(code, 200);
-    assert!(metrics.contains("bbedge_led_state{state=\"storage_fault\"} 1"), "{metrics}");
-    assert!(metrics.contains("bbedge_led_state{state=\"online\"} 0"), "{metrics}");
-    assert!(metrics.contains("bbedge_led_backend{backend=\"sim\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("bbedge_led_state{state=\"storage_fault\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bbedge_led_state{state=\"online\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bbedge_led_backend{backend=\"sim\"} 1"),
+        "{metrics}"
+    );
     tb.stop().await;
 }
 
@@ -85,17 +122,27 @@ async fn identify_over_the_control_socket_blinks_then_returns_to_the_current_sta
     assert_eq!(reply["seconds"], 1);
     shows(&tb.led, DeviceState::Identify).await;
     let status = tb.status().await;
-    assert_eq!((&status["state"], &status["led"]["pattern"]), (&json!("identify"), &json!("burst")));
+    assert_eq!(
+        (&status["state"], &status["led"]["pattern"]),
+        (&json!("identify"), &json!("burst"))
+    );
     shows(&tb.led, DeviceState::Unpaired).await;
     assert!(!tb.hub.facts().identify);
 
     let bad = bbedge::control::request(tb.dir.path(), "led.identify", json!({"seconds": 0}))
         .await
         .unwrap_err();
-    assert!(bad.to_string().contains("seconds must be 1 to 3600"), "{bad}");
-    let bad = bbedge::control::request(tb.dir.path(), "led.show", json!({"state": "party", "ms": 5}))
-        .await
-        .unwrap_err();
+    assert!(
+        bad.to_string().contains("seconds must be 1 to 3600"),
+        "{bad}"
+    );
+    let bad = bbedge::control::request(
+        tb.dir.path(),
+        "led.show",
+        json!({"state": "party", "ms": 5}),
+    )
+    .await
+    .unwrap_err();
     assert!(bad.to_string().contains("unknown state \"party\""), "{bad}");
     tb.stop().await;
 }
@@ -111,8 +158,15 @@ async fn the_led_command_asks_the_running_daemon_to_identify() {
         .output();
     let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("The daemon blinks identify on its sim LED for 2 s"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("The daemon blinks identify on its sim LED for 2 s"),
+        "{stdout}"
+    );
     shows(&tb.led, DeviceState::Identify).await;
     tb.stop().await;
 }
@@ -142,12 +196,24 @@ async fn auto_drives_a_writable_sysfs_led_and_restores_its_trigger_on_shutdown()
     let led = &tb.status().await["led"];
     assert_eq!(led["backend"], "sysfs", "{led}");
     let reason = led["reason"].as_str().unwrap();
-    assert!(reason.contains("gpio [LED_GPIO_"), "gpio is tried first: {reason}");
+    assert!(
+        reason.contains("gpio [LED_GPIO_"),
+        "gpio is tried first: {reason}"
+    );
     assert!(reason.contains("ACT is writable"), "{reason}");
-    assert_eq!(std::fs::read_to_string(dir.join("trigger")).unwrap(), "none");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "none"
+    );
     tb.stop().await;
-    assert_eq!(std::fs::read_to_string(dir.join("trigger")).unwrap(), "mmc0");
-    assert_eq!(std::fs::read_to_string(dir.join("brightness")).unwrap(), "0");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "mmc0"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("brightness")).unwrap(),
+        "0"
+    );
 }
 
 #[tokio::test]
@@ -165,7 +231,13 @@ async fn an_unwritable_led_falls_back_to_sim_and_the_daemon_still_serves() {
     shows(&tb.led, DeviceState::Unpaired).await;
     let led = &tb.status().await["led"];
     assert_eq!(led["backend"], "sim");
-    assert!(led["reason"].as_str().unwrap().starts_with("sysfs failed [LED_"), "{led}");
+    assert!(
+        led["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("sysfs failed [LED_"),
+        "{led}"
+    );
     assert_eq!(tb.get("/ready").await.0, 200);
     tb.stop().await;
 }

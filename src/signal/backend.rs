@@ -105,7 +105,10 @@ mod tests {
     fn cfg(dir: &std::path::Path, backend: &str, pins: &str) -> StatusLed {
         let env = [
             ("BBEDGE_STATUS_LED__BACKEND", format!("{backend:?}")),
-            ("BBEDGE_STATUS_LED__SYSFS_ROOT", format!("{:?}", dir.display().to_string())),
+            (
+                "BBEDGE_STATUS_LED__SYSFS_ROOT",
+                format!("{:?}", dir.display().to_string()),
+            ),
             ("BBEDGE_STATUS_LED__GPIO_PINS", pins.to_owned()),
         ];
         let loaded = Loader::builtin()
@@ -129,7 +132,10 @@ mod tests {
         assert_eq!(c.led.kind(), "sim");
         assert!(c.reason.contains("no gpio_pins configured"), "{}", c.reason);
         assert!(c.reason.contains("LED_NOT_FOUND"), "{}", c.reason);
-        assert!(c.warning.is_none(), "a laptop without an LED is not a fault");
+        assert!(
+            c.warning.is_none(),
+            "a laptop without an LED is not a fault"
+        );
     }
 
     #[test]
@@ -141,7 +147,10 @@ mod tests {
         assert_eq!(c.led.kind(), "sysfs", "{}", c.reason);
         assert!(c.reason.contains("is writable"), "{}", c.reason);
         assert!(c.reason.contains("gpio ["), "{}", c.reason);
-        assert!(c.warning.is_some(), "configured pins that do not open deserve a warning");
+        assert!(
+            c.warning.is_some(),
+            "configured pins that do not open deserve a warning"
+        );
     }
 
     #[test]

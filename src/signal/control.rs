@@ -18,9 +18,9 @@ pub fn register(handlers: &mut Handlers, led: &LedHandle) {
         async move {
             let seconds = match args.get("seconds") {
                 None | Some(Value::Null) => DEFAULT_IDENTIFY.as_secs(),
-                Some(v) => v
-                    .as_u64()
-                    .ok_or_else(|| ControlError::BadRequest("seconds must be a whole number".into()))?,
+                Some(v) => v.as_u64().ok_or_else(|| {
+                    ControlError::BadRequest("seconds must be a whole number".into())
+                })?,
             };
             h.identify(Duration::from_secs(seconds)).map_err(failed)?;
             Ok(json!({ "seconds": seconds, "backend": h.view().backend }))
@@ -31,9 +31,8 @@ pub fn register(handlers: &mut Handlers, led: &LedHandle) {
         let h = h.clone();
         async move {
             let name = args["state"].as_str().unwrap_or_default();
-            let state = parse_state(name).ok_or_else(|| {
-                ControlError::BadRequest(format!("unknown state {name:?}"))
-            })?;
+            let state = parse_state(name)
+                .ok_or_else(|| ControlError::BadRequest(format!("unknown state {name:?}")))?;
             let ms = args["ms"]
                 .as_u64()
                 .ok_or_else(|| ControlError::BadRequest("ms must be a whole number".into()))?;

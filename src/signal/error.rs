@@ -127,8 +127,14 @@ mod tests {
         assert_eq!(e.code(), "LED_PERMISSION_DENIED");
         let msg = e.to_string();
         assert!(msg.contains("/sys/class/leds/ACT/trigger"), "{msg}");
-        assert!(msg.contains("group gpio") && msg.contains(UDEV_RULE), "{msg}");
-        let e = Error::gpio(17, rppal::gpio::Error::PermissionDenied("/dev/gpiomem".into()));
+        assert!(
+            msg.contains("group gpio") && msg.contains(UDEV_RULE),
+            "{msg}"
+        );
+        let e = Error::gpio(
+            17,
+            rppal::gpio::Error::PermissionDenied("/dev/gpiomem".into()),
+        );
         assert!(e.to_string().contains("SupplementaryGroups=gpio"), "{e}");
     }
 

@@ -318,8 +318,14 @@ impl LedTask {
             }
         }
         match self.led.restore() {
-            Ok(()) => tracing::debug!(operation = "led.restore", backend = self.led.kind(), "status LED given back"),
-            Err(e) => tracing::warn!(operation = "led.restore", code = e.code(), error = %e, "cannot give the status LED back"),
+            Ok(()) => tracing::debug!(
+                operation = "led.restore",
+                backend = self.led.kind(),
+                "status LED given back"
+            ),
+            Err(e) => {
+                tracing::warn!(operation = "led.restore", code = e.code(), error = %e, "cannot give the status LED back")
+            }
         }
     }
 }

@@ -232,7 +232,10 @@ mod tests {
             assert!(names.insert(p.name), "{state}: pattern name reused");
             assert!(shapes.insert(p.steps), "{state}: timings reused");
             assert_eq!(p.steps.len() % 2, 0, "{state}: steps must pair on with off");
-            assert!(p.steps.iter().all(|&ms| ms >= 50), "{state}: a step under 50 ms is a flicker");
+            assert!(
+                p.steps.iter().all(|&ms| ms >= 50),
+                "{state}: a step under 50 ms is a flicker"
+            );
         }
     }
 
@@ -266,6 +269,21 @@ mod tests {
         let mut solid = Blink::start(Pattern::of(DeviceState::Online), t0);
         solid.advance();
         assert_eq!((solid.next_edge(), solid.output().on), (None, true));
+    }
+
+    #[test]
+    fn docs_led_md_carries_the_engines_table() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/LED.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/LED.md");
+        let start = doc.find("<!-- led-table:start").expect("start marker");
+        let body = &doc[start..];
+        let body = &body[body.find('\n').expect("marker line") + 1..];
+        let end = body.find("<!-- led-table:end -->").expect("end marker");
+        assert_eq!(
+            &body[..end],
+            markdown_table(),
+            "docs/LED.md drifted from src/signal/pattern.rs: paste markdown_table() between the markers"
+        );
     }
 
     #[test]

@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn reads_the_bracketed_trigger() {
-        assert_eq!(current_trigger("none rc-feedback [mmc0] timer\n").as_deref(), Some("mmc0"));
+        assert_eq!(
+            current_trigger("none rc-feedback [mmc0] timer\n").as_deref(),
+            Some("mmc0")
+        );
         assert_eq!(current_trigger("[none] timer").as_deref(), Some("none"));
         assert_eq!(current_trigger("none timer"), None);
     }
@@ -187,10 +190,16 @@ mod tests {
         std::fs::remove_file(dir.join("brightness")).unwrap();
         std::fs::create_dir(dir.join("brightness")).unwrap();
         let err = SysfsLed::open(&dir, false).unwrap_err();
-        assert!(matches!(err.code(), "LED_IO" | "LED_PERMISSION_DENIED"), "{err}");
+        assert!(
+            matches!(err.code(), "LED_IO" | "LED_PERMISSION_DENIED"),
+            "{err}"
+        );
         assert!(err.to_string().contains("brightness"), "{err}");
         let trigger = contents(dir.join("trigger"));
-        assert!(trigger.contains("mmc0"), "the kernel keeps the LED: {trigger:?}");
+        assert!(
+            trigger.contains("mmc0"),
+            "the kernel keeps the LED: {trigger:?}"
+        );
     }
 
     #[test]

@@ -89,7 +89,9 @@ fn levels(edges: &[Edge]) -> Vec<(u64, bool)> {
 
 async fn wait_for_state(led: &LedHandle, state: DeviceState) -> Instant {
     let mut rx = led.watch();
-    rx.wait_for(|v| v.state == state).await.expect("LED task alive");
+    rx.wait_for(|v| v.state == state)
+        .await
+        .expect("LED task alive");
     Instant::now()
 }
 
@@ -116,7 +118,10 @@ async fn every_state_blinks_its_documented_timings_exactly() {
 #[tokio::test(start_paused = true)]
 async fn a_new_state_restarts_the_rhythm_at_the_change() {
     let dir = tempfile::tempdir().unwrap();
-    let r = spawn(&cfg(LedBackend::Sim, dir.path()), facts_for(DeviceState::Online));
+    let r = spawn(
+        &cfg(LedBackend::Sim, dir.path()),
+        facts_for(DeviceState::Online),
+    );
     sleep(Duration::from_millis(500)).await;
     r.hub.update(|f| f.recording = true);
     wait_for_state(&r.led, DeviceState::Recording).await;
@@ -134,10 +139,17 @@ async fn a_new_state_restarts_the_rhythm_at_the_change() {
 #[tokio::test(start_paused = true)]
 async fn identify_blinks_for_its_duration_then_returns_to_the_current_state() {
     let dir = tempfile::tempdir().unwrap();
-    let r = spawn(&cfg(LedBackend::Sim, dir.path()), facts_for(DeviceState::Online));
+    let r = spawn(
+        &cfg(LedBackend::Sim, dir.path()),
+        facts_for(DeviceState::Online),
+    );
     r.led.identify(Duration::from_secs(15)).unwrap();
     let began = wait_for_state(&r.led, DeviceState::Identify).await;
-    assert_eq!(r.hub.state(), DeviceState::Identify, "identify is a fact on the hub");
+    assert_eq!(
+        r.hub.state(),
+        DeviceState::Identify,
+        "identify is a fact on the hub"
+    );
     // A second request restarts the clock.
     sleep(Duration::from_secs(5)).await;
     r.led.identify(Duration::from_secs(15)).unwrap();
@@ -151,13 +163,20 @@ async fn identify_blinks_for_its_duration_then_returns_to_the_current_state() {
 #[tokio::test(start_paused = true)]
 async fn led_test_steps_override_the_state_then_give_it_back() {
     let dir = tempfile::tempdir().unwrap();
-    let r = spawn(&cfg(LedBackend::Sim, dir.path()), facts_for(DeviceState::Online));
+    let r = spawn(
+        &cfg(LedBackend::Sim, dir.path()),
+        facts_for(DeviceState::Online),
+    );
     r.led
         .show(DeviceState::StorageFault, Duration::from_secs(2))
         .unwrap();
     let began = wait_for_state(&r.led, DeviceState::StorageFault).await;
     assert!(r.led.view().testing);
-    assert_eq!(r.hub.state(), DeviceState::Online, "a test step is not a device fact");
+    assert_eq!(
+        r.hub.state(),
+        DeviceState::Online,
+        "a test step is not a device fact"
+    );
     let ended = wait_for_state(&r.led, DeviceState::Online).await;
     assert_eq!(ended - began, Duration::from_secs(2));
     r.token.cancel();
@@ -173,9 +192,15 @@ async fn requests_are_bounded_and_checked() {
     led.identify(Duration::from_secs(1)).unwrap();
     led.identify(Duration::from_secs(1)).unwrap();
     // mailbox = 2 and the task is not running: the third is refused at once.
-    assert_eq!(led.identify(Duration::from_secs(1)).unwrap_err().code(), "LED_BUSY");
+    assert_eq!(
+        led.identify(Duration::from_secs(1)).unwrap_err().code(),
+        "LED_BUSY"
+    );
     drop(task);
-    assert_eq!(led.identify(Duration::from_secs(1)).unwrap_err().code(), "LED_STOPPED");
+    assert_eq!(
+        led.identify(Duration::from_secs(1)).unwrap_err().code(),
+        "LED_STOPPED"
+    );
 }
 
 fn fake_led(root: &Path) -> std::path::PathBuf {
@@ -190,9 +215,15 @@ fn fake_led(root: &Path) -> std::path::PathBuf {
 async fn a_visible_led_shows_shutting_down_for_a_second_then_restores_the_trigger() {
     let root = tempfile::tempdir().unwrap();
     let dir = fake_led(root.path());
-    let r = spawn(&cfg(LedBackend::Sysfs, root.path()), facts_for(DeviceState::Online));
+    let r = spawn(
+        &cfg(LedBackend::Sysfs, root.path()),
+        facts_for(DeviceState::Online),
+    );
     assert_eq!(r.led.view().backend, "sysfs");
-    assert_eq!(std::fs::read_to_string(dir.join("trigger")).unwrap(), "none");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "none"
+    );
     sleep(Duration::from_millis(300)).await;
     r.hub.update(|f| f.shutting_down = true);
     let began = wait_for_state(&r.led, DeviceState::ShuttingDown).await;
@@ -200,14 +231,23 @@ async fn a_visible_led_shows_shutting_down_for_a_second_then_restores_the_trigge
     r.token.cancel();
     r.task.await.unwrap();
     assert_eq!(Instant::now() - began, led::SHUTDOWN_SHOW);
-    assert_eq!(std::fs::read_to_string(dir.join("trigger")).unwrap(), "mmc0");
-    assert_eq!(std::fs::read_to_string(dir.join("brightness")).unwrap(), "0");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "mmc0"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("brightness")).unwrap(),
+        "0"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_simulated_led_records_shutting_down_without_lingering() {
     let dir = tempfile::tempdir().unwrap();
-    let r = spawn(&cfg(LedBackend::Sim, dir.path()), facts_for(DeviceState::Online));
+    let r = spawn(
+        &cfg(LedBackend::Sim, dir.path()),
+        facts_for(DeviceState::Online),
+    );
     let before = Instant::now();
     r.token.cancel();
     r.task.await.unwrap();
@@ -220,12 +260,19 @@ async fn the_simulated_led_records_shutting_down_without_lingering() {
 async fn an_led_that_fails_mid_run_becomes_the_simulated_one_and_the_task_carries_on() {
     let root = tempfile::tempdir().unwrap();
     let dir = fake_led(root.path());
-    let r = spawn(&cfg(LedBackend::Sysfs, root.path()), facts_for(DeviceState::Pairing));
+    let r = spawn(
+        &cfg(LedBackend::Sysfs, root.path()),
+        facts_for(DeviceState::Pairing),
+    );
     std::fs::remove_file(dir.join("brightness")).unwrap();
     std::fs::create_dir(dir.join("brightness")).unwrap();
     let mut rx = r.led.watch();
     rx.wait_for(|v| v.backend == "sim").await.unwrap();
-    assert!(r.led.view().reason.starts_with("sysfs failed [LED_"), "{}", r.led.view().reason);
+    assert!(
+        r.led.view().reason.starts_with("sysfs failed [LED_"),
+        "{}",
+        r.led.view().reason
+    );
     r.hub.update(|f| f.pairing = false);
     wait_for_state(&r.led, DeviceState::Online).await;
     assert!(r.led.sim().is_on(), "the sim carries the pattern on");
