@@ -241,3 +241,94 @@ async fn an_unwritable_led_falls_back_to_sim_and_the_daemon_still_serves() {
     assert_eq!(tb.get("/ready").await.0, 200);
     tb.stop().await;
 }
+
+/// `bbedge led …` with no daemon, driving the fake sysfs LED under `root`.
+fn led_command(root: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(support::binary::bin());
+    cmd.arg("led")
+        .args(args)
+        .current_dir(root)
+        .env("BBEDGE_DAEMON__STATE_DIR", toml_str(&root.join("state")))
+        .env("BBEDGE_STATUS_LED__BACKEND", "\"sysfs\"")
+        .env(
+            "BBEDGE_STATUS_LED__SYSFS_ROOT",
+            toml_str(&root.join("leds")),
+        )
+        .env("BBEDGE_PAIRING__BOOT_FILE", "\"\"")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test]
+async fn the_led_command_drives_the_led_itself_when_no_daemon_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_sysfs(root.path());
+    let run = led_command(root.path(), &["identify", "--seconds", "1"]).output();
+    let out = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout} {stderr}");
+    assert!(
+        stderr.contains("no daemon is running; driving the sysfs LED directly"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("Blinking identify for 1 s"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "mmc0"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("brightness")).unwrap(),
+        "0"
+    );
+
+    let run = led_command(root.path(), &["identify", "--seconds", "0"]).output();
+    let out = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allowed 1 to 3600"));
+}
+
+#[tokio::test]
+async fn led_test_names_each_pattern_and_ctrl_c_gives_the_led_back() {
+    use tokio::io::AsyncBufReadExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_sysfs(root.path());
+    let mut child = led_command(root.path(), &["test"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a line per pattern");
+    assert!(first.starts_with(" 1/11  booting"), "{first}");
+    assert!(
+        first.contains("medium blink") && first.contains("250 on, 250 off (white)"),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "none"
+    );
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "mmc0"
+    );
+}

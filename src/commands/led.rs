@@ -13,6 +13,7 @@ use crate::signal::{self, DeviceState, LedHandle, StatusHub};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,14 +33,45 @@ pub fn run(cli: &Cli, cmd: &LedCommand) -> i32 {
     };
     let cfg = &loaded.config.status_led;
     rt.block_on(async {
+        // Installed before anything lights, so Ctrl-C always reaches the restore path.
+        let mut stop = match Interrupt::install() {
+            Ok(s) => s,
+            Err(e) => {
+                return super::fail("cannot install signal handlers", "SIGNALS", &e, exit::OS)
+            }
+        };
         match cmd {
-            LedCommand::Identify { seconds } => identify(cfg, &paths.state_dir, *seconds).await,
-            LedCommand::Test => test(cfg, &paths.state_dir).await,
+            LedCommand::Identify { seconds } => {
+                identify(cfg, &paths.state_dir, *seconds, &mut stop).await
+            }
+            LedCommand::Test => test(cfg, &paths.state_dir, &mut stop).await,
         }
     })
 }
 
-async fn identify(cfg: &StatusLed, state_dir: &Path, seconds: u64) -> i32 {
+/// SIGINT (Ctrl-C) or SIGTERM: stop early and give the LED back.
+struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    fn install() -> std::io::Result<Interrupt> {
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+async fn identify(cfg: &StatusLed, state_dir: &Path, seconds: u64, stop: &mut Interrupt) -> i32 {
     if seconds == 0 || seconds > MAX_REQUEST.as_secs() {
         eprintln!(
             "bbedge led identify: --seconds {seconds} is out of range; allowed 1 to {}",
@@ -69,7 +101,7 @@ async fn identify(cfg: &StatusLed, state_dir: &Path, seconds: u64) -> i32 {
             };
             tokio::select! {
                 _ = done => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = stop.wait() => {}
             }
             direct.close().await;
             exit::OK
@@ -78,7 +110,7 @@ async fn identify(cfg: &StatusLed, state_dir: &Path, seconds: u64) -> i32 {
     }
 }
 
-async fn test(cfg: &StatusLed, state_dir: &Path) -> i32 {
+async fn test(cfg: &StatusLed, state_dir: &Path, stop: &mut Interrupt) -> i32 {
     let mut target = Target::Daemon(state_dir.to_path_buf());
     let total = DeviceState::ALL.len();
     for (i, state) in DeviceState::ALL.into_iter().enumerate() {
@@ -106,7 +138,7 @@ async fn test(cfg: &StatusLed, state_dir: &Path) -> i32 {
         // Pacing for a person watching the box: the LED shows this step meanwhile.
         tokio::select! {
             _ = tokio::time::sleep(step) => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = stop.wait() => break,
         }
     }
     target.close().await;
