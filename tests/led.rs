@@ -109,6 +109,8 @@ async fn status_and_metrics_follow_the_device_state_through_the_led() {
         metrics.contains("bbedge_led_backend{backend=\"sim\"} 1"),
         "{metrics}"
     );
+    assert!(metrics.contains("bbedge_led_degraded 0"), "{metrics}");
+    assert!(tb.status().await["led"]["degraded"].is_null());
     tb.stop().await;
 }
 
@@ -238,7 +240,14 @@ async fn an_unwritable_led_falls_back_to_sim_and_the_daemon_still_serves() {
             .starts_with("sysfs failed [LED_"),
         "{led}"
     );
-    assert_eq!(tb.get("/ready").await.0, 200);
+    let degraded = led["degraded"].as_str().unwrap();
+    assert!(
+        degraded.starts_with("[LED_") && degraded.contains("brightness"),
+        "{led}"
+    );
+    assert_eq!(tb.get("/ready").await.0, 200, "the daemon carries on");
+    let (_, metrics) = tb.get("/metrics").await;
+    assert!(metrics.contains("bbedge_led_degraded 1"), "{metrics}");
     tb.stop().await;
 }
 
@@ -331,4 +340,21 @@ async fn led_test_names_each_pattern_and_ctrl_c_gives_the_led_back() {
         std::fs::read_to_string(dir.join("trigger")).unwrap(),
         "mmc0"
     );
+}
+
+#[tokio::test]
+async fn bbedge_status_prints_the_led_line() {
+    let tb = TestBox::start(&[]).await;
+    shows(&tb.led, DeviceState::Unpaired).await;
+    let out = tokio::process::Command::new(support::binary::bin())
+        .args(["status", "--url", &tb.health_url()])
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("led:      unpaired (blip, white) on sim: configured: backend = \"sim\"\n"),
+        "{text}"
+    );
+    assert!(!text.contains("degraded"), "{text}");
+    tb.stop().await;
 }

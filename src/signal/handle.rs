@@ -42,6 +42,9 @@ pub struct LedView {
     pub colour: Colour,
     /// A `bbedge led test` step overrides the device state.
     pub testing: bool,
+    /// Hardware that should have worked and did not (`[LED_…] message` with the fix);
+    /// the LED then runs simulated. `None` when all is as configured.
+    pub degraded: Option<String>,
     /// Recent pattern changes, oldest first (at most [`HISTORY`]).
     pub history: VecDeque<Shown>,
 }

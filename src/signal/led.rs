@@ -66,6 +66,10 @@ pub fn build(cfg: &StatusLed, hub: StatusHub) -> (LedHandle, LedTask) {
         timings: pattern.timings(),
         colour: pattern.colour,
         testing: false,
+        degraded: chosen
+            .warning
+            .as_ref()
+            .map(|e| format!("[{}] {e}", e.code())),
         history: VecDeque::with_capacity(HISTORY),
     });
     let (tx, rx) = mpsc::channel(cfg.mailbox.max(1));
@@ -185,6 +189,7 @@ impl LedTask {
             self.view.send_modify(|v| {
                 v.backend = "sim";
                 v.reason = format!("{from} failed [{}]: {e}", e.code());
+                v.degraded = Some(format!("[{}] {e}", e.code()));
             });
         }
     }

@@ -8,10 +8,12 @@ use prometheus_client::metrics::gauge::Gauge;
 type Labels = Vec<(&'static str, &'static str)>;
 
 /// Registers `bbedge_led_state{state=…}` (1 for the state shown, 0 for the others) and
-/// `bbedge_led_backend{backend=…}` (1 for the backend in use), refreshed on each scrape.
+/// `bbedge_led_backend{backend=…}` (1 for the backend in use) and `bbedge_led_degraded`,
+/// refreshed on each scrape.
 pub fn register(metrics: &mut Metrics, led: LedHandle) {
     let state = Family::<Labels, Gauge>::default();
     let backend = Family::<Labels, Gauge>::default();
+    let degraded = Gauge::<i64>::default();
     let reg = metrics.registry();
     reg.register(
         "led_state",
@@ -22,6 +24,11 @@ pub fn register(metrics: &mut Metrics, led: LedHandle) {
         "led_backend",
         "1 for the backend driving the status LED (sysfs, gpio or sim)",
         backend.clone(),
+    );
+    reg.register(
+        "led_degraded",
+        "1 when the configured LED hardware failed and the LED runs simulated",
+        degraded.clone(),
     );
     metrics.on_scrape(Box::new(move || {
         let view = led.view();
@@ -35,5 +42,6 @@ pub fn register(metrics: &mut Metrics, led: LedHandle) {
                 .get_or_create(&vec![("backend", b)])
                 .set(i64::from(b == view.backend));
         }
+        degraded.set(i64::from(view.degraded.is_some()));
     }));
 }

@@ -268,6 +268,7 @@ async fn an_led_that_fails_mid_run_becomes_the_simulated_one_and_the_task_carrie
     std::fs::create_dir(dir.join("brightness")).unwrap();
     let mut rx = r.led.watch();
     rx.wait_for(|v| v.backend == "sim").await.unwrap();
+    assert!(r.led.view().degraded.is_some());
     assert!(
         r.led.view().reason.starts_with("sysfs failed [LED_"),
         "{}",
