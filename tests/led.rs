@@ -131,6 +131,21 @@ async fn identify_over_the_control_socket_blinks_then_returns_to_the_current_sta
     shows(&tb.led, DeviceState::Unpaired).await;
     assert!(!tb.hub.facts().identify);
 
+    // A `led test` step overrides what the LED shows, not the device state.
+    bbedge::control::request(
+        tb.dir.path(),
+        "led.show",
+        json!({"state": "storage_fault", "ms": 60_000}),
+    )
+    .await
+    .expect("daemon answers");
+    shows(&tb.led, DeviceState::StorageFault).await;
+    let status = tb.status().await;
+    assert_eq!(
+        (&status["state"], &status["led"]["testing"]),
+        (&json!("unpaired"), &json!(true))
+    );
+
     let bad = bbedge::control::request(tb.dir.path(), "led.identify", json!({"seconds": 0}))
         .await
         .unwrap_err();
