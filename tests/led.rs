@@ -373,3 +373,41 @@ async fn bbedge_status_prints_the_led_line() {
     assert!(!text.contains("degraded"), "{text}");
     tb.stop().await;
 }
+
+#[test]
+fn the_udev_rule_grants_group_gpio_the_led_files_and_gpio_devices() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/99-bbedge-led.rules");
+    let rules = std::fs::read_to_string(&path).expect("systemd/99-bbedge-led.rules");
+    let active: Vec<&str> = rules
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    let leds = active
+        .iter()
+        .find(|l| l.contains("SUBSYSTEM==\"leds\""))
+        .expect("leds rule");
+    for needed in [
+        "chgrp gpio",
+        "chmod g+w",
+        "/sys%p/trigger",
+        "/sys%p/brightness",
+    ] {
+        assert!(leds.contains(needed), "{needed} missing from {leds}");
+    }
+    assert!(active
+        .iter()
+        .any(|l| l.contains("gpiomem") && l.contains("GROUP=\"gpio\"")));
+    assert!(active
+        .iter()
+        .any(|l| l.contains("gpiochip") && l.contains("GROUP=\"gpio\"")));
+    // Where udev has `verify` (systemd 253 and later), let it parse the file too.
+    let udevadm =
+        |args: &[&std::ffi::OsStr]| std::process::Command::new("udevadm").args(args).output();
+    match udevadm(&["verify".as_ref(), "--help".as_ref()]) {
+        Ok(help) if help.status.success() => {
+            let out = udevadm(&["verify".as_ref(), path.as_os_str()]).unwrap();
+            assert!(out.status.success(), "udevadm verify: {out:?}");
+        }
+        _ => eprintln!("udevadm verify unavailable; syntax check skipped"),
+    }
+}

@@ -100,7 +100,7 @@ impl Error {
             rppal::gpio::Error::PermissionDenied(path) => Error::PermissionDenied {
                 path: PathBuf::from(path),
                 fix: "add the bbedge user to group gpio (SupplementaryGroups=gpio in the unit) \
-                      and allow the device (DeviceAllow=/dev/gpiomem rw, DeviceAllow=char-gpiochip rw)"
+                      and allow the device (DeviceAllow=/dev/gpiomem rw, /dev/gpiomem0 rw on a Pi 5, char-gpiochip rw)"
                     .to_owned(),
             },
             source => Error::Gpio { pin, source },
