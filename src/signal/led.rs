@@ -47,7 +47,12 @@ pub fn build(cfg: &StatusLed, hub: StatusHub) -> (LedHandle, LedTask) {
             code = e.code(),
             error = %e,
             backend = chosen.led.kind(),
-            "status LED unavailable; showing the state in memory only"
+            "{}",
+            if chosen.led.kind() == "sim" {
+                "status LED unavailable; showing the state in memory only"
+            } else {
+                "configured status LED unavailable; using the next one"
+            }
         );
     }
     tracing::info!(
