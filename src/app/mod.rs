@@ -158,7 +158,8 @@ impl App {
         // === status LED (issue 5) ===
         // Opened after every listener is bound (a failed bind leaves the LED untouched);
         // `auto` logs its choice here. Never fails: falls back to the simulated LED.
-        let (led, led_task) = signal::build(&config.status_led, hub.clone());
+        let (led, led_task) =
+            signal::build(&config.status_led, hub.clone(), Some(&paths.state_dir));
 
         let mut app = App {
             paths,

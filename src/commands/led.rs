@@ -89,7 +89,7 @@ async fn identify(cfg: &StatusLed, state_dir: &Path, seconds: u64, stop: &mut In
             exit::OK
         }
         Err(ControlError::NotRunning) => {
-            let direct = Direct::open(cfg);
+            let direct = Direct::open(cfg, state_dir);
             if let Err(e) = direct.led.identify(duration) {
                 return super::fail("cannot identify", e.code(), &e, exit::FAILURE);
             }
@@ -118,7 +118,7 @@ async fn test(cfg: &StatusLed, state_dir: &Path, stop: &mut Interrupt) -> i32 {
         let step = test_step(p);
         let shown = match target.show(state, step).await {
             Err(ControlError::NotRunning) => {
-                target = Target::Direct(Direct::open(cfg));
+                target = Target::Direct(Direct::open(cfg, state_dir));
                 target.show(state, step).await
             }
             other => other,
@@ -185,10 +185,10 @@ struct Direct {
 }
 
 impl Direct {
-    fn open(cfg: &StatusLed) -> Direct {
+    fn open(cfg: &StatusLed, state_dir: &Path) -> Direct {
         let hub = StatusHub::new();
         hub.update(|f| f.booting = false);
-        let (led, task) = signal::build(cfg, hub);
+        let (led, task) = signal::build(cfg, hub, Some(state_dir));
         let view = led.view();
         eprintln!(
             "bbedge led: no daemon is running; driving the {} LED directly ({})",

@@ -6,6 +6,7 @@ use super::pattern::Output;
 use super::{gpio::GpioLed, sim::SimLed, sysfs::SysfsLed, Error};
 use crate::config::{LedBackend, StatusLed};
 use crate::error::ErrorCode;
+use std::path::Path;
 
 /// An LED the LED task drives. Calls are short, non-blocking writes (a sysfs attribute,
 /// a GPIO register); they never sleep.
@@ -34,8 +35,12 @@ pub struct Chosen {
 
 /// Opens the LED `cfg` asks for; never fails: anything that cannot be opened becomes
 /// the simulated LED `sim`, with the reason recorded.
-pub fn choose(cfg: &StatusLed, sim: SimLed) -> Chosen {
+///
+/// `state_dir`, when given, keeps `led-<name>.trigger` so a sysfs trigger survives a crash.
+pub fn choose(cfg: &StatusLed, sim: SimLed, state_dir: Option<&Path>) -> Chosen {
     let sysfs_path = cfg.sysfs_root.join(&cfg.sysfs_name);
+    let memo = state_dir.map(|d| d.join(format!("led-{}.trigger", cfg.sysfs_name)));
+    let memo = memo.as_deref();
     let fallback = |reason: String, warning: Option<Error>| Chosen {
         led: Box::new(sim.clone()),
         reason,
@@ -47,7 +52,7 @@ pub fn choose(cfg: &StatusLed, sim: SimLed) -> Chosen {
             Ok(led) => opened(led, format!("configured: gpio pins {:?}", cfg.gpio_pins)),
             Err(e) => fallback(format!("gpio failed [{}]: {e}", e.code()), Some(e)),
         },
-        LedBackend::Sysfs => match SysfsLed::open(&sysfs_path, cfg.sysfs_inverted) {
+        LedBackend::Sysfs => match SysfsLed::open(&sysfs_path, cfg.sysfs_inverted, memo) {
             Ok(led) => opened(led, format!("configured: {}", sysfs_path.display())),
             Err(e) => fallback(format!("sysfs failed [{}]: {e}", e.code()), Some(e)),
         },
@@ -68,7 +73,7 @@ pub fn choose(cfg: &StatusLed, sim: SimLed) -> Chosen {
                     }
                 }
             }
-            match SysfsLed::open(&sysfs_path, cfg.sysfs_inverted) {
+            match SysfsLed::open(&sysfs_path, cfg.sysfs_inverted, memo) {
                 Ok(led) => {
                     notes.push(format!("{} is writable", sysfs_path.display()));
                     return Chosen {
@@ -128,7 +133,7 @@ mod tests {
     #[test]
     fn auto_without_pins_or_led_is_sim_without_a_warning() {
         let dir = tempfile::tempdir().unwrap();
-        let c = choose(&cfg(dir.path(), "auto", "[]"), SimLed::new());
+        let c = choose(&cfg(dir.path(), "auto", "[]"), SimLed::new(), None);
         assert_eq!(c.led.kind(), "sim");
         assert!(c.reason.contains("no gpio_pins configured"), "{}", c.reason);
         assert!(c.reason.contains("LED_NOT_FOUND"), "{}", c.reason);
@@ -143,7 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fake_led(dir.path());
         // No Raspberry Pi here: rppal answers UnknownModel, so gpio is skipped.
-        let c = choose(&cfg(dir.path(), "auto", "[17]"), SimLed::new());
+        let c = choose(&cfg(dir.path(), "auto", "[17]"), SimLed::new(), None);
         assert_eq!(c.led.kind(), "sysfs", "{}", c.reason);
         assert!(c.reason.contains("is writable"), "{}", c.reason);
         assert!(c.reason.contains("gpio ["), "{}", c.reason);
@@ -156,10 +161,10 @@ mod tests {
     #[test]
     fn an_explicit_backend_that_cannot_open_falls_back_to_sim_with_a_warning() {
         let dir = tempfile::tempdir().unwrap();
-        let c = choose(&cfg(dir.path(), "sysfs", "[]"), SimLed::new());
+        let c = choose(&cfg(dir.path(), "sysfs", "[]"), SimLed::new(), None);
         assert_eq!(c.led.kind(), "sim");
         assert_eq!(c.warning.as_ref().map(|e| e.code()), Some("LED_NOT_FOUND"));
-        let c = choose(&cfg(dir.path(), "gpio", "[17]"), SimLed::new());
+        let c = choose(&cfg(dir.path(), "gpio", "[17]"), SimLed::new(), None);
         assert_eq!(c.led.kind(), "sim");
         assert!(c.warning.is_some(), "{}", c.reason);
     }

@@ -12,6 +12,7 @@ use super::{DeviceState, StatusHub};
 use crate::config::StatusLed;
 use crate::error::ErrorCode;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -37,10 +38,11 @@ pub struct LedTask {
 }
 
 /// Opens the configured LED (falling back to `sim`, with one warning, if it cannot) and
-/// returns the handle and the task to spawn.
-pub fn build(cfg: &StatusLed, hub: StatusHub) -> (LedHandle, LedTask) {
+/// returns the handle and the task to spawn. `state_dir` keeps the sysfs trigger to
+/// restore across a crash (see [`super::sysfs::SysfsLed::open`]).
+pub fn build(cfg: &StatusLed, hub: StatusHub, state_dir: Option<&Path>) -> (LedHandle, LedTask) {
     let sim = SimLed::new();
-    let chosen = backend::choose(cfg, sim.clone());
+    let chosen = backend::choose(cfg, sim.clone(), state_dir);
     if let Some(e) = &chosen.warning {
         tracing::warn!(
             operation = "led.open",

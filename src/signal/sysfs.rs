@@ -26,7 +26,11 @@ pub struct SysfsLed {
 impl SysfsLed {
     /// Opens `dir` (e.g. `/sys/class/leds/ACT`): reads the current trigger, sets it to
     /// `none` and checks that `brightness` is writable.
-    pub fn open(dir: &Path, inverted: bool) -> Result<SysfsLed, Error> {
+    ///
+    /// `memo` (a file in the state directory) remembers the trigger across a crash: a
+    /// daemon killed before it could restore leaves `none`, and the next start would
+    /// otherwise "restore" `none` for good.
+    pub fn open(dir: &Path, inverted: bool, memo: Option<&Path>) -> Result<SysfsLed, Error> {
         if !dir.is_dir() {
             return Err(Error::NotFound {
                 path: dir.to_path_buf(),
@@ -34,9 +38,10 @@ impl SysfsLed {
         }
         let trigger_path = dir.join("trigger");
         let triggers = read(&trigger_path)?;
-        let saved_trigger = current_trigger(&triggers).ok_or_else(|| Error::BadTrigger {
+        let found = current_trigger(&triggers).ok_or_else(|| Error::BadTrigger {
             path: trigger_path.clone(),
         })?;
+        let saved_trigger = remember(&found, &triggers, memo);
         let saved_brightness = read(&dir.join("brightness"))?.trim().to_owned();
         let max = match std::fs::read_to_string(dir.join("max_brightness")) {
             Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
@@ -90,6 +95,29 @@ impl Drop for SysfsLed {
             let _ = self.restore();
         }
     }
+}
+
+/// The trigger to restore: the one found, written to `memo`; or, when `none` was found
+/// (left by a crash), the one remembered, if the LED still offers it.
+fn remember(found: &str, list: &str, memo: Option<&Path>) -> String {
+    let Some(memo) = memo else {
+        return found.to_owned();
+    };
+    if found != "none" {
+        if let Err(e) = std::fs::write(memo, found) {
+            tracing::debug!(operation = "led.open", path = %memo.display(), error = %e, "cannot remember the LED trigger");
+        }
+        return found.to_owned();
+    }
+    let offered = |t: &str| {
+        list.split_whitespace()
+            .any(|x| x.trim_matches(['[', ']']) == t)
+    };
+    std::fs::read_to_string(memo)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty() && t != "none" && offered(t))
+        .unwrap_or_else(|| found.to_owned())
 }
 
 /// The entry in `[brackets]` of a sysfs trigger list such as `none [mmc0] timer`.
@@ -151,7 +179,7 @@ mod tests {
     fn takes_the_led_drives_brightness_and_restores_the_trigger() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = fake(tmp.path(), "none rc-feedback [mmc0] timer heartbeat\n");
-        let mut led = SysfsLed::open(&dir, false).unwrap();
+        let mut led = SysfsLed::open(&dir, false, None).unwrap();
         assert_eq!(contents(dir.join("trigger")), "none");
         assert_eq!(led.saved_trigger(), "mmc0");
         led.set(ON).unwrap();
@@ -166,8 +194,27 @@ mod tests {
     fn dropping_the_led_without_restore_still_gives_the_trigger_back() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = fake(tmp.path(), "none [heartbeat]\n");
-        drop(SysfsLed::open(&dir, false).unwrap());
+        drop(SysfsLed::open(&dir, false, None).unwrap());
         assert_eq!(contents(dir.join("trigger")), "heartbeat");
+    }
+
+    #[test]
+    fn a_trigger_left_at_none_by_a_crash_is_restored_from_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let memo = tmp.path().join("led-ACT.trigger");
+        let dir = fake(tmp.path(), "none [mmc0] timer\n");
+        let led = SysfsLed::open(&dir, false, Some(&memo)).unwrap();
+        assert_eq!(contents(memo.clone()), "mmc0");
+        std::mem::forget(led); // killed: no restore, trigger stays `none`
+        std::fs::write(dir.join("trigger"), "[none] mmc0 timer\n").unwrap();
+        let mut led = SysfsLed::open(&dir, false, Some(&memo)).unwrap();
+        assert_eq!(led.saved_trigger(), "mmc0");
+        led.restore().unwrap();
+        assert_eq!(contents(dir.join("trigger")), "mmc0");
+        // A remembered trigger the LED no longer offers is not forced on it.
+        std::fs::write(dir.join("trigger"), "[none] timer\n").unwrap();
+        let led = SysfsLed::open(&dir, false, Some(&memo)).unwrap();
+        assert_eq!(led.saved_trigger(), "none");
     }
 
     #[test]
@@ -175,7 +222,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = fake(tmp.path(), "[none] timer\n");
         std::fs::remove_file(dir.join("max_brightness")).unwrap();
-        let mut led = SysfsLed::open(&dir, true).unwrap();
+        let mut led = SysfsLed::open(&dir, true, None).unwrap();
         led.set(ON).unwrap();
         assert_eq!(contents(dir.join("brightness")), "0");
         led.set(OFF).unwrap();
@@ -189,7 +236,7 @@ mod tests {
         // A directory cannot be written even by root, unlike a chmod 0444 file.
         std::fs::remove_file(dir.join("brightness")).unwrap();
         std::fs::create_dir(dir.join("brightness")).unwrap();
-        let err = SysfsLed::open(&dir, false).unwrap_err();
+        let err = SysfsLed::open(&dir, false, None).unwrap_err();
         assert!(
             matches!(err.code(), "LED_IO" | "LED_PERMISSION_DENIED"),
             "{err}"
@@ -205,7 +252,7 @@ mod tests {
     #[test]
     fn a_missing_led_is_not_found() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = SysfsLed::open(&tmp.path().join("leds/led0"), false).unwrap_err();
+        let err = SysfsLed::open(&tmp.path().join("leds/led0"), false, None).unwrap_err();
         assert_eq!(err.code(), "LED_NOT_FOUND");
         assert!(err.is_absent());
     }

@@ -58,7 +58,7 @@ struct Running {
 fn spawn(c: &StatusLed, facts: Facts) -> Running {
     let hub = StatusHub::new();
     hub.update(|f| *f = facts);
-    let (led, task) = build(c, hub.clone());
+    let (led, task) = build(c, hub.clone(), None);
     let token = CancellationToken::new();
     let task = tokio::spawn(task.run(token.clone()));
     Running {
@@ -186,7 +186,7 @@ async fn led_test_steps_override_the_state_then_give_it_back() {
 #[tokio::test]
 async fn requests_are_bounded_and_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let (led, task) = build(&cfg(LedBackend::Sim, dir.path()), StatusHub::new());
+    let (led, task) = build(&cfg(LedBackend::Sim, dir.path()), StatusHub::new(), None);
     let bad = led.identify(Duration::ZERO).unwrap_err();
     assert_eq!(bad.code(), "LED_BAD_REQUEST");
     led.identify(Duration::from_secs(1)).unwrap();
