@@ -222,6 +222,12 @@ async fn auto_drives_a_writable_sysfs_led_and_restores_its_trigger_on_shutdown()
         std::fs::read_to_string(dir.join("trigger")).unwrap(),
         "none"
     );
+    let memo = tb.dir.path().join("led-ACT.trigger");
+    assert_eq!(
+        std::fs::read_to_string(memo).unwrap(),
+        "mmc0",
+        "kept for a crash"
+    );
     tb.stop().await;
     assert_eq!(
         std::fs::read_to_string(dir.join("trigger")).unwrap(),
