@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Some(Command::Token(_)) => commands::unavailable("token"),
         Some(Command::Pair(_)) => commands::unavailable("pair"),
         Some(Command::Unpair) => commands::unavailable("unpair"),
-        Some(Command::Led(_)) => commands::unavailable("led"),
+        Some(Command::Led(ref cmd)) => commands::led::run(&cli, cmd),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -5,6 +5,8 @@
 //! anything starts); [`App::run`] starts the tasks in this order and stops them in
 //! reverse when the root token is cancelled:
 //!
+//! 0. `led`: the status LED (first, so it shows `booting`; stopped last, so it shows
+//!    `shutting_down` while the others stop, then is given back).
 //! 1. `health`: the HTTP operations surface.
 //! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
@@ -24,7 +26,7 @@ use crate::control;
 use crate::error::{exit, ErrorCode};
 use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
 use crate::pairing::CredentialStore;
-use crate::signal::StatusHub;
+use crate::signal::{self, LedHandle, LedTask, StatusHub};
 use crate::store::{self, Store};
 use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
@@ -105,6 +107,8 @@ pub struct App {
     control: control::Handlers,
     credentials: CredentialStore,
     started: Instant,
+    led: LedHandle,
+    led_task: LedTask,
 }
 
 impl App {
@@ -151,6 +155,12 @@ impl App {
         }
         hub.update(|f| f.paired = credentials.current().is_some());
 
+        // === status LED (issue 5) ===
+        // Opened after every listener is bound (a failed bind leaves the LED untouched);
+        // `auto` logs its choice here. Never fails: falls back to the simulated LED.
+        let (led, led_task) =
+            signal::build(&config.status_led, hub.clone(), Some(&paths.state_dir));
+
         let mut app = App {
             paths,
             store: opened.store,
@@ -166,9 +176,17 @@ impl App {
             credentials,
             started,
             loaded,
+            led,
+            led_task,
         };
         app.register_core_metrics();
         app.register_pairing_reload();
+        // === status LED (issue 5): /status "led" section and bbedge_led_* metrics ===
+        let led = app.led.clone();
+        app.board
+            .register("led", Box::new(move || led.status_json()));
+        signal::metrics::register(&mut app.metrics, app.led.clone());
+        signal::control::register(&mut app.control, &app.led);
         Ok(app)
     }
 
@@ -180,6 +198,11 @@ impl App {
     /// The status hub (tests and the composition root set facts through it).
     pub fn hub(&self) -> &StatusHub {
         &self.hub
+    }
+
+    /// The status LED (identify requests, `led test` steps, what it shows).
+    pub fn led(&self) -> &LedHandle {
+        &self.led
     }
 
     /// The hook-event bus.
@@ -275,11 +298,14 @@ impl App {
             control_socket,
             control,
             started,
+            led_task,
             ..
         } = self;
         let config = loaded.config;
         let grace = Duration::from_secs(config.daemon.shutdown_grace);
         let mut tasks = Supervisor::new(shutdown.clone());
+        // === status LED (issue 5): first in, last out ===
+        tasks.spawn("led", move |token| led_task.run(token));
 
         let health_addr = health.as_ref().map(|h| h.local_addr().to_string());
         if let Some(bound) = health {

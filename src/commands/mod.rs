@@ -2,6 +2,7 @@
 //! on failure.
 
 pub mod config;
+pub mod led;
 pub mod run;
 pub mod status;
 

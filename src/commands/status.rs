@@ -84,7 +84,21 @@ pub fn summary(v: &Value) -> String {
         s("/store/size_bytes")
     ));
     out.push_str(&format!("memory:   {} bytes RSS\n", s("/memory/rss_bytes")));
-    for section in ["rooms", "upstream", "pairing", "led"] {
+    if let Some(led) = v.get("led") {
+        let l = |k: &str| led.get(k).map(plain).unwrap_or_else(|| "-".to_owned());
+        out.push_str(&format!(
+            "led:      {} ({}, {}) on {}: {}\n",
+            l("state"),
+            l("pattern"),
+            l("colour"),
+            l("backend"),
+            l("reason")
+        ));
+        if let Some(d) = led.get("degraded").and_then(Value::as_str) {
+            out.push_str(&format!("  - degraded: {d}\n"));
+        }
+    }
+    for section in ["rooms", "upstream", "pairing"] {
         if let Some(sec) = v.get(section) {
             out.push_str(&format!("{section}: {}\n", sec));
         }

@@ -221,7 +221,9 @@ pub struct StatusLed {
     pub gpio_pins: Vec<u8>,
     /// The pins are active-low (one value for all, or one per pin).
     pub gpio_active_low: Vec<bool>,
-    /// Messages the LED task's mailbox holds; beyond it the newest state wins.
+    /// Requests (identify, `led test` steps) the LED task's mailbox holds; when it is
+    /// full a request is refused at once with `LED_BUSY`. State changes do not queue:
+    /// the task follows the `StatusHub` watch, so the newest state always wins.
     pub mailbox: usize,
 }
 

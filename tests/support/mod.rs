@@ -36,6 +36,9 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Loaded {
         ("status_led.backend".into(), "\"sim\"".into()),
         ("pairing.boot_file".into(), "\"\"".into()),
     ];
+    // An extra pair replaces the default above (the loader sorts env pairs, so a
+    // duplicate key would be decided by its value, not by order).
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     env.extend(
         extra
             .iter()
@@ -61,6 +64,10 @@ pub struct TestBox {
     pub health: SocketAddr,
     /// Cancels the app.
     pub shutdown: CancellationToken,
+    /// The device state's facts (tests set them as the services would).
+    pub hub: bbedge::signal::StatusHub,
+    /// The status LED (sim in tests): identify, what it shows, its edges.
+    pub led: bbedge::signal::LedHandle,
     /// The running app.
     pub task: Option<JoinHandle<Result<(), bbedge::store::Error>>>,
 }
@@ -77,12 +84,16 @@ impl TestBox {
         let loaded = test_config(dir.path(), extra);
         let app = App::bind(loaded).await.expect("app binds");
         let health = app.health_addr().expect("health enabled");
+        let hub = app.hub().clone();
+        let led = app.led().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         TestBox {
             dir,
             health,
             shutdown,
+            hub,
+            led,
             task: Some(task),
         }
     }
