@@ -8,6 +8,7 @@
 //! 1. `health`: the HTTP operations surface.
 //! 2. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 3. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
+//! 4. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -35,6 +36,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// TLS for the local rooms cannot be set up.
+    #[error(transparent)]
+    RoomTls(#[from] crate::room::tls::TlsError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for {what}: {source}; {hint}")]
     Bind {
@@ -57,6 +61,7 @@ impl ErrorCode for StartError {
                 "ADDRESS_IN_USE"
             }
             StartError::Bind { .. } => "BIND_FAILED",
+            StartError::RoomTls(_) => "REALTIME_TLS",
         }
     }
 }
@@ -68,6 +73,7 @@ impl StartError {
             StartError::Store(store::Error::Unwritable { .. }) => exit::NOPERM,
             StartError::Store(_) => exit::OS,
             StartError::Bind { .. } => exit::OS,
+            StartError::RoomTls(_) => exit::USAGE,
         }
     }
 }
@@ -84,6 +90,12 @@ pub struct App {
     board: StatusBoard,
     metrics: Metrics,
     health: Option<health::Bound>,
+    // --- local rooms (issue 3) ---
+    /// The local device rooms, when `[realtime] enabled`.
+    rooms: Option<crate::room::Bound>,
+    /// The upstream's half of the relay seam, for the upstream link to take.
+    upstream_side: Option<crate::relay::UpstreamSide>,
+    // --- end local rooms ---
     started: Instant,
 }
 
@@ -94,6 +106,7 @@ impl App {
         let config = &loaded.config;
         let paths = Paths::resolve(config);
         let hub = StatusHub::new();
+        let bus = Bus::new();
         let readiness = Readiness::default();
         readiness.block("startup", "services are starting");
 
@@ -118,12 +131,44 @@ impl App {
             None
         };
 
+        // --- local rooms (issue 3): bound here so a port in use fails before anything runs.
+        let (upstream_side, room_side) = crate::relay::channel();
+        let rooms = if config.realtime.enabled {
+            let r = &config.realtime;
+            let bound = crate::room::bind(
+                r,
+                &config.device.uuid,
+                &paths.state_dir,
+                opened.store.clone(),
+                bus.clone(),
+                hub.clone(),
+                room_side,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::room::StartError::Bind(source, addr) => StartError::Bind {
+                    what: "the local rooms ([realtime])",
+                    addr,
+                    hint: bind_hint(&source, "[realtime] port"),
+                    source,
+                },
+                crate::room::StartError::Tls(e) => StartError::RoomTls(e),
+                crate::room::StartError::Store(e) => StartError::Store(e),
+            })?;
+            Some(bound)
+        } else {
+            None
+        };
+        // --- end local rooms ---
+
         let mut app = App {
+            rooms,
+            upstream_side: Some(upstream_side),
             paths,
             store: opened.store,
             quarantine: opened.quarantined,
             hub,
-            bus: Bus::new(),
+            bus,
             readiness,
             board: StatusBoard::default(),
             metrics: Metrics::new(),
@@ -138,6 +183,21 @@ impl App {
     /// The health endpoint's address, if it is enabled.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health.as_ref().map(|h| h.local_addr())
+    }
+
+    /// The local rooms' address, if they are enabled.
+    pub fn realtime_addr(&self) -> Option<SocketAddr> {
+        self.rooms.as_ref().and_then(|r| r.local_addr())
+    }
+
+    /// The local rooms' shared service (token revocation, tests).
+    pub fn rooms(&self) -> Option<std::sync::Arc<crate::room::Service>> {
+        self.rooms.as_ref().map(|r| r.service())
+    }
+
+    /// The upstream's half of the relay seam; the upstream link takes it once.
+    pub fn take_upstream_side(&mut self) -> Option<crate::relay::UpstreamSide> {
+        self.upstream_side.take()
     }
 
     /// The status hub (tests and the composition root set facts through it).
@@ -201,8 +261,9 @@ impl App {
             hub,
             readiness,
             board,
-            metrics,
+            mut metrics,
             health,
+            rooms,
             started,
             ..
         } = self;
@@ -210,6 +271,12 @@ impl App {
         let grace = Duration::from_secs(config.daemon.shutdown_grace);
         let mut tasks = Supervisor::new(shutdown.clone());
 
+        // --- local rooms (issue 3): status and metrics before the health task starts.
+        if let Some(r) = &rooms {
+            r.register_metrics(&mut metrics);
+            r.register_status(&board);
+        }
+        // --- end local rooms ---
         let health_addr = health.as_ref().map(|h| h.local_addr().to_string());
         if let Some(bound) = health {
             let ctx = health::routes::Context {
@@ -233,6 +300,15 @@ impl App {
                 crate::systemd::watchdog(interval, token)
             });
         }
+        // --- local rooms (issue 3): started last, stopped first.
+        let realtime_addr = rooms
+            .as_ref()
+            .and_then(|r| r.local_addr())
+            .map(|a| a.to_string());
+        if let Some(r) = rooms {
+            tasks.spawn("rooms", move |token| r.run(token));
+        }
+        // --- end local rooms ---
 
         hub.update(|f| f.booting = false);
         readiness.clear("startup");
@@ -241,6 +317,7 @@ impl App {
             operation = "startup",
             state = %hub.state(),
             health_addr = health_addr.as_deref().unwrap_or("disabled"),
+            realtime_addr = realtime_addr.as_deref().unwrap_or("disabled"),
             "bbedge ready"
         );
 
