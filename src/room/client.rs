@@ -175,7 +175,7 @@ pub async fn serve<S>(
 /// Reads until the peer closes, errs, or the connection is told to close.
 async fn read<St>(
     svc: &Service,
-    room: &super::room::Room,
+    room: &super::live::Room,
     me: &Participant,
     mut stream: St,
     last_seen: &AtomicU64,

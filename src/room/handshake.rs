@@ -55,7 +55,9 @@ pub fn parse_path(path: &str, prefix: &str) -> Option<Target> {
 }
 
 /// The handshake callback: records the target and token in `out`, echoes the chosen
-/// `auth.*` subprotocol, and answers 404 for a path outside the prefix.
+/// `auth.*` subprotocol, and answers 404 for a path outside the prefix. (The large
+/// error type is tungstenite's.)
+#[allow(clippy::result_large_err)]
 pub fn callback<'a>(
     prefix: &'a str,
     out: &'a mut Upgrade,

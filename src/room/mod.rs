@@ -8,7 +8,7 @@
 //!   pings, idle timeout, farewell).
 //! - [`registry`]: the [`RoomType`](registry::RoomType) extension point; [`device`] is
 //!   the registered type.
-//! - [`room`], [`rooms`]: live rooms, lifecycle, snapshots. [`outbox`]: bounded per-client
+//! - [`live`], [`rooms`]: live rooms, lifecycle, snapshots. [`outbox`]: bounded per-client
 //!   queues. [`limits`]: connection caps. [`tokens`]: local tokens. [`frames`]: what we
 //!   send. [`stats`]: metrics. [`tls`]: optional TLS.
 
@@ -17,9 +17,9 @@ pub mod device;
 pub mod frames;
 pub mod handshake;
 pub mod limits;
+pub mod live;
 pub mod outbox;
 pub mod registry;
-pub mod room;
 pub mod rooms;
 pub mod server;
 pub mod stats;
@@ -217,6 +217,7 @@ impl Bound {
         let upstream = upstream_commands(svc.clone(), commands, token.clone());
         tokio::join!(accept, snaps, upstream);
         let saved = svc.rooms.save(&svc.rooms.all(), true).await;
+        svc.rooms.stopped.cancel();
         tracing::info!(
             operation = "shutdown",
             snapshots = saved,

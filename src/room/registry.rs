@@ -153,7 +153,7 @@ impl Registry {
 }
 
 /// Keeps `Weak` out of the signatures above.
-pub(super) fn timer_for(room: Weak<super::room::Room>) -> TimerFn {
+pub(super) fn timer_for(room: Weak<super::live::Room>) -> TimerFn {
     Arc::new(move |key| {
         if let Some(room) = room.upgrade() {
             room.timer(&key);

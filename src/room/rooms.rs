@@ -1,9 +1,9 @@
 //! The live rooms: created on first join (restored from their snapshot), destroyed
 //! `cleanup_timeout` after the last client leaves, snapshotted to sled in batches.
 
+use super::live::Room;
 use super::outbox::Farewell;
 use super::registry::{Participant, RoomType};
-use super::room::Room;
 use super::stats::Stats;
 use crate::bus::{Bus, HookEvent};
 use crate::store::{Store, Tree};
@@ -50,6 +50,8 @@ pub struct Rooms {
     stats: Arc<Stats>,
     bus: Bus,
     store: Store,
+    /// Cancelled when the rooms stop: pending cleanups end (and drop the store).
+    pub stopped: tokio_util::sync::CancellationToken,
 }
 
 impl Rooms {
@@ -71,6 +73,7 @@ impl Rooms {
             stats,
             bus,
             store,
+            stopped: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -171,7 +174,10 @@ impl Rooms {
         let rooms = self.clone();
         let room = room.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(rooms.cleanup_timeout).await;
+            tokio::select! {
+                _ = rooms.stopped.cancelled() => return,
+                _ = tokio::time::sleep(rooms.cleanup_timeout) => {}
+            }
             let removed = {
                 let mut map = rooms.map();
                 let g = room.lock();
@@ -186,7 +192,7 @@ impl Rooms {
                 }
             };
             if removed {
-                rooms.save(&[room.clone()], true).await;
+                rooms.save(std::slice::from_ref(&room), true).await;
                 tracing::info!(operation = "room.destroy", room = %room.id, "room destroyed");
                 rooms.bus.publish(HookEvent::RoomDestroyed {
                     room: room.id.clone(),
