@@ -29,13 +29,17 @@ fn notify(states: &[NotifyState]) {
 }
 
 /// The watchdog interval systemd asked for (`WATCHDOG_USEC`), halved, if any.
+///
+/// Follows libsystemd's `sd_watchdog_enabled`: `WATCHDOG_PID`, when set, must be ours
+/// (the variables are inherited by children that must not ping for us).
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
     }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 /// Pings the watchdog at half of `WatchdogSec` for as long as the runtime keeps

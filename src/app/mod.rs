@@ -6,9 +6,10 @@
 //! reverse when the root token is cancelled:
 //!
 //! 1. `health`: the HTTP operations surface.
-//! 2. `status`: follows the device state into systemd's STATUS= line and the log.
-//! 3. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
-//! 4. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
+//! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
+//! 3. `status`: follows the device state into systemd's STATUS= line and the log.
+//! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
+//! 5. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -20,8 +21,10 @@ pub use supervisor::Supervisor;
 
 use crate::bus::Bus;
 use crate::config::Loaded;
+use crate::control;
 use crate::error::{exit, ErrorCode};
 use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
+use crate::pairing::CredentialStore;
 use crate::signal::StatusHub;
 use crate::store::{self, Store};
 use prometheus_client::metrics::gauge::Gauge;
@@ -39,6 +42,14 @@ pub enum StartError {
     /// TLS for the local rooms cannot be set up.
     #[error(transparent)]
     RoomTls(#[from] crate::room::tls::TlsError),
+    /// The control socket could not be bound.
+    #[error("cannot create the control socket {path}: {source}")]
+    Control {
+        /// The socket path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for {what}: {source}; {hint}")]
     Bind {
@@ -62,6 +73,12 @@ impl ErrorCode for StartError {
             }
             StartError::Bind { .. } => "BIND_FAILED",
             StartError::RoomTls(_) => "REALTIME_TLS",
+            StartError::Control { source, .. }
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                "ALREADY_RUNNING"
+            }
+            StartError::Control { .. } => "CONTROL_SOCKET_FAILED",
         }
     }
 }
@@ -72,7 +89,7 @@ impl StartError {
         match self {
             StartError::Store(store::Error::Unwritable { .. }) => exit::NOPERM,
             StartError::Store(_) => exit::OS,
-            StartError::Bind { .. } => exit::OS,
+            StartError::Bind { .. } | StartError::Control { .. } => exit::OS,
             StartError::RoomTls(_) => exit::USAGE,
         }
     }
@@ -90,6 +107,9 @@ pub struct App {
     board: StatusBoard,
     metrics: Metrics,
     health: Option<health::Bound>,
+    control_socket: control::Bound,
+    control: control::Handlers,
+    credentials: CredentialStore,
     // --- local rooms (issue 3) ---
     /// The local device rooms, when `[realtime] enabled`.
     rooms: Option<crate::room::Bound>,
@@ -130,6 +150,19 @@ impl App {
         } else {
             None
         };
+
+        let socket = control::socket_path(&paths.state_dir);
+        let control_socket =
+            control::Bound::bind(&socket).map_err(|source| StartError::Control {
+                path: socket.clone(),
+                source,
+            })?;
+
+        let (credentials, creds_err) = CredentialStore::open(paths.credentials.clone());
+        if let Some(e) = creds_err {
+            tracing::error!(operation = "pairing.load", code = e.code(), error = %e, "credentials unreadable; running unpaired");
+        }
+        hub.update(|f| f.paired = credentials.current().is_some());
 
         // --- local rooms (issue 3): bound here so a port in use fails before anything runs.
         let (upstream_side, room_side) = crate::relay::channel();
@@ -173,10 +206,15 @@ impl App {
             board: StatusBoard::default(),
             metrics: Metrics::new(),
             health,
+            control_socket,
+            control: control::Handlers::default(),
+            credentials,
             started,
             loaded,
         };
         app.register_core_metrics();
+        app.register_pairing_reload();
+        app.register_token_control();
         Ok(app)
     }
 
@@ -210,9 +248,63 @@ impl App {
         &self.bus
     }
 
+    /// The control operations the daemon answers; services register theirs in `bind`.
+    pub fn control(&mut self) -> &mut control::Handlers {
+        &mut self.control
+    }
+
     /// Resolved paths.
     pub fn paths(&self) -> &Paths {
         &self.paths
+    }
+
+    /// The credentials the upstream link and `/status` read.
+    pub fn credentials(&self) -> &CredentialStore {
+        &self.credentials
+    }
+
+    /// `pairing.reload`: `bbedge pair|unpair` ask the daemon to re-read the credentials.
+    fn register_pairing_reload(&mut self) {
+        let creds = self.credentials.clone();
+        let hub = self.hub.clone();
+        self.control.register("pairing.reload", move |_| {
+            let creds = creds.clone();
+            let hub = hub.clone();
+            async move {
+                let now = creds
+                    .reload()
+                    .map_err(|e| control::ControlError::failed(&e, e.code()))?;
+                hub.update(|f| {
+                    f.paired = now.is_some();
+                    if now.is_some() {
+                        f.needs_pairing = false;
+                    }
+                });
+                Ok(serde_json::json!({ "paired": now.is_some() }))
+            }
+        });
+    }
+
+    /// `token.add|list|revoke` (issue 3): `bbedge token …` while the daemon runs goes
+    /// through here, so revocation also closes the token's live connections.
+    fn register_token_control(&mut self) {
+        use crate::commands::token as ops;
+        let store = self.store.clone();
+        self.control.register("token.add", move |args| {
+            let store = store.clone();
+            async move { ops::add(&store, args).await }
+        });
+        let store = self.store.clone();
+        self.control.register("token.list", move |_| {
+            let store = store.clone();
+            async move { ops::list(&store) }
+        });
+        let store = self.store.clone();
+        let rooms = self.rooms();
+        self.control.register("token.revoke", move |args| {
+            let (store, rooms) = (store.clone(), rooms.clone());
+            async move { ops::revoke(&store, rooms.as_deref(), args).await }
+        });
     }
 
     fn register_core_metrics(&mut self) {
@@ -264,6 +356,8 @@ impl App {
             mut metrics,
             health,
             rooms,
+            control_socket,
+            control,
             started,
             ..
         } = self;
@@ -293,6 +387,7 @@ impl App {
             };
             tasks.spawn("health", move |token| bound.serve(ctx, token));
         }
+        tasks.spawn("control", move |token| control_socket.serve(control, token));
         let status_hub = hub.clone();
         tasks.spawn("status", move |token| follow_state(status_hub, token));
         if let Some(interval) = crate::systemd::watchdog_interval() {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod run;
 pub mod status;
+pub mod token;
 
 use crate::error::exit;
 

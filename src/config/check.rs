@@ -97,9 +97,10 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         1..=600,
     )?;
     if l.send_queue_bytes < l.max_frame_bytes {
-        return Err(fail(
+        return Err(fail2(
             loaded,
             "realtime.limits.send_queue_bytes",
+            "realtime.limits.max_frame_bytes",
             l.send_queue_bytes,
             format!(
                 "must be at least realtime.limits.max_frame_bytes ({}), or no frame of the largest size could be queued",
@@ -108,9 +109,10 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         ));
     }
     if l.idle_timeout <= l.ping_interval {
-        return Err(fail(
+        return Err(fail2(
             loaded,
             "realtime.limits.idle_timeout",
+            "realtime.limits.ping_interval",
             l.idle_timeout,
             format!(
                 "must be longer than realtime.limits.ping_interval ({}), or every client would be closed between two pings",
@@ -127,9 +129,10 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         ));
     }
     if r.tls.cert_path.is_empty() != r.tls.key_path.is_empty() {
-        return Err(fail(
+        return Err(fail2(
             loaded,
             "realtime.tls.key_path",
+            "realtime.tls.cert_path",
             format!("{:?}", r.tls.key_path),
             "set both realtime.tls.cert_path and realtime.tls.key_path, or neither",
         ));
@@ -178,9 +181,10 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     )?;
     range("upstream.token_warn_hours", u.token_warn_hours, 1..=167)?;
     if u.backoff_max < u.backoff_initial {
-        return Err(fail(
+        return Err(fail2(
             loaded,
             "upstream.backoff_max",
+            "upstream.backoff_initial",
             u.backoff_max,
             format!(
                 "must be at least upstream.backoff_initial ({})",
@@ -212,17 +216,19 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     }
     let lows = led.gpio_active_low.len();
     if lows > 1 && lows != led.gpio_pins.len() {
-        return Err(fail(
+        return Err(fail2(
             loaded,
             "status_led.gpio_active_low",
+            "status_led.gpio_pins",
             format!("{:?}", led.gpio_active_low),
             "give one value for all pins, or one per pin in status_led.gpio_pins",
         ));
     }
     if led.backend == LedBackend::Gpio && led.gpio_pins.is_empty() {
-        return Err(fail(
+        return Err(fail2(
             loaded,
             "status_led.backend",
+            "status_led.gpio_pins",
             "\"gpio\"",
             "needs status_led.gpio_pins; or use \"auto\", \"sysfs\" or \"sim\"",
         ));
@@ -250,8 +256,24 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
 }
 
 fn fail(loaded: &Loaded, key: &str, value: impl Display, allowed: impl Into<String>) -> Error {
+    fail2(loaded, key, key, value, allowed)
+}
+
+/// A rule about `key` that involves `other`: blame whichever of the two a layer set last
+/// (a rule broken by a drop-in must name the drop-in, not the defaults).
+fn fail2(
+    loaded: &Loaded,
+    key: &str,
+    other: &str,
+    value: impl Display,
+    allowed: impl Into<String>,
+) -> Error {
+    let origin = match (loaded.provenance.get(key), loaded.provenance.get(other)) {
+        (Some(s), _) | (None, Some(s)) => s.to_string(),
+        (None, None) => loaded.origin(key).to_string(),
+    };
     Error::OutOfRange {
-        origin: loaded.origin(key).to_string(),
+        origin,
         key: key.to_owned(),
         value: value.to_string(),
         allowed: allowed.into(),

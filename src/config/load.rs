@@ -233,7 +233,9 @@ fn to_config(table: &Table, source: &Source) -> Result<Config, Error> {
     let de = Value::Table(table.clone());
     serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
         let key = e.path().to_string();
-        let message = e.inner().to_string();
+        // The deserializer appends "\nin `section`"; one line is enough, the key says where.
+        let inner = e.inner().to_string();
+        let message = inner.lines().next().unwrap_or_default().to_owned();
         if message.starts_with("unknown field") {
             Error::UnknownKey {
                 origin: source.to_string(),

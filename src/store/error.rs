@@ -15,6 +15,12 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Another process holds the database lock.
+    #[error("the database {path} is locked by another process: is another bbedge running with the same state directory?")]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
     /// The disk is full: writes are refused until space is freed.
     #[error("the disk holding the state directory is full")]
     Full,
@@ -48,6 +54,7 @@ impl ErrorCode for Error {
     fn code(&self) -> &'static str {
         match self {
             Error::Unwritable { .. } => "STORE_UNWRITABLE",
+            Error::Locked { .. } => "STORE_LOCKED",
             Error::Full => "STORE_FULL",
             Error::Corrupt(_) => "STORE_CORRUPT",
             Error::Io(_) => "STORE_IO",

@@ -64,6 +64,15 @@ fn try_open(path: &Path, cache_bytes: u64) -> Result<Store, Error> {
                     source: io,
                 }
             }
+            // sled wraps EWOULDBLOCK from its file lock in a message of its own.
+            Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                Error::Locked {
+                    path: path.to_owned(),
+                }
+            }
             // sled reports a mangled file as an I/O error of kind InvalidData/UnexpectedEof.
             Error::Io(io)
                 if matches!(

@@ -29,12 +29,21 @@ pub fn bin() -> &'static str {
 /// Starts `bbedge <args>` in `cwd` with `env`, logging JSON to stderr.
 pub fn spawn(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
     let mut cmd = Command::new(bin());
+    cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
+    start(cmd, cwd, args, env)
+}
+
+/// Like [`spawn`], but keeps `NOTIFY_SOCKET`/`WATCHDOG_USEC` from `env` (systemd tests).
+pub fn spawn_keep_notify(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
+    start(Command::new(bin()), cwd, args, env)
+}
+
+fn start(mut cmd: Command, cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
     cmd.args(args)
         .arg("--log-format")
         .arg("json")
         .current_dir(cwd)
         .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
         .envs(env.iter().cloned())
         .stdin(Stdio::null())
