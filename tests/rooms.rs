@@ -843,3 +843,91 @@ async fn token_cli_goes_through_the_running_daemon_and_revoke_closes_live_connec
     d.wait_for("bbedge stopped").await;
     assert_eq!(d.exit_code().await, 0);
 }
+
+#[tokio::test]
+async fn tls_with_a_self_signed_certificate_made_on_first_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let tb = TestBox::start(&[("realtime.tls.enabled", "true")]).await;
+    let dir = tb.dir.path().join("realtime-tls");
+    let mode = std::fs::metadata(dir.join("key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let pem = std::fs::read(dir.join("cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let (t, _) = tb.token(Role::Observer, None).await;
+    let port = tb.realtime.unwrap().port();
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("wss://localhost:{port}{}", tb.device_path())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(tb.realtime.unwrap())
+        .await
+        .unwrap();
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(cfg));
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(connector))
+        .await
+        .unwrap();
+    let mut c = support::ws::Client {
+        ws,
+        id: String::new(),
+    };
+    assert_eq!(c.next_json().await["event"], "connection.ack");
+    let status = tb.status().await;
+    assert_eq!(status["rooms"]["tls"], true);
+}
+
+#[tokio::test]
+async fn every_frame_bbedge_originates_is_schema_valid_or_a_known_off_schema_shape() {
+    let tb = TestBox::start(&[("realtime.limits.command_timeout", "1")]).await;
+    let schema = Schema::load();
+    let (mut op, _) = tb.join(Role::Operator).await;
+    op.send(&schema::vector("command.json")).await; // AGENT_NOT_CONNECTED ack
+    op.send(&json!({"type": "ping"})).await; // pong
+    op.send_raw(Message::Text("nope".into())).await; // error frame
+    let (mut agent, _) = tb.join(Role::Agent).await; // presence to op
+    op.send(&schema::vector("command.set_visibility.json"))
+        .await; // AGENT_TIMEOUT ack later
+    let _ = agent.next_non_presence().await;
+    let control = [
+        "connection.ack",
+        "room_state",
+        "presence.joined",
+        "presence.left",
+        "error",
+        "session.revoked",
+    ];
+    for _ in 0..5 {
+        let f = op.next_json().await;
+        match f["type"].as_str().unwrap() {
+            "control" => {
+                assert!(control.contains(&f["event"].as_str().unwrap()), "{f}");
+                assert!(!schema.is_valid(&f));
+                if f["event"] == "error" {
+                    same_shape(
+                        &f,
+                        &schema::vector(
+                            "off-schema/control.error.auth-failed.server-to-device.json",
+                        ),
+                    );
+                }
+            }
+            "pong" => same_shape(&f, &schema::vector("off-schema/pong.server-to-device.json")),
+            _ => schema.assert_valid(&f),
+        }
+    }
+}
