@@ -34,7 +34,14 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { observers: 100, bytes: 512, rate: 1000, seconds: 5, idle: 1000, churn_seconds: 0 };
+    let mut a = Args {
+        observers: 100,
+        bytes: 512,
+        rate: 1000,
+        seconds: 5,
+        idle: 1000,
+        churn_seconds: 0,
+    };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i + 1 < v.len() {
@@ -66,7 +73,10 @@ struct Daemon {
 
 fn env(state: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
-        ("BBEDGE_DAEMON__STATE_DIR", format!("{:?}", state.display().to_string())),
+        (
+            "BBEDGE_DAEMON__STATE_DIR",
+            format!("{:?}", state.display().to_string()),
+        ),
         ("BBEDGE_HEALTH__PORT", "0".into()),
         ("BBEDGE_REALTIME__PORT", "0".into()),
         ("BBEDGE_REALTIME__HOST", "\"127.0.0.1\"".into()),
@@ -75,9 +85,18 @@ fn env(state: &std::path::Path) -> Vec<(&'static str, String)> {
         ("BBEDGE_UPSTREAM__ENABLED", "false".into()),
         ("BBEDGE_LOGGING__LEVEL", "warn,bbedge=info".into()),
         ("BBEDGE_REALTIME__LIMITS__MAX_CONNECTIONS", "5000".into()),
-        ("BBEDGE_REALTIME__RATE_LIMITING__CONNECTIONS_PER_IP", "5000".into()),
-        ("BBEDGE_REALTIME__RATE_LIMITING__CONNECTIONS_PER_USER", "5000".into()),
-        ("BBEDGE_REALTIME__RATE_LIMITING__MESSAGES_PER_SECOND", "10000".into()),
+        (
+            "BBEDGE_REALTIME__RATE_LIMITING__CONNECTIONS_PER_IP",
+            "5000".into(),
+        ),
+        (
+            "BBEDGE_REALTIME__RATE_LIMITING__CONNECTIONS_PER_USER",
+            "5000".into(),
+        ),
+        (
+            "BBEDGE_REALTIME__RATE_LIMITING__MESSAGES_PER_SECOND",
+            "10000".into(),
+        ),
     ]
 }
 
@@ -94,18 +113,40 @@ async fn start_daemon() -> Daemon {
         .expect("bbedge starts");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let ready = loop {
-        let line = lines.next_line().await.expect("log").expect("daemon exited early");
+        let line = lines
+            .next_line()
+            .await
+            .expect("log")
+            .expect("daemon exited early");
         let v: Value = serde_json::from_str(&line).unwrap_or_default();
         if v["message"] == "bbedge ready" {
             break v;
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let realtime: SocketAddr = ready["realtime_addr"].as_str().expect("realtime").parse().expect("addr");
+    let realtime: SocketAddr = ready["realtime_addr"]
+        .as_str()
+        .expect("realtime")
+        .parse()
+        .expect("addr");
     let health = ready["health_addr"].as_str().expect("health").to_owned();
-    let status: Value = reqwest::get(format!("http://{health}/status")).await.expect("status").json().await.expect("json");
-    let room = status["rooms"]["device_room"].as_str().expect("device room").trim_start_matches("device:").to_owned();
-    Daemon { child, realtime, device_path: format!("/realtime/devices/{room}"), state }
+    let status: Value = reqwest::get(format!("http://{health}/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let room = status["rooms"]["device_room"]
+        .as_str()
+        .expect("device room")
+        .trim_start_matches("device:")
+        .to_owned();
+    Daemon {
+        child,
+        realtime,
+        device_path: format!("/realtime/devices/{room}"),
+        state,
+    }
 }
 
 async fn token(d: &Daemon, role: &str) -> String {
@@ -116,22 +157,38 @@ async fn token(d: &Daemon, role: &str) -> String {
         .await
         .expect("token add");
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().find_map(|l| l.strip_prefix("token:")).expect("token printed").trim().to_owned()
+    text.lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .expect("token printed")
+        .trim()
+        .to_owned()
 }
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+            })
+        })
         .unwrap_or(0)
 }
 
 async fn connect(addr: SocketAddr, path: &str, token: Option<&str>) -> Ws {
-    let mut req = format!("ws://{addr}{path}").into_client_request().expect("request");
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
     if let Some(t) = token {
-        req.headers_mut().insert("authorization", format!("Bearer {t}").parse().expect("header"));
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("connects");
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects");
     if token.is_some() {
         // connection.ack and room_state
         for _ in 0..2 {
@@ -148,7 +205,12 @@ struct Tally {
     frames: AtomicU64,
 }
 
-fn observe(mut ws: Ws, epoch: Instant, tally: Arc<Tally>, stop: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+fn observe(
+    mut ws: Ws,
+    epoch: Instant,
+    tally: Arc<Tally>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut local = Vec::with_capacity(8192);
         loop {
@@ -162,7 +224,9 @@ fn observe(mut ws: Ws, epoch: Instant, tally: Arc<Tally>, stop: tokio_util::sync
             // Cheap: find "t": without parsing the whole frame.
             if let Some(i) = t.find("\"t\":") {
                 let rest = &t[i + 4..];
-                let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                let end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
                 if let Ok(sent) = rest[..end].parse::<u64>() {
                     let now = epoch.elapsed().as_micros() as u64;
                     local.push(now.saturating_sub(sent) as u32);
@@ -191,14 +255,26 @@ struct Run {
 }
 
 /// Agent sends for `seconds` at `rate` (0: as fast as it can); observers count.
-async fn fanout(addr: SocketAddr, path: &str, agent_tok: Option<&str>, obs_tok: Option<&str>, a: &Args, rate: u64) -> Run {
+async fn fanout(
+    addr: SocketAddr,
+    path: &str,
+    agent_tok: Option<&str>,
+    obs_tok: Option<&str>,
+    a: &Args,
+    rate: u64,
+) -> Run {
     let epoch = Instant::now();
     let tally = Arc::new(Tally::default());
     let stop = tokio_util::sync::CancellationToken::new();
     let agent = connect(addr, path, agent_tok).await;
     let mut obs = Vec::new();
     for _ in 0..a.observers {
-        obs.push(observe(connect(addr, path, obs_tok).await, epoch, tally.clone(), stop.clone()));
+        obs.push(observe(
+            connect(addr, path, obs_tok).await,
+            epoch,
+            tally.clone(),
+            stop.clone(),
+        ));
     }
     // The agent drains whatever it is sent (presence frames) so it never blocks.
     let (mut sink, mut stream) = agent.split();
@@ -213,7 +289,11 @@ async fn fanout(addr: SocketAddr, path: &str, agent_tok: Option<&str>, obs_tok: 
             tick.tick().await;
         }
         n += 1;
-        if sink.send(Message::Text(frame(epoch, n, a.bytes).into())).await.is_err() {
+        if sink
+            .send(Message::Text(frame(epoch, n, a.bytes).into()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -228,7 +308,11 @@ async fn fanout(addr: SocketAddr, path: &str, agent_tok: Option<&str>, obs_tok: 
     drain.abort();
     let mut lat = std::mem::take(&mut *tally.lat_us.lock().expect("lock"));
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     Run {
         frames_per_s: tally.frames.load(Ordering::Relaxed) as f64 / sent_for,
         p50: pct(0.50),
@@ -239,9 +323,12 @@ async fn fanout(addr: SocketAddr, path: &str, agent_tok: Option<&str>, obs_tok: 
 
 /// A bare tokio-tungstenite broadcast loop: every text frame goes to every other client.
 async fn baseline() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let (tx, _) = tokio::sync::broadcast::channel::<(u64, tokio_tungstenite::tungstenite::Utf8Bytes)>(1024);
+    let (tx, _) =
+        tokio::sync::broadcast::channel::<(u64, tokio_tungstenite::tungstenite::Utf8Bytes)>(1024);
     tokio::spawn(async move {
         let mut next = 0u64;
         while let Ok((tcp, _)) = listener.accept().await {
@@ -251,7 +338,9 @@ async fn baseline() -> SocketAddr {
             let tx = tx.clone();
             let mut rx = tx.subscribe();
             tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
                 let (mut sink, mut stream) = ws.split();
                 let w = tokio::spawn(async move {
                     loop {
@@ -280,7 +369,10 @@ async fn baseline() -> SocketAddr {
 }
 
 fn report(name: &str, r: &Run) {
-    println!("{name:<28} {:>10.0} frames/s   p50 {:>6} µs   p99 {:>6} µs   max {:>7} µs", r.frames_per_s, r.p50, r.p99, r.max);
+    println!(
+        "{name:<28} {:>10.0} frames/s   p50 {:>6} µs   p99 {:>6} µs   max {:>7} µs",
+        r.frames_per_s, r.p50, r.p99, r.max
+    );
 }
 
 #[tokio::main]
@@ -292,7 +384,10 @@ async fn main() {
     let observer = token(&d, "observer").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss_kib(pid);
-    println!("bbedge rooms load: {} observers, {} B status frames, {} s per run, 2 cores shared", a.observers, a.bytes, a.seconds);
+    println!(
+        "bbedge rooms load: {} observers, {} B status frames, {} s per run, 2 cores shared",
+        a.observers, a.bytes, a.seconds
+    );
     println!("daemon RSS idle: {idle_rss} KiB");
 
     if a.idle > 0 {
@@ -311,10 +406,26 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let paced = fanout(d.realtime, &d.device_path, Some(&agent), Some(&observer), &a, a.rate).await;
+    let paced = fanout(
+        d.realtime,
+        &d.device_path,
+        Some(&agent),
+        Some(&observer),
+        &a,
+        a.rate,
+    )
+    .await;
     report(&format!("bbedge paced {}/s", a.rate), &paced);
     println!("daemon RSS after paced run: {} KiB", rss_kib(pid));
-    let flat = fanout(d.realtime, &d.device_path, Some(&agent), Some(&observer), &a, 0).await;
+    let flat = fanout(
+        d.realtime,
+        &d.device_path,
+        Some(&agent),
+        Some(&observer),
+        &a,
+        0,
+    )
+    .await;
     report("bbedge flat out", &flat);
     println!("daemon RSS after flat-out run: {} KiB", rss_kib(pid));
 
@@ -323,7 +434,10 @@ async fn main() {
     report(&format!("baseline paced {}/s", a.rate), &bpaced);
     let bflat = fanout(base, "/", None, None, &a, 0).await;
     report("baseline flat out", &bflat);
-    println!("bbedge / baseline delivered (flat out): {:.0}%", 100.0 * flat.frames_per_s / bflat.frames_per_s.max(1.0));
+    println!(
+        "bbedge / baseline delivered (flat out): {:.0}%",
+        100.0 * flat.frames_per_s / bflat.frames_per_s.max(1.0)
+    );
 
     if a.churn_seconds > 0 {
         // Slow consumers (never read) joined and replaced while the agent sends.
@@ -340,7 +454,9 @@ async fn main() {
             }
             for _ in 0..200 {
                 n += 1;
-                let _ = agent_ws.send(Message::Text(frame(epoch, n, a.bytes).into())).await;
+                let _ = agent_ws
+                    .send(Message::Text(frame(epoch, n, a.bytes).into()))
+                    .await;
             }
             // Replace the ten oldest.
             slow.drain(..10);
@@ -349,6 +465,9 @@ async fn main() {
             hi = hi.max(r);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        println!("slow-consumer churn for {} s: RSS before {before} KiB, min {lo} KiB, max {hi} KiB", a.churn_seconds);
+        println!(
+            "slow-consumer churn for {} s: RSS before {before} KiB, min {lo} KiB, max {hi} KiB",
+            a.churn_seconds
+        );
     }
 }

@@ -222,6 +222,7 @@ async fn binary_frames_are_refused_with_an_error_frame() {
             .await,
         1.0
     );
+    assert_eq!(tb.status().await["rooms"]["drops"]["binary"], 1);
 }
 
 #[tokio::test]

@@ -240,6 +240,11 @@ impl Service {
             .collect();
         let s = &self.stats;
         s.refresh_age();
+        let drops: serde_json::Map<String, serde_json::Value> = stats::reason::ALL
+            .iter()
+            .map(|r| ((*r).to_owned(), json!(s.drops_of(r))))
+            .filter(|(_, n)| n != &json!(0))
+            .collect();
         json!({
             "address": addr.map(|a| a.to_string()),
             "tls": tls,
@@ -249,6 +254,7 @@ impl Service {
             "frames_in": s.frames_in.get(),
             "frames_out": s.frames_out.get(),
             "rate_limit_hits": s.rate_limit_hits.get(),
+            "drops": drops,
             "snapshots": s.snapshots.get(),
             "snapshot_age_seconds": s.snapshot_age.get(),
         })

@@ -35,6 +35,21 @@ pub mod reason {
     pub const AUTH: &str = "auth";
     /// A handshake that did not finish in `handshake_timeout` or failed.
     pub const HANDSHAKE: &str = "handshake";
+    /// Every reason, for `/status`.
+    pub const ALL: [&str; 12] = [
+        NOT_JSON,
+        BINARY,
+        UNKNOWN_TYPE,
+        INVALID,
+        FORBIDDEN,
+        RATE_LIMITED,
+        TOO_LARGE,
+        SLOW_CONSUMER,
+        UPSTREAM_FULL,
+        CONNECTION_LIMIT,
+        AUTH,
+        HANDSHAKE,
+    ];
 }
 
 /// Every room metric. Cheap to share behind an `Arc`.
