@@ -932,3 +932,18 @@ async fn every_frame_bbedge_originates_is_schema_valid_or_a_known_off_schema_sha
         }
     }
 }
+
+#[tokio::test]
+async fn the_echo_conformance_endpoint_is_off_by_default_and_echoes_when_on() {
+    let tb = TestBox::start(&[]).await;
+    assert!(tb.connect("/echo", None).await.is_err(), "404 when off");
+    let tb = TestBox::start(&[("realtime.echo", "true")]).await;
+    let mut c = tb.connect("/echo", None).await.unwrap();
+    c.send_raw(Message::Binary(vec![0, 1, 2].into())).await;
+    c.send_raw(Message::Text("not even JSON".into())).await;
+    use futures_util::StreamExt;
+    let a = c.ws.next().await.unwrap().unwrap();
+    let b = c.ws.next().await.unwrap().unwrap();
+    assert_eq!(a, Message::Binary(vec![0, 1, 2].into()));
+    assert_eq!(b, Message::Text("not even JSON".into()));
+}

@@ -39,6 +39,9 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let refuse = |code: &'static str| svc.stats.dropped(code);
+    if matches!(up.target, Some(Target::Echo)) {
+        return echo(&svc, ws).await;
+    }
     let Some(Target::Room { kind, id }) = up.target else {
         refuse(reason::AUTH);
         let last = frames::error(
@@ -383,6 +386,23 @@ where
     });
     sink.send(Message::Close(frame)).await?;
     sink.close().await
+}
+
+/// The conformance endpoint: every text and binary message goes back unchanged; pings,
+/// closes and the limits are tungstenite's, configured as for the rooms.
+async fn echo<S>(svc: &Service, mut ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(Ok(m)) = ws.next().await {
+        if m.is_text() || m.is_binary() {
+            svc.stats.frames_in.inc();
+            if ws.send(m).await.is_err() {
+                break;
+            }
+            svc.stats.frames_out.inc();
+        }
+    }
 }
 
 /// Ends a connection that never joined.

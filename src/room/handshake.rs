@@ -18,6 +18,8 @@ pub enum Target {
     },
     /// Under the prefix but not `<type>/<id>` (central: `UNKNOWN_ERROR`, bare close).
     Malformed,
+    /// `/echo` with `[realtime] echo` on: the Autobahn conformance endpoint.
+    Echo,
 }
 
 /// What the handshake learned.
@@ -60,9 +62,14 @@ pub fn parse_path(path: &str, prefix: &str) -> Option<Target> {
 #[allow(clippy::result_large_err)]
 pub fn callback<'a>(
     prefix: &'a str,
+    echo: bool,
     out: &'a mut Upgrade,
 ) -> impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse> + 'a {
     move |req: &Request, mut resp: Response| {
+        if echo && req.uri().path() == "/echo" {
+            out.target = Some(Target::Echo);
+            return Ok(resp);
+        }
         let Some(target) = parse_path(req.uri().path(), prefix) else {
             let mut e = ErrorResponse::new(Some("not found\n".to_owned()));
             *e.status_mut() = StatusCode::NOT_FOUND;

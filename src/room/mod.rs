@@ -116,6 +116,9 @@ pub async fn bind(
         .await
         .map_err(|e| StartError::Bind(e, addr))?;
     let tls = tls::acceptor(&cfg.tls, state_dir)?;
+    if cfg.echo {
+        tracing::warn!(operation = "startup", addr = %addr, "realtime.echo is on: /echo answers anyone without a token; for conformance tests only");
+    }
     let device_id = device_id(device_uuid, &store).await?;
     let stats = Arc::new(Stats::default());
     let mut registry = Registry::default();

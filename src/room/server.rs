@@ -130,7 +130,7 @@ async fn upgrade<S>(
     let mut up = Upgrade::default();
     let cfg = ws_config(svc.cfg.limits.max_frame_bytes);
     let hs = {
-        let cb = handshake::callback(&svc.cfg.path, &mut up);
+        let cb = handshake::callback(&svc.cfg.path, svc.cfg.echo, &mut up);
         let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(cfg));
         tokio::select! {
             _ = token.cancelled() => return,
