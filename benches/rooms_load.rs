@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench rooms_load -- [--observers 100] [--bytes 512] [--rate 1000]
-//!     [--seconds 5] [--idle 1000] [--churn-seconds 0]
+//!     [--seconds 5] [--idle 1000] [--churn-seconds 0] [--attempts 10000]
 //! ```
 //! Not a test: it asserts nothing, it prints numbers for docs/PERFORMANCE.md.
 
@@ -31,6 +31,7 @@ struct Args {
     seconds: u64,
     idle: usize,
     churn_seconds: u64,
+    attempts: usize,
 }
 
 fn args() -> Args {
@@ -41,6 +42,7 @@ fn args() -> Args {
         seconds: 5,
         idle: 1000,
         churn_seconds: 0,
+        attempts: 10_000,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -53,6 +55,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = n,
             "--idle" => a.idle = n as usize,
             "--churn-seconds" => a.churn_seconds = n,
+            "--attempts" => a.attempts = n as usize,
             _ => {
                 i += 1;
                 continue;
@@ -438,6 +441,76 @@ async fn main() {
         "bbedge / baseline delivered (flat out): {:.0}%",
         100.0 * flat.frames_per_s / bflat.frames_per_s.max(1.0)
     );
+
+    if a.attempts > 0 {
+        // Many connection attempts, 1,000 in flight at a time, each held until its
+        // first frame or close: counts joined / refused (4029) / dropped unanswered.
+        let started = Instant::now();
+        let (joined, refused, dropped) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let gate = Arc::new(tokio::sync::Semaphore::new(1000));
+        let mut all = Vec::with_capacity(a.attempts);
+        for _ in 0..a.attempts {
+            let permit = gate.clone().acquire_owned().await.expect("gate");
+            let (j, r, x) = (joined.clone(), refused.clone(), dropped.clone());
+            let (addr, path, tok) = (d.realtime, d.device_path.clone(), observer.clone());
+            all.push(tokio::spawn(async move {
+                let _permit = permit;
+                let mut req = format!("ws://{addr}{path}")
+                    .into_client_request()
+                    .expect("request");
+                req.headers_mut().insert(
+                    "authorization",
+                    format!("Bearer {tok}").parse().expect("header"),
+                );
+                match tokio_tungstenite::connect_async(req).await {
+                    Ok((mut ws, _)) => match ws.next().await {
+                        Some(Ok(Message::Text(_))) => {
+                            j.fetch_add(1, Ordering::Relaxed);
+                            // Held open until every attempt is made.
+                            return Some(ws);
+                        }
+                        Some(Ok(Message::Close(Some(c)))) if u16::from(c.code) == 4029 => {
+                            r.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            x.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Err(_) => {
+                        x.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None
+            }));
+        }
+        let mut held = Vec::new();
+        for t in all {
+            if let Ok(Some(ws)) = t.await {
+                held.push(ws);
+            }
+        }
+        let rss_held = rss_kib(pid);
+        drop(held);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut probe = connect(d.realtime, &d.device_path, Some(&observer)).await;
+        let _ = probe
+            .send(Message::Text("{\"type\":\"ping\"}".into()))
+            .await;
+        let alive = matches!(probe.next().await, Some(Ok(Message::Text(_))));
+        println!(
+            "{} connection attempts in {:.1} s (joined ones held): joined {}, refused 4029 {}, dropped {}; RSS {rss_held} KiB; after closing them a new client is served: {alive}, RSS {} KiB",
+            a.attempts,
+            started.elapsed().as_secs_f64(),
+            joined.load(Ordering::Relaxed),
+            refused.load(Ordering::Relaxed),
+            dropped.load(Ordering::Relaxed),
+            rss_kib(pid)
+        );
+    }
 
     if a.churn_seconds > 0 {
         // Slow consumers (never read) joined and replaced while the agent sends.
