@@ -139,6 +139,10 @@ pub async fn serve<S>(
             return farewell(&mut ws, Some(last), Some(4029), &why).await;
         }
     };
+    if svc.stopping.is_cancelled() {
+        // Joined after the shutdown's close_all went by.
+        out.close(super::server::shutting_down());
+    }
     let role = record.role.as_str();
     let gauge = svc.stats.role(role);
     gauge.inc();

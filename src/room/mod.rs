@@ -75,6 +75,9 @@ pub struct Service {
     pub bus: Bus,
     /// This box's device UUID; its room is `device:<uuid>`.
     pub device_id: String,
+    /// Cancelled when the rooms start shutting down: a client that joins after that is
+    /// closed with 1001 at once.
+    pub stopping: CancellationToken,
 }
 
 /// Bound, not yet running.
@@ -161,6 +164,7 @@ pub async fn bind(
         store,
         bus,
         device_id,
+        stopping: CancellationToken::new(),
     });
     Ok(Bound {
         svc,

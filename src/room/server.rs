@@ -72,14 +72,20 @@ pub async fn accept_loop(
         ));
     }
     drop(listener);
-    svc.rooms.close_all(&super::outbox::Farewell {
+    svc.stopping.cancel();
+    svc.rooms.close_all(&shutting_down());
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// The farewell of a client when the box shuts down.
+pub fn shutting_down() -> super::outbox::Farewell {
+    super::outbox::Farewell {
         last: None,
         code: Some(1001),
         reason: "SHUTTING_DOWN".into(),
         why: "shutdown",
-    });
-    tasks.close();
-    tasks.wait().await;
+    }
 }
 
 async fn connection(
