@@ -45,7 +45,7 @@ fn status(state: &str) -> Value {
 
 #[tokio::test]
 async fn join_gets_connection_ack_then_room_state_and_others_see_presence() {
-    let tb = TestBox::start(&[]).await;
+    let tb = TestBox::start(&[("realtime.rooms.grace_period", "0")]).await;
     let (mut agent, state) = tb.join(Role::Agent).await;
     assert_eq!(state["roomId"], format!("device:{}", tb.svc().device_id));
     assert_eq!(state["participants"][0]["role"], "agent");
@@ -946,4 +946,39 @@ async fn the_echo_conformance_endpoint_is_off_by_default_and_echoes_when_on() {
     let b = c.ws.next().await.unwrap().unwrap();
     assert_eq!(a, Message::Binary(vec![0, 1, 2].into()));
     assert_eq!(b, Message::Text("not even JSON".into()));
+}
+
+#[tokio::test]
+async fn a_quick_reconnect_within_the_grace_period_is_not_announced_as_left_then_joined() {
+    let tb = TestBox::start(&[("realtime.rooms.grace_period", "1")]).await;
+    let (mut agent, _) = tb.join(Role::Agent).await;
+    let (t, _) = tb.token(Role::Observer, None).await;
+    let first = tb.connect(&tb.device_path(), Some(&t)).await.unwrap();
+    let joined = agent.next_json().await;
+    assert_eq!(joined["event"], "presence.joined");
+    let first_id = joined["participant"]["id"].clone();
+    let mut events = tb.bus_events();
+    drop(first);
+    // Wait until the room has seen it leave (the event follows the leave).
+    loop {
+        let e = tokio::time::timeout(FRAME_TIMEOUT, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(e, HookEvent::ClientDisconnected { .. }) {
+            break;
+        }
+    }
+    let mut again = tb.connect(&tb.device_path(), Some(&t)).await.unwrap();
+    let ack = again.next_json().await;
+    // The agent's next presence frame is the rejoin naming the client it replaces.
+    let rejoined = agent.next_json().await;
+    assert_eq!(rejoined["event"], "presence.joined", "{rejoined}");
+    assert_eq!(rejoined["participant"]["id"], ack["clientId"]);
+    assert_eq!(rejoined["previous"], first_id);
+    // After the grace period a real departure is announced.
+    drop(again);
+    let left = agent.next_json().await;
+    assert_eq!(left["event"], "presence.left");
+    assert_eq!(left["participant"]["id"], ack["clientId"]);
 }

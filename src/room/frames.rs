@@ -64,14 +64,15 @@ pub fn room_state(room_id: &str, participants: &[Participant], state: Value) -> 
     }))
 }
 
-/// `presence.joined` / `presence.left` to the others.
-pub fn presence(room_id: &str, joined: bool, who: &Participant) -> Utf8Bytes {
-    let event = if joined {
-        "presence.joined"
-    } else {
-        "presence.left"
-    };
-    text(&json!({"type":"control","event":event,"roomId":room_id,"participant":who.describe()}))
+/// `presence.joined` / `presence.left` to the others. A quick reconnect of the same
+/// token within `grace_period` is a `presence.joined` with `previous`: the client id it
+/// replaces (no `presence.left` is sent for that one).
+pub fn presence(room_id: &str, event: &str, who: &Value, previous: Option<&str>) -> Utf8Bytes {
+    let mut v = json!({"type":"control","event":event,"roomId":room_id,"participant":who});
+    if let Some(prev) = previous {
+        v["previous"] = json!(prev);
+    }
+    text(&v)
 }
 
 /// A schema-valid failure ack for `command_id` (`AGENT_NOT_CONNECTED`, `AGENT_TIMEOUT`, …).

@@ -10,8 +10,8 @@ use super::tokens::Role;
 use crate::protocol::MessageType;
 use crate::relay::ToAgent;
 use serde_json::Value;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -27,6 +27,21 @@ pub struct Room {
     /// Woken when a room reaches `max_updates` changes; the snapshot task listens.
     snapshot_due: Arc<Notify>,
     max_updates: u32,
+    /// `realtime.rooms.grace_period`: how long a departed client's `presence.left` waits
+    /// for the same token to come back.
+    grace: Duration,
+    me: Weak<Room>,
+}
+
+/// Departures waiting out the grace period; when full, `presence.left` goes out at once.
+pub const MAX_DEPARTED: usize = 32;
+
+/// A client that left within the grace period.
+pub(super) struct Departed {
+    token_id: String,
+    client_id: String,
+    who: Value,
+    seq: u64,
 }
 
 pub(super) struct Inner {
@@ -38,6 +53,10 @@ pub(super) struct Inner {
     pub last_snapshot: Instant,
     /// Bumped on every join, so a pending cleanup can tell the room was used again.
     pub generation: u64,
+    /// Departures whose `presence.left` is held back.
+    pub departed: heapless::Vec<Departed, MAX_DEPARTED>,
+    /// Numbers departures.
+    pub seq: u64,
 }
 
 impl std::fmt::Debug for Room {
@@ -54,6 +73,7 @@ impl Room {
         stats: Arc<Stats>,
         snapshot_due: Arc<Notify>,
         max_updates: u32,
+        grace: Duration,
     ) -> Arc<Room> {
         Arc::new_cyclic(|weak| Room {
             id,
@@ -64,11 +84,15 @@ impl Room {
                 changes: 0,
                 last_snapshot: Instant::now(),
                 generation: 0,
+                departed: heapless::Vec::new(),
+                seq: 0,
             }),
             stats,
             timer: timer_for(weak.clone()),
             snapshot_due,
             max_updates,
+            grace,
+            me: weak.clone(),
         })
     }
 
@@ -108,29 +132,78 @@ impl Room {
         g.participants.push(p.clone());
         p.out
             .push(frames::room_state(&self.id, &g.participants, state));
-        let hello = frames::presence(&self.id, true, &p);
+        let previous = g
+            .departed
+            .iter()
+            .position(|d| d.token_id == p.token_id)
+            .map(|i| g.departed.swap_remove(i).client_id);
+        let hello = frames::presence(
+            &self.id,
+            "presence.joined",
+            &p.describe(),
+            previous.as_deref(),
+        );
         for other in g.participants.iter().filter(|o| o.id != p.id) {
             other.out.push(hello.clone());
         }
     }
 
-    /// Removes client `id`; the others get `presence.left`. Returns how many remain.
+    /// Removes client `id`; the others get `presence.left`, after `grace_period` unless
+    /// the same token joins again. Returns how many remain.
     pub fn leave(&self, id: &str) -> usize {
-        let who = {
+        let (who, seq, held) = {
             let mut g = self.lock();
             let Some(i) = g.participants.iter().position(|p| p.id == id) else {
                 return g.participants.len();
             };
-            g.participants.remove(i)
+            let who = g.participants.remove(i);
+            g.seq += 1;
+            let seq = g.seq;
+            let held = !self.grace.is_zero()
+                && g.departed
+                    .push(Departed {
+                        token_id: who.token_id.clone(),
+                        client_id: who.id.clone(),
+                        who: who.describe(),
+                        seq,
+                    })
+                    .is_ok();
+            (who, seq, held)
         };
-        let bye = frames::presence(&self.id, false, &who);
+        if held {
+            let room = self.me.clone();
+            let grace = self.grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if let Some(room) = room.upgrade() {
+                    room.left_for_good(seq);
+                }
+            });
+        }
+        let bye =
+            (!held).then(|| frames::presence(&self.id, "presence.left", &who.describe(), None));
         self.with(|logic, ctx, ps| {
-            for p in ps {
-                p.out.push(bye.clone());
+            if let Some(bye) = &bye {
+                for p in ps {
+                    p.out.push(bye.clone());
+                }
             }
             logic.on_leave(ctx, &who);
         });
         self.lock().participants.len()
+    }
+
+    /// The grace period of departure `seq` ran out: tell the others.
+    fn left_for_good(&self, seq: u64) {
+        let g = &mut *self.lock();
+        let Some(i) = g.departed.iter().position(|d| d.seq == seq) else {
+            return;
+        };
+        let d = g.departed.swap_remove(i);
+        let bye = frames::presence(&self.id, "presence.left", &d.who, None);
+        for p in &g.participants {
+            p.out.push(bye.clone());
+        }
     }
 
     /// A checked, permitted frame from client `from`.

@@ -143,6 +143,7 @@ pub async fn bind(
     let rooms = Arc::new(Rooms::new(
         cfg.rooms.max_rooms,
         Duration::from_secs(cfg.rooms.cleanup_timeout),
+        Duration::from_secs(cfg.rooms.grace_period),
         policy,
         stats.clone(),
         bus.clone(),

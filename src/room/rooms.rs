@@ -43,6 +43,8 @@ pub struct Rooms {
     max_rooms: usize,
     /// `realtime.rooms.cleanup_timeout`.
     cleanup_timeout: Duration,
+    /// `realtime.rooms.grace_period`.
+    grace_period: Duration,
     /// Snapshot timing.
     pub policy: SnapshotPolicy,
     /// Woken when a room needs a snapshot now.
@@ -59,6 +61,7 @@ impl Rooms {
     pub fn new(
         max_rooms: usize,
         cleanup_timeout: Duration,
+        grace_period: Duration,
         policy: SnapshotPolicy,
         stats: Arc<Stats>,
         bus: Bus,
@@ -68,6 +71,7 @@ impl Rooms {
             map: Mutex::new(HashMap::new()),
             max_rooms,
             cleanup_timeout,
+            grace_period,
             policy,
             snapshot_due: Arc::new(Notify::new()),
             stats,
@@ -106,6 +110,7 @@ impl Rooms {
                     self.stats.clone(),
                     self.snapshot_due.clone(),
                     self.policy.max_updates,
+                    self.grace_period,
                 );
                 map.insert(room_id.clone(), room.clone());
                 self.stats.rooms.set(map.len() as i64);
