@@ -248,7 +248,8 @@ impl DeviceRoom {
         });
         if upstream {
             if let Some(l) = &self.links {
-                if l.to_central.try_send(v.clone()).is_err() {
+                // Check room first: no clone for a frame that would be refused.
+                if l.to_central.capacity() == 0 || l.to_central.try_send(v.clone()).is_err() {
                     ctx.stats.dropped(reason::UPSTREAM_FULL);
                 }
             }
