@@ -64,6 +64,8 @@ async fn join_gets_connection_ack_then_room_state_and_others_see_presence() {
     assert_eq!(tail.len(), 7);
     let rs = obs.next_json().await;
     assert_eq!(rs["participants"].as_array().unwrap().len(), 2);
+    assert_eq!(rs["participantCount"], 2);
+    assert_eq!(rs["participants"][0]["role"], "agent");
     let joined = agent.next_json().await;
     assert_eq!(joined["event"], "presence.joined");
     assert_eq!(joined["participant"]["id"], id);

@@ -55,12 +55,25 @@ pub fn pong() -> Utf8Bytes {
     text(&json!({"type":"pong","timestamp":now_ms()}))
 }
 
+/// Participants listed in `room_state` (agents, operators, then the newest observers);
+/// `participantCount` counts them all.
+/// Keeps the frame, and the write buffer it leaves behind, small in a crowded room.
+pub const ROOM_STATE_PARTICIPANTS: usize = 50;
+
 /// The state a joiner gets right after `connection.ack`.
 pub fn room_state(room_id: &str, participants: &[Participant], state: Value) -> Utf8Bytes {
-    let ps: Vec<Value> = participants.iter().map(Participant::describe).collect();
+    use super::tokens::Role;
+    // Agents first, then operators, then the newest observers.
+    let by = |r: Role| participants.iter().rev().filter(move |p| p.role == r);
+    let ps: Vec<Value> = by(Role::Agent)
+        .chain(by(Role::Operator))
+        .chain(by(Role::Observer))
+        .take(ROOM_STATE_PARTICIPANTS)
+        .map(Participant::describe)
+        .collect();
     text(&json!({
         "type":"control","event":"room_state","roomId":room_id,
-        "participants":ps,"state":state
+        "participantCount":participants.len(),"participants":ps,"state":state
     }))
 }
 
@@ -91,4 +104,32 @@ pub fn close_reason(code: RealtimeCode, extra: &[(&str, &str)]) -> String {
         m.insert((*k).into(), (*v).into());
     }
     Value::Object(m).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::room::tokens::Role;
+
+    #[test]
+    fn room_state_lists_at_most_fifty_with_the_agent_first() {
+        let stats = std::sync::Arc::new(crate::room::stats::Stats::default());
+        let ps: Vec<Participant> = (0..61)
+            .map(|i| Participant {
+                id: format!("c{i}"),
+                role: if i == 0 { Role::Agent } else { Role::Observer },
+                label: String::new(),
+                token_id: "t".into(),
+                out: crate::room::outbox::queue(1, 1024, stats.clone()).0,
+            })
+            .collect();
+        let v: Value = serde_json::from_str(&room_state("device:x", &ps, json!({}))).unwrap();
+        assert_eq!(v["participantCount"], 61);
+        assert_eq!(
+            v["participants"].as_array().unwrap().len(),
+            ROOM_STATE_PARTICIPANTS
+        );
+        assert_eq!(v["participants"][0]["id"], "c0");
+        assert_eq!(v["participants"][1]["id"], "c60");
+    }
 }
