@@ -17,8 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// tungstenite's read buffer per connection: small frames are the norm.
-pub const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite's read buffer per connection: small frames are the norm (it grows for a
+/// larger frame, up to `max_frame_bytes`).
+pub const READ_BUFFER: usize = 2 * 1024;
 /// Bytes gathered before a write reaches the socket (a batch is flushed anyway).
 pub const WRITE_BUFFER: usize = 8 * 1024;
 
