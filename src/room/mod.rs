@@ -4,8 +4,8 @@
 //!
 //! - [`server`]: listener, accept loop, connection slots, TLS, handshake timeout.
 //! - [`handshake`]: path normalisation and token extraction in the upgrade callback.
-//! - [`client`]: one connection: admission, reader (checks, rate limit), writer (queue,
-//!   pings, idle timeout, farewell).
+//! - [`client`]: one connection: admission and the reader (checks, rate limit);
+//!   [`writer`]: the queue, pings, idle timeout, farewell.
 //! - [`registry`]: the [`RoomType`](registry::RoomType) extension point; [`device`] is
 //!   the registered type.
 //! - [`live`], [`rooms`]: live rooms, lifecycle, snapshots. [`outbox`]: bounded per-client
@@ -25,6 +25,7 @@ pub mod server;
 pub mod stats;
 pub mod tls;
 pub mod tokens;
+pub mod writer;
 
 use crate::bus::Bus;
 use crate::config::Realtime;
