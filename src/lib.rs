@@ -11,6 +11,7 @@
 //! - [`health`]: `/health`, `/ready`, `/status`, `/metrics` over HTTP.
 //! - [`protocol`]: the central contract's frames, codes and close codes on one screen.
 //! - [`relay`]: the seam between the local device room and the upstream link.
+//! - [`room`]: the local device rooms (the box's own realtime server).
 //! - [`shutdown`], [`systemd`], [`telemetry`]: OS integration.
 //!
 //! `docs/ARCHITECTURE.md` draws the tasks and the data flow.
@@ -27,6 +28,7 @@ pub mod health;
 pub mod pairing;
 pub mod protocol;
 pub mod relay;
+pub mod room;
 pub mod secret;
 pub mod shutdown;
 pub mod signal;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             commands::config::check(file.clone().or_else(|| cli.config.clone()))
         }
         Some(Command::Status(ref args)) => commands::status::show(&cli, args),
-        Some(Command::Token(_)) => commands::unavailable("token"),
+        Some(Command::Token(ref cmd)) => commands::token::run(&cli, cmd),
         Some(Command::Pair(_)) => commands::unavailable("pair"),
         Some(Command::Unpair) => commands::unavailable("unpair"),
         Some(Command::Led(ref cmd)) => commands::led::run(&cli, cmd),

@@ -11,6 +11,7 @@
 //! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
+//! 5. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -40,6 +41,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// TLS for the local rooms cannot be set up.
+    #[error(transparent)]
+    RoomTls(#[from] crate::room::tls::TlsError),
     /// The control socket could not be bound.
     #[error("cannot create the control socket {path}: {source}")]
     Control {
@@ -70,6 +74,7 @@ impl ErrorCode for StartError {
                 "ADDRESS_IN_USE"
             }
             StartError::Bind { .. } => "BIND_FAILED",
+            StartError::RoomTls(_) => "REALTIME_TLS",
             StartError::Control { source, .. }
                 if source.kind() == std::io::ErrorKind::AddrInUse =>
             {
@@ -87,6 +92,7 @@ impl StartError {
             StartError::Store(store::Error::Unwritable { .. }) => exit::NOPERM,
             StartError::Store(_) => exit::OS,
             StartError::Bind { .. } | StartError::Control { .. } => exit::OS,
+            StartError::RoomTls(_) => exit::USAGE,
         }
     }
 }
@@ -106,6 +112,12 @@ pub struct App {
     control_socket: control::Bound,
     control: control::Handlers,
     credentials: CredentialStore,
+    // --- local rooms (issue 3) ---
+    /// The local device rooms, when `[realtime] enabled`.
+    rooms: Option<crate::room::Bound>,
+    /// The upstream's half of the relay seam, for the upstream link to take.
+    upstream_side: Option<crate::relay::UpstreamSide>,
+    // --- end local rooms ---
     started: Instant,
     led: LedHandle,
     led_task: LedTask,
@@ -118,6 +130,7 @@ impl App {
         let config = &loaded.config;
         let paths = Paths::resolve(config);
         let hub = StatusHub::new();
+        let bus = Bus::new();
         let readiness = Readiness::default();
         readiness.block("startup", "services are starting");
 
@@ -155,6 +168,35 @@ impl App {
         }
         hub.update(|f| f.paired = credentials.current().is_some());
 
+        // --- local rooms (issue 3): bound here so a port in use fails before anything runs.
+        let (upstream_side, room_side) = crate::relay::channel();
+        let rooms = if config.realtime.enabled {
+            let r = &config.realtime;
+            let bound = crate::room::bind(
+                r,
+                &config.device.uuid,
+                &paths.state_dir,
+                opened.store.clone(),
+                bus.clone(),
+                hub.clone(),
+                room_side,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::room::StartError::Bind(source, addr) => StartError::Bind {
+                    what: "the local rooms ([realtime])",
+                    addr,
+                    hint: bind_hint(&source, "[realtime] port"),
+                    source,
+                },
+                crate::room::StartError::Tls(e) => StartError::RoomTls(e),
+                crate::room::StartError::Store(e) => StartError::Store(e),
+            })?;
+            Some(bound)
+        } else {
+            None
+        };
+        // --- end local rooms ---
         // === status LED (issue 5) ===
         // Opened after every listener is bound (a failed bind leaves the LED untouched);
         // `auto` logs its choice here. Never fails: falls back to the simulated LED.
@@ -162,11 +204,13 @@ impl App {
             signal::build(&config.status_led, hub.clone(), Some(&paths.state_dir));
 
         let mut app = App {
+            rooms,
+            upstream_side: Some(upstream_side),
             paths,
             store: opened.store,
             quarantine: opened.quarantined,
             hub,
-            bus: Bus::new(),
+            bus,
             readiness,
             board: StatusBoard::default(),
             metrics: Metrics::new(),
@@ -187,12 +231,28 @@ impl App {
             .register("led", Box::new(move || led.status_json()));
         signal::metrics::register(&mut app.metrics, app.led.clone());
         signal::control::register(&mut app.control, &app.led);
+        app.register_token_control();
         Ok(app)
     }
 
     /// The health endpoint's address, if it is enabled.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health.as_ref().map(|h| h.local_addr())
+    }
+
+    /// The local rooms' address, if they are enabled.
+    pub fn realtime_addr(&self) -> Option<SocketAddr> {
+        self.rooms.as_ref().and_then(|r| r.local_addr())
+    }
+
+    /// The local rooms' shared service (token revocation, tests).
+    pub fn rooms(&self) -> Option<std::sync::Arc<crate::room::Service>> {
+        self.rooms.as_ref().map(|r| r.service())
+    }
+
+    /// The upstream's half of the relay seam; the upstream link takes it once.
+    pub fn take_upstream_side(&mut self) -> Option<crate::relay::UpstreamSide> {
+        self.upstream_side.take()
     }
 
     /// The status hub (tests and the composition root set facts through it).
@@ -247,6 +307,28 @@ impl App {
         });
     }
 
+    /// `token.add|list|revoke` (issue 3): `bbedge token …` while the daemon runs goes
+    /// through here, so revocation also closes the token's live connections.
+    fn register_token_control(&mut self) {
+        use crate::commands::token as ops;
+        let store = self.store.clone();
+        self.control.register("token.add", move |args| {
+            let store = store.clone();
+            async move { ops::add(&store, args).await }
+        });
+        let store = self.store.clone();
+        self.control.register("token.list", move |_| {
+            let store = store.clone();
+            async move { ops::list(&store) }
+        });
+        let store = self.store.clone();
+        let rooms = self.rooms();
+        self.control.register("token.revoke", move |args| {
+            let (store, rooms) = (store.clone(), rooms.clone());
+            async move { ops::revoke(&store, rooms.as_deref(), args).await }
+        });
+    }
+
     fn register_core_metrics(&mut self) {
         let rss = Gauge::<i64>::default();
         let store_bytes = Gauge::<i64>::default();
@@ -293,8 +375,9 @@ impl App {
             hub,
             readiness,
             board,
-            metrics,
+            mut metrics,
             health,
+            rooms,
             control_socket,
             control,
             started,
@@ -307,6 +390,12 @@ impl App {
         // === status LED (issue 5): first in, last out ===
         tasks.spawn("led", move |token| led_task.run(token));
 
+        // --- local rooms (issue 3): status and metrics before the health task starts.
+        if let Some(r) = &rooms {
+            r.register_metrics(&mut metrics);
+            r.register_status(&board);
+        }
+        // --- end local rooms ---
         let health_addr = health.as_ref().map(|h| h.local_addr().to_string());
         if let Some(bound) = health {
             let ctx = health::routes::Context {
@@ -331,6 +420,15 @@ impl App {
                 crate::systemd::watchdog(interval, token)
             });
         }
+        // --- local rooms (issue 3): started last, stopped first.
+        let realtime_addr = rooms
+            .as_ref()
+            .and_then(|r| r.local_addr())
+            .map(|a| a.to_string());
+        if let Some(r) = rooms {
+            tasks.spawn("rooms", move |token| r.run(token));
+        }
+        // --- end local rooms ---
 
         hub.update(|f| f.booting = false);
         readiness.clear("startup");
@@ -339,6 +437,7 @@ impl App {
             operation = "startup",
             state = %hub.state(),
             health_addr = health_addr.as_deref().unwrap_or("disabled"),
+            realtime_addr = realtime_addr.as_deref().unwrap_or("disabled"),
             "bbedge ready"
         );
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod led;
 pub mod run;
 pub mod status;
+pub mod token;
 
 use crate::error::exit;
 

@@ -51,6 +51,9 @@ pub struct Realtime {
     pub port: u16,
     /// URL path prefix, `/realtime` like central.
     pub path: String,
+    /// Serve `/echo` (no token, echoes every message) through the same accept path, for
+    /// the Autobahn conformance suite. Never on a production box.
+    pub echo: bool,
     /// Room limits and lifetimes.
     pub rooms: Rooms,
     /// Room snapshots to flash.

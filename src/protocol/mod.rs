@@ -4,6 +4,7 @@
 //! bbedge's frame types are written from the contract's facts; the schema itself is
 //! test data and never embedded here.
 
+pub mod check;
 pub mod codes;
 pub mod frame;
 

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod schema;
+pub mod ws;
 
 use bbedge::app::App;
 use bbedge::config::{Loaded, Loader};
@@ -62,6 +63,12 @@ pub struct TestBox {
     pub dir: tempfile::TempDir,
     /// The health endpoint.
     pub health: SocketAddr,
+    /// The local rooms' listener, when `[realtime] enabled`.
+    pub realtime: Option<SocketAddr>,
+    /// The local rooms' service (tokens, device id, stats), when enabled.
+    pub rooms: Option<std::sync::Arc<bbedge::room::Service>>,
+    /// The upstream's half of the relay seam (no upstream link runs in tests).
+    pub upstream: Option<bbedge::relay::UpstreamSide>,
     /// Cancels the app.
     pub shutdown: CancellationToken,
     /// The device state's facts (tests set them as the services would).
@@ -82,20 +89,31 @@ impl TestBox {
     /// Starts a box whose state lives in `dir` (to restart on the same state).
     pub async fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBox {
         let loaded = test_config(dir.path(), extra);
-        let app = App::bind(loaded).await.expect("app binds");
+        let mut app = App::bind(loaded).await.expect("app binds");
         let health = app.health_addr().expect("health enabled");
         let hub = app.hub().clone();
         let led = app.led().clone();
+        let realtime = app.realtime_addr();
+        let rooms = app.rooms();
+        let upstream = app.take_upstream_side();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         TestBox {
             dir,
             health,
+            realtime,
+            rooms,
+            upstream,
             shutdown,
             hub,
             led,
             task: Some(task),
         }
+    }
+
+    /// A subscriber to the hook-event bus, from now on.
+    pub fn bus_events(&self) -> tokio::sync::broadcast::Receiver<bbedge::bus::HookEvent> {
+        self.svc().bus.subscribe()
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -1,0 +1,159 @@
+//! `bbedge token add|list|revoke`: local room tokens. While the daemon runs, requests go
+//! over its control socket (sled admits one process, and a revoke must close live
+//! connections); otherwise the store is opened directly. Both paths run the functions
+//! below, which wrap [`crate::room::tokens`].
+
+use crate::app::Paths;
+use crate::cli::{Cli, RoleArg, TokenCommand};
+use crate::config::Loader;
+use crate::control::{self, ControlError};
+use crate::error::{exit, ErrorCode};
+use crate::room::tokens::{self, Role, TokenError, TokenRecord};
+use crate::room::Service;
+use crate::store::Store;
+use serde_json::{json, Value};
+
+fn failed(e: &TokenError) -> ControlError {
+    ControlError::failed(e, e.code())
+}
+
+/// `token.add` with `{role, room?, label?}` → `{token, record}`.
+pub async fn add(store: &Store, args: Value) -> Result<Value, ControlError> {
+    let role = args["role"].as_str().and_then(Role::parse).ok_or_else(|| {
+        ControlError::BadRequest("role must be agent, operator or observer".into())
+    })?;
+    let room = args["room"].as_str().map(str::to_owned);
+    let label = args["label"].as_str().map(str::to_owned);
+    let (token, record) = tokens::add(store, role, room, label)
+        .await
+        .map_err(|e| failed(&e))?;
+    tracing::info!(operation = "token.add", token_id = %record.id, role = role.as_str(), "token issued");
+    Ok(json!({"token": token.expose(), "record": record}))
+}
+
+/// `token.list` → `[record…]`.
+pub fn list(store: &Store) -> Result<Value, ControlError> {
+    let all = tokens::list(store).map_err(|e| failed(&e))?;
+    serde_json::to_value(all).map_err(|e| ControlError::Io(e.to_string()))
+}
+
+/// `token.revoke` with `{id}` → the record. With the rooms running, live connections
+/// of the token are closed at once.
+pub async fn revoke(
+    store: &Store,
+    rooms: Option<&Service>,
+    args: Value,
+) -> Result<Value, ControlError> {
+    let id = args["id"]
+        .as_str()
+        .ok_or_else(|| ControlError::BadRequest("id is required".into()))?;
+    let rec = match rooms {
+        Some(svc) => svc.revoke(id).await,
+        None => tokens::revoke(store, id).await,
+    }
+    .map_err(|e| failed(&e))?;
+    serde_json::to_value(rec).map_err(|e| ControlError::Io(e.to_string()))
+}
+
+/// Runs a `bbedge token …` subcommand; returns the exit code.
+pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
+    let loaded = match Loader::from_process(cli.config.clone()).load() {
+        Ok(l) => l,
+        Err(e) => return super::fail("invalid configuration", e.code(), &e, exit::USAGE),
+    };
+    let paths = Paths::resolve(&loaded.config);
+    let (op, args) = match cmd {
+        TokenCommand::Add { role, room, label } => {
+            let role = match role {
+                RoleArg::Agent => "agent",
+                RoleArg::Operator => "operator",
+                RoleArg::Observer => "observer",
+            };
+            (
+                "token.add",
+                json!({"role": role, "room": room, "label": label}),
+            )
+        }
+        TokenCommand::List => ("token.list", json!({})),
+        TokenCommand::Revoke { id } => ("token.revoke", json!({"id": id})),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return super::fail("cannot start the async runtime", "RUNTIME", &e, exit::OS),
+    };
+    let cache = loaded.config.store.cache_bytes;
+    let result = runtime.block_on(async {
+        match control::request(&paths.state_dir, op, args.clone()).await {
+            Err(ControlError::NotRunning) => {
+                let store = match crate::store::open(&paths.store, cache) {
+                    Ok(o) => o.store,
+                    Err(e) => return Err(ControlError::failed(&e, e.code())),
+                };
+                match op {
+                    "token.add" => add(&store, args).await,
+                    "token.list" => list(&store),
+                    _ => revoke(&store, None, args).await,
+                }
+            }
+            other => other,
+        }
+    });
+    match result {
+        Ok(v) => {
+            print(op, &v);
+            exit::OK
+        }
+        Err(e) => {
+            let code = match &e {
+                ControlError::Failed { code, .. } => code.clone(),
+                other => other.code().to_owned(),
+            };
+            eprintln!("bbedge {op}: {e} [{code}]");
+            if code == "TOKEN_NOT_FOUND" || matches!(e, ControlError::BadRequest(_)) {
+                exit::USAGE
+            } else {
+                exit::FAILURE
+            }
+        }
+    }
+}
+
+fn print(op: &str, v: &Value) {
+    match op {
+        "token.add" => {
+            let rec: Option<TokenRecord> = serde_json::from_value(v["record"].clone()).ok();
+            if let Some(r) = rec {
+                println!(
+                    "id:    {}\nrole:  {}\nroom:  {}",
+                    r.id,
+                    r.role.as_str(),
+                    r.room.as_deref().unwrap_or("(this box)")
+                );
+            }
+            println!("token: {}", v["token"].as_str().unwrap_or(""));
+            println!("\nThe token is shown only this once; bbedge keeps only its hash.");
+        }
+        "token.list" => {
+            let all: Vec<TokenRecord> = serde_json::from_value(v.clone()).unwrap_or_default();
+            if all.is_empty() {
+                println!("no tokens; issue one with `bbedge token add --role observer`");
+            }
+            for r in all {
+                let state = if r.revoked { "revoked" } else { "active" };
+                println!(
+                    "{}  {:<8}  {:<7}  {:<20}  {}  {}",
+                    r.id,
+                    r.role.as_str(),
+                    state,
+                    r.room.as_deref().unwrap_or("(this box)"),
+                    r.created_at,
+                    r.label
+                );
+            }
+        }
+        _ => println!("revoked {}", v["id"].as_str().unwrap_or("")),
+    }
+}

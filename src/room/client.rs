@@ -1,0 +1,326 @@
+//! One connection from the finished handshake to its close: admission (token, room,
+//! caps), `connection.ack`, then the reader here (checks, rate limit, dispatch) and the
+//! [`writer`](super::writer) (queue, pings, idle timeout, farewell) in one task.
+
+use super::frames;
+use super::handshake::{Target, Upgrade};
+use super::limits::Admission;
+use super::outbox::{self, Farewell, Outbox};
+use super::registry::Participant;
+use super::stats::reason;
+use super::writer::{echo, farewell, write};
+use super::{tokens, Service};
+use crate::bus::HookEvent;
+use crate::protocol::{check, RealtimeCode};
+use futures_util::StreamExt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// Serves one upgraded connection until it closes.
+pub async fn serve<S>(
+    svc: Arc<Service>,
+    mut ws: WebSocketStream<S>,
+    up: Upgrade,
+    peer: SocketAddr,
+    admission: Admission,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let refuse = |code: &'static str| svc.stats.dropped(code);
+    if matches!(up.target, Some(Target::Echo)) {
+        return echo(&svc, ws).await;
+    }
+    let Some(Target::Room { kind, id }) = up.target else {
+        refuse(reason::AUTH);
+        let last = frames::error(
+            RealtimeCode::UnknownError.as_str(),
+            "Invalid room URL format",
+        );
+        return farewell(&mut ws, Some(last), None, "").await;
+    };
+    let Some(ty) = svc.registry.get(&kind).cloned() else {
+        refuse(reason::AUTH);
+        let why = frames::close_reason(
+            RealtimeCode::RoomTypeNotRegistered,
+            &[("roomType", kind.as_str())],
+        );
+        return farewell(&mut ws, None, Some(4004), &why).await;
+    };
+    if up.query_token {
+        tracing::warn!(operation = "room.auth", peer = %peer, "a ?token= query is refused; send the token in Authorization or the auth.<token> subprotocol");
+    }
+    let Some(token) = up.token else {
+        refuse(reason::AUTH);
+        return farewell(&mut ws, Some(frames::auth_failed()), None, "").await;
+    };
+    let record = match tokens::lookup(&svc.store, &token) {
+        Ok(Some(r)) if ty.authorise(&id, &r).is_ok() => r,
+        Ok(r) => {
+            refuse(reason::AUTH);
+            tracing::info!(operation = "room.auth", peer = %peer, room = %id, token_id = r.as_ref().map(|r| r.id.as_str()).unwrap_or("unknown"), "connection refused: token unknown, revoked or for another room");
+            let why = frames::close_reason(RealtimeCode::PermissionDenied, &[]);
+            return farewell(&mut ws, Some(frames::auth_failed()), Some(4003), &why).await;
+        }
+        Err(e) => {
+            refuse(reason::AUTH);
+            tracing::error!(operation = "room.auth", error = %e, "cannot read tokens");
+            let why = frames::close_reason(RealtimeCode::PermissionDenied, &[]);
+            let last = frames::error(
+                RealtimeCode::UnknownError.as_str(),
+                "Token store unavailable",
+            );
+            return farewell(&mut ws, Some(last), Some(4003), &why).await;
+        }
+    };
+    let limit = |what: String| {
+        frames::close_reason(
+            RealtimeCode::ConnectionLimitExceeded,
+            &[("reason", what.as_str())],
+        )
+    };
+    let _permit = match admission {
+        Admission::Normal(p) => p,
+        Admission::Refuse(_) => {
+            refuse(reason::CONNECTION_LIMIT);
+            let why = limit(format!(
+                "connection limit reached ({})",
+                svc.limits.max_connections
+            ));
+            return farewell(&mut ws, None, Some(4029), &why).await;
+        }
+    };
+    let Some(_ip) = svc.limits.ip(peer.ip()) else {
+        refuse(reason::CONNECTION_LIMIT);
+        let why = limit(format!(
+            "per-IP connection limit reached ({})",
+            svc.limits.max_per_ip
+        ));
+        return farewell(&mut ws, None, Some(4029), &why).await;
+    };
+    let Some(_tok) = svc.limits.token(&record.id) else {
+        refuse(reason::CONNECTION_LIMIT);
+        let why = limit(format!(
+            "per-user connection limit reached ({})",
+            svc.limits.max_per_token
+        ));
+        return farewell(&mut ws, None, Some(4029), &why).await;
+    };
+
+    let l = &svc.cfg.limits;
+    let (out, inbox) = outbox::queue(l.send_queue_frames, l.send_queue_bytes, svc.stats.clone());
+    let me = Participant {
+        id: frames::client_id(),
+        role: record.role,
+        label: record.label.clone(),
+        token_id: record.id.clone(),
+        out: out.clone(),
+    };
+    let room_id = format!("{kind}:{id}");
+    out.push(frames::connection_ack(&room_id, &me.id));
+    let room = match svc.rooms.join(&ty, &id, me.clone()) {
+        Ok(room) => room,
+        Err(max) => {
+            refuse(reason::CONNECTION_LIMIT);
+            let msg = format!("Room limit reached ({max}); cannot create room {room_id}");
+            let why = frames::close_reason(RealtimeCode::RoomLimitReached, &[]);
+            let last = frames::error(RealtimeCode::UnknownError.as_str(), &msg);
+            return farewell(&mut ws, Some(last), Some(4029), &why).await;
+        }
+    };
+    if svc.stopping.is_cancelled() {
+        // Joined after the shutdown's close_all went by.
+        out.close(super::server::shutting_down());
+    }
+    let role = record.role.as_str();
+    let gauge = svc.stats.role(role);
+    gauge.inc();
+    let span = tracing::info_span!("client", room = %room_id, client = %me.id, role);
+    let _e = span.enter();
+    tracing::info!(operation = "room.join", peer = %peer, token_id = %record.id, "client joined");
+    svc.bus.publish(HookEvent::ClientConnected {
+        room: room_id.clone(),
+        client: me.id.clone(),
+        role: role.to_owned(),
+    });
+    drop(_e);
+
+    let last_seen = AtomicU64::new(0);
+    let started = Instant::now();
+    let (sink, stream) = ws.split();
+    let reader = read(&svc, &room, &me, stream, &last_seen, started);
+    let writer = write(&svc, &out, inbox, sink, &last_seen, started);
+    tokio::join!(reader, writer);
+
+    let left = room.leave(&me.id);
+    if left == 0 {
+        svc.rooms.schedule_cleanup(&room);
+    }
+    gauge.dec();
+    let why = out.farewell().map(|f| f.why).unwrap_or("closed");
+    let _e = span.enter();
+    tracing::info!(operation = "room.leave", reason = why, "client left");
+    svc.bus.publish(HookEvent::ClientDisconnected {
+        room: room_id,
+        client: me.id.clone(),
+        role: role.to_owned(),
+        reason: why.to_owned(),
+    });
+}
+
+/// Reads until the peer closes, errs, or the connection is told to close.
+async fn read<St>(
+    svc: &Service,
+    room: &super::live::Room,
+    me: &Participant,
+    mut stream: St,
+    last_seen: &AtomicU64,
+    started: Instant,
+) where
+    St: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    let rl = &svc.cfg.rate_limiting;
+    let mut bucket = Bucket::new(rl.messages_per_second);
+    let out = &me.out;
+    let error = |code: RealtimeCode, msg: &str, why: &'static str| {
+        svc.stats.dropped(why);
+        tracing::debug!(
+            operation = "room.frame",
+            reason = why,
+            "frame refused: {msg}"
+        );
+        out.push(frames::error(code.as_str(), msg));
+    };
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = out.closing().cancelled() => return,
+            m = stream.next() => m,
+        };
+        let msg = match msg {
+            Some(Ok(m)) => m,
+            Some(Err(WsError::Capacity(_))) => {
+                svc.stats.dropped(reason::TOO_LARGE);
+                let max = svc.cfg.limits.max_frame_bytes;
+                out.close(Farewell {
+                    last: Some(frames::error(
+                        RealtimeCode::FrameTooLarge.as_str(),
+                        &format!("Frame larger than {max} bytes"),
+                    )),
+                    code: Some(1009),
+                    reason: "FRAME_TOO_LARGE".into(),
+                    why: "too_large",
+                });
+                return;
+            }
+            Some(Err(_)) | None => break,
+        };
+        last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                svc.stats.frames_in.inc();
+                if !bucket.take() {
+                    return rate_limited(svc, out);
+                }
+                error(
+                    RealtimeCode::InvalidFrame,
+                    "Binary frames are not accepted",
+                    reason::BINARY,
+                );
+                continue;
+            }
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        svc.stats.frames_in.inc();
+        let v: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(_) => {
+                if !bucket.take() {
+                    return rate_limited(svc, out);
+                }
+                error(
+                    RealtimeCode::InvalidFrame,
+                    "Frame is not JSON",
+                    reason::NOT_JSON,
+                );
+                continue;
+            }
+        };
+        if v["type"] == "ping" {
+            out.push(frames::pong());
+            continue;
+        }
+        if !bucket.take() {
+            return rate_limited(svc, out);
+        }
+        let ty = match check::check(&v) {
+            Ok(ty) => ty,
+            Err(e) => {
+                error(RealtimeCode::InvalidFrame, &e.to_string(), e.reason());
+                continue;
+            }
+        };
+        if !room.kind.permits(me.role, ty) {
+            let msg = format!("A {} may not send {} frames", me.role.as_str(), ty.as_str());
+            error(RealtimeCode::Forbidden, &msg, reason::FORBIDDEN);
+            continue;
+        }
+        room.frame(&me.id, ty, &v, &text);
+    }
+    out.close(Farewell {
+        last: None,
+        code: Some(1000),
+        reason: String::new(),
+        why: "closed",
+    });
+}
+
+fn rate_limited(svc: &Service, out: &Outbox) {
+    svc.stats.rate_limit_hits.inc();
+    svc.stats.dropped(reason::RATE_LIMITED);
+    out.close(Farewell {
+        last: Some(frames::rate_limited(
+            svc.cfg.rate_limiting.messages_per_second,
+        )),
+        code: Some(1008),
+        reason: "Rate limit exceeded".into(),
+        why: "rate_limited",
+    });
+}
+
+/// `messages_per_second` as a token bucket: a burst of one second's worth, refilled
+/// continuously.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(per_second: u32) -> Self {
+        Self {
+            tokens: per_second as f64,
+            rate: per_second as f64,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The `device` room type: the capture agent, operators and observers of one device
+//! (contract §d.9, §d.10). Agent frames fan out to everyone else and go upstream;
+//! operator commands go to the agent and their acks come back by `commandId`, or the
+//! operator gets a failure ack (`AGENT_NOT_CONNECTED`, `AGENT_TIMEOUT`).
+
+use super::frames;
+use super::registry::{Ctx, Participant, RoomLogic, RoomType};
+use super::stats::reason;
+use super::tokens::{Role, TokenRecord};
+use crate::protocol::{MessageType, RealtimeCode};
+use crate::relay::{AgentReply, ToAgent};
+use crate::signal::StatusHub;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Commands awaiting an ack in one room; one more is refused with `ERR_DEVICE_BUSY`.
+pub const MAX_PENDING_COMMANDS: usize = 32;
+/// Longest session id kept in the room state.
+pub const MAX_SESSION_ID: usize = 128;
+/// Schedule items sent in `room_state`.
+pub const MAX_SCHEDULE_ITEMS: usize = 64;
+
+/// What the box's own device room shares with the rest of the daemon.
+pub struct Links {
+    /// Agent frames towards central. `try_send` only; a full channel is counted
+    /// (`drops{reason="upstream_full"}`) and the frame is not sent upstream.
+    pub to_central: mpsc::Sender<Value>,
+    /// The agent's last `status` frame, for the upstream link.
+    pub agent_status: watch::Sender<Option<Value>>,
+    /// Gets the `recording` fact from the agent's status.
+    pub hub: StatusHub,
+    /// The cached schedule (read-only here).
+    pub store: crate::store::Store,
+}
+
+/// The `device` type.
+pub struct DeviceType {
+    /// This box's device UUID: tokens without a room are for this room only.
+    pub local_id: String,
+    /// Shared with the local room only (other device rooms are LAN-only).
+    pub links: Arc<Links>,
+    /// `realtime.limits.command_timeout`.
+    pub command_timeout: Duration,
+}
+
+impl RoomType for DeviceType {
+    fn name(&self) -> &'static str {
+        "device"
+    }
+
+    fn authorise(&self, id: &str, token: &TokenRecord) -> Result<(), RealtimeCode> {
+        let room = token.room.as_deref().unwrap_or(&self.local_id);
+        if token.revoked || room != id {
+            return Err(RealtimeCode::PermissionDenied);
+        }
+        Ok(())
+    }
+
+    fn permits(&self, role: Role, ty: MessageType) -> bool {
+        use MessageType as T;
+        match role {
+            Role::Agent => matches!(
+                ty,
+                T::Ack
+                    | T::Event
+                    | T::Status
+                    | T::Heartbeat
+                    | T::SessionManifest
+                    | T::PreviewOffer
+                    | T::PreviewIceCandidate
+                    | T::PreviewStopped
+                    | T::Error
+            ),
+            Role::Operator => matches!(ty, T::Command | T::PreviewAnswer | T::PreviewIceCandidate),
+            Role::Observer => matches!(ty, T::PreviewAnswer | T::PreviewIceCandidate),
+        }
+    }
+
+    fn create(&self, id: &str) -> Box<dyn RoomLogic> {
+        Box::new(DeviceRoom {
+            links: (id == self.local_id).then(|| self.links.clone()),
+            schedule_store: self.links.store.clone(),
+            command_timeout: self.command_timeout,
+            last_status: None,
+            active_session: None,
+            pending: heapless::Vec::new(),
+        })
+    }
+}
+
+enum Origin {
+    Operator(String),
+    Upstream(oneshot::Sender<AgentReply>),
+}
+
+struct Pending {
+    command_id: String,
+    origin: Origin,
+}
+
+/// One device room's state.
+struct DeviceRoom {
+    links: Option<Arc<Links>>,
+    schedule_store: crate::store::Store,
+    command_timeout: Duration,
+    /// The agent's last `status` frame.
+    last_status: Option<Value>,
+    /// From the agent's status or `session.*` events.
+    active_session: Option<heapless::String<MAX_SESSION_ID>>,
+    /// Commands sent to the agent, awaiting its ack.
+    pending: heapless::Vec<Pending, MAX_PENDING_COMMANDS>,
+}
+
+/// What is kept on flash.
+#[derive(Serialize, Deserialize)]
+struct Snap {
+    last_status: Option<String>,
+    active_session: Option<String>,
+}
+
+impl DeviceRoom {
+    fn newest_agent<'a>(ctx: &'a Ctx<'_>) -> Option<&'a Participant> {
+        ctx.participants
+            .iter()
+            .rev()
+            .find(|p| p.role == Role::Agent)
+    }
+
+    fn reply(&self, ctx: &Ctx<'_>, origin: Origin, reply: AgentReply, command_id: &str) {
+        match origin {
+            Origin::Upstream(tx) => {
+                let _ = tx.send(reply);
+            }
+            Origin::Operator(op) => {
+                let ack = match reply {
+                    AgentReply::Ack(v) => v,
+                    AgentReply::NotConnected => frames::failed_ack(
+                        command_id,
+                        "AGENT_NOT_CONNECTED",
+                        "No agent is connected to this room",
+                    ),
+                    AgentReply::Timeout => frames::failed_ack(
+                        command_id,
+                        "AGENT_TIMEOUT",
+                        "The agent did not acknowledge in time",
+                    ),
+                };
+                ctx.send_to(&op, frames::text(&ack));
+            }
+        }
+    }
+
+    /// Sends a command to the agent and remembers who waits for the ack.
+    fn command(
+        &mut self,
+        ctx: &Ctx<'_>,
+        command_id: &str,
+        text: Utf8Bytes,
+        origin: Origin,
+        deadline: Duration,
+    ) {
+        let Some(agent) = Self::newest_agent(ctx) else {
+            return self.reply(ctx, origin, AgentReply::NotConnected, command_id);
+        };
+        if self.pending.is_full() || self.pending.iter().any(|p| p.command_id == command_id) {
+            let busy = frames::failed_ack(
+                command_id,
+                "ERR_DEVICE_BUSY",
+                "Too many commands are waiting for the agent",
+            );
+            return self.reply(ctx, origin, AgentReply::Ack(busy), command_id);
+        }
+        if !agent.out.push(text) {
+            return self.reply(ctx, origin, AgentReply::NotConnected, command_id);
+        }
+        let _ = self.pending.push(Pending {
+            command_id: command_id.to_owned(),
+            origin,
+        });
+        ctx.after(deadline, command_id.to_owned());
+    }
+
+    fn take_pending(&mut self, command_id: &str) -> Option<Pending> {
+        let i = self
+            .pending
+            .iter()
+            .position(|p| p.command_id == command_id)?;
+        Some(self.pending.swap_remove(i))
+    }
+
+    fn agent_frame(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: &Participant,
+        ty: MessageType,
+        v: &Value,
+        text: &Utf8Bytes,
+    ) {
+        let mut routed_to: Option<String> = None;
+        let mut upstream = true;
+        match ty {
+            MessageType::Status => {
+                self.last_status = Some(v.clone());
+                let state = v["payload"]["state"].as_str().unwrap_or("");
+                let recording = matches!(state, "recording" | "capturing");
+                self.set_session(if recording {
+                    v["payload"]["session_id"].as_str()
+                } else {
+                    None
+                });
+                if let Some(l) = &self.links {
+                    l.agent_status.send_replace(Some(v.clone()));
+                    l.hub.update(|f| f.recording = recording);
+                }
+                ctx.mark_changed();
+            }
+            MessageType::Event => match v["event"].as_str() {
+                Some("session.started") => {
+                    self.set_session(v["payload"]["sessionId"].as_str());
+                    ctx.mark_changed();
+                }
+                Some("session.stopped" | "session.complete" | "session.failed") => {
+                    self.set_session(None);
+                    ctx.mark_changed();
+                }
+                _ => {}
+            },
+            MessageType::Ack => {
+                let id = v["commandId"].as_str().unwrap_or("");
+                if let Some(p) = self.take_pending(id) {
+                    upstream = false;
+                    if let Origin::Operator(op) = &p.origin {
+                        routed_to = Some(op.clone());
+                        ctx.send_to(op, text.clone());
+                    } else {
+                        self.reply(ctx, p.origin, AgentReply::Ack(v.clone()), id);
+                    }
+                }
+            }
+            _ => {}
+        }
+        ctx.broadcast(text, |p| {
+            p.id != from.id && Some(&p.id) != routed_to.as_ref()
+        });
+        if upstream {
+            if let Some(l) = &self.links {
+                // Check room first: no clone for a frame that would be refused.
+                if l.to_central.capacity() == 0 || l.to_central.try_send(v.clone()).is_err() {
+                    ctx.stats.dropped(reason::UPSTREAM_FULL);
+                }
+            }
+        }
+    }
+
+    fn set_session(&mut self, id: Option<&str>) {
+        self.active_session = id.and_then(|s| heapless::String::try_from(s).ok());
+    }
+
+    fn schedule(&self) -> Vec<Value> {
+        // Written by the upstream link as postcard-encoded JSON text per item; anything
+        // else is skipped. Absent: empty.
+        let Ok(tree) = self.schedule_store.tree(crate::store::Tree::Schedule) else {
+            return Vec::new();
+        };
+        tree.iter()
+            .flatten()
+            .filter_map(|(_, v)| crate::store::codec::decode::<String>(&v).ok())
+            .filter_map(|s| serde_json::from_str(&s).ok())
+            .take(MAX_SCHEDULE_ITEMS)
+            .collect()
+    }
+}
+
+impl RoomLogic for DeviceRoom {
+    fn on_frame(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: &Participant,
+        ty: MessageType,
+        v: &Value,
+        text: &Utf8Bytes,
+    ) {
+        match (from.role, ty) {
+            (Role::Agent, _) => self.agent_frame(ctx, from, ty, v, text),
+            (Role::Operator, MessageType::Command) => {
+                let id = v["id"].as_str().unwrap_or_default().to_owned();
+                let deadline = self.command_timeout;
+                self.command(
+                    ctx,
+                    &id,
+                    text.clone(),
+                    Origin::Operator(from.id.clone()),
+                    deadline,
+                );
+            }
+            // preview.answer / preview.ice_candidate: to everyone else (§d.9).
+            _ => ctx.broadcast(text, |p| p.id != from.id),
+        }
+    }
+
+    fn on_leave(&mut self, ctx: &mut Ctx<'_>, who: &Participant) {
+        if who.role == Role::Agent && !ctx.participants.iter().any(|p| p.role == Role::Agent) {
+            for p in std::mem::take(&mut self.pending) {
+                let id = p.command_id.clone();
+                self.reply(ctx, p.origin, AgentReply::NotConnected, &id);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, key: &str) {
+        if let Some(p) = self.take_pending(key) {
+            self.reply(ctx, p.origin, AgentReply::Timeout, key);
+        }
+    }
+
+    fn on_upstream(&mut self, ctx: &mut Ctx<'_>, cmd: ToAgent) {
+        let text = frames::text(&cmd.frame);
+        self.command(
+            ctx,
+            &cmd.command_id,
+            text,
+            Origin::Upstream(cmd.reply),
+            cmd.deadline,
+        );
+    }
+
+    fn state(&self) -> Value {
+        json!({
+            "agentStatus": self.last_status,
+            "activeSession": self.active_session.as_deref(),
+            "schedule": self.schedule(),
+        })
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let snap = Snap {
+            last_status: self.last_status.as_ref().map(Value::to_string),
+            active_session: self.active_session.as_deref().map(str::to_owned),
+        };
+        postcard::to_stdvec(&snap).ok()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let snap: Snap = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        self.last_status = match snap.last_status {
+            Some(s) => Some(serde_json::from_str(&s).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        self.set_session(snap.active_session.as_deref());
+        if let (Some(l), Some(s)) = (&self.links, &self.last_status) {
+            l.agent_status.send_replace(Some(s.clone()));
+        }
+        Ok(())
+    }
+}

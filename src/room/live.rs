@@ -1,0 +1,279 @@
+//! One live room: its participants (join order), its logic, and its change count for
+//! snapshots. Everything runs under the room's lock and never waits: frames go out
+//! through each client's bounded [`Outbox`](super::outbox::Outbox).
+
+use super::frames;
+use super::outbox::Farewell;
+use super::registry::{timer_for, Ctx, Participant, RoomLogic, RoomType, TimerFn};
+use super::stats::Stats;
+use super::tokens::Role;
+use crate::protocol::MessageType;
+use crate::relay::ToAgent;
+use serde_json::Value;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A live room.
+pub struct Room {
+    /// `<type>:<id>`.
+    pub id: String,
+    /// Its type.
+    pub kind: Arc<dyn RoomType>,
+    inner: Mutex<Inner>,
+    stats: Arc<Stats>,
+    timer: TimerFn,
+    /// Woken when a room reaches `max_updates` changes; the snapshot task listens.
+    snapshot_due: Arc<Notify>,
+    max_updates: u32,
+    /// `realtime.rooms.grace_period`: how long a departed client's `presence.left` waits
+    /// for the same token to come back.
+    grace: Duration,
+    me: Weak<Room>,
+}
+
+/// Departures waiting out the grace period; when full, `presence.left` goes out at once.
+pub const MAX_DEPARTED: usize = 32;
+
+/// A client that left within the grace period.
+pub(super) struct Departed {
+    token_id: String,
+    client_id: String,
+    who: Value,
+    seq: u64,
+}
+
+pub(super) struct Inner {
+    pub participants: Vec<Participant>,
+    pub logic: Box<dyn RoomLogic>,
+    /// Changes since the last snapshot.
+    pub changes: u32,
+    /// When the last snapshot was taken (or the room created).
+    pub last_snapshot: Instant,
+    /// Bumped on every join, so a pending cleanup can tell the room was used again.
+    pub generation: u64,
+    /// Departures whose `presence.left` is held back.
+    pub departed: heapless::Vec<Departed, MAX_DEPARTED>,
+    /// Numbers departures.
+    pub seq: u64,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("id", &self.id).finish()
+    }
+}
+
+impl Room {
+    pub(super) fn new(
+        id: String,
+        kind: Arc<dyn RoomType>,
+        logic: Box<dyn RoomLogic>,
+        stats: Arc<Stats>,
+        snapshot_due: Arc<Notify>,
+        max_updates: u32,
+        grace: Duration,
+    ) -> Arc<Room> {
+        Arc::new_cyclic(|weak| Room {
+            id,
+            kind,
+            inner: Mutex::new(Inner {
+                participants: Vec::new(),
+                logic,
+                changes: 0,
+                last_snapshot: Instant::now(),
+                generation: 0,
+                departed: heapless::Vec::new(),
+                seq: 0,
+            }),
+            stats,
+            timer: timer_for(weak.clone()),
+            snapshot_due,
+            max_updates,
+            grace,
+            me: weak.clone(),
+        })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic under the lock leaves the room usable: its data is plain values.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with a context, then counts the changes it made.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Box<dyn RoomLogic>, &mut Ctx<'_>, &[Participant]) -> R,
+    ) -> R {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let mut ctx = Ctx {
+            room_id: &self.id,
+            participants: &inner.participants,
+            stats: &self.stats,
+            changed: 0,
+            timer: &self.timer,
+        };
+        let r = f(&mut inner.logic, &mut ctx, &inner.participants);
+        let changed = ctx.changed;
+        inner.changes = inner.changes.saturating_add(changed);
+        if changed > 0 && inner.changes >= self.max_updates {
+            self.snapshot_due.notify_one();
+        }
+        r
+    }
+
+    /// Adds `p`: it gets `room_state`, the others a `presence.joined`.
+    pub fn join(&self, p: Participant) {
+        let mut g = self.lock();
+        g.generation += 1;
+        let state = g.logic.state();
+        g.participants.push(p.clone());
+        p.out
+            .push(frames::room_state(&self.id, &g.participants, state));
+        let previous = g
+            .departed
+            .iter()
+            .position(|d| d.token_id == p.token_id)
+            .map(|i| g.departed.swap_remove(i).client_id);
+        let hello = frames::presence(
+            &self.id,
+            "presence.joined",
+            &p.describe(),
+            previous.as_deref(),
+        );
+        for other in g.participants.iter().filter(|o| o.id != p.id) {
+            other.out.push(hello.clone());
+        }
+    }
+
+    /// Removes client `id`; the others get `presence.left`, after `grace_period` unless
+    /// the same token joins again. Returns how many remain.
+    pub fn leave(&self, id: &str) -> usize {
+        let (who, seq, held) = {
+            let mut g = self.lock();
+            let Some(i) = g.participants.iter().position(|p| p.id == id) else {
+                return g.participants.len();
+            };
+            let who = g.participants.remove(i);
+            g.seq += 1;
+            let seq = g.seq;
+            let held = !self.grace.is_zero()
+                && g.departed
+                    .push(Departed {
+                        token_id: who.token_id.clone(),
+                        client_id: who.id.clone(),
+                        who: who.describe(),
+                        seq,
+                    })
+                    .is_ok();
+            (who, seq, held)
+        };
+        if held {
+            let room = self.me.clone();
+            let grace = self.grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if let Some(room) = room.upgrade() {
+                    room.left_for_good(seq);
+                }
+            });
+        }
+        let bye =
+            (!held).then(|| frames::presence(&self.id, "presence.left", &who.describe(), None));
+        self.with(|logic, ctx, ps| {
+            if let Some(bye) = &bye {
+                for p in ps {
+                    p.out.push(bye.clone());
+                }
+            }
+            logic.on_leave(ctx, &who);
+        });
+        self.lock().participants.len()
+    }
+
+    /// The grace period of departure `seq` ran out: tell the others.
+    fn left_for_good(&self, seq: u64) {
+        let g = &mut *self.lock();
+        let Some(i) = g.departed.iter().position(|d| d.seq == seq) else {
+            return;
+        };
+        let d = g.departed.swap_remove(i);
+        let bye = frames::presence(&self.id, "presence.left", &d.who, None);
+        for p in &g.participants {
+            p.out.push(bye.clone());
+        }
+    }
+
+    /// A checked, permitted frame from client `from`.
+    pub fn frame(&self, from: &str, ty: MessageType, v: &Value, text: &Utf8Bytes) {
+        self.with(|logic, ctx, ps| {
+            if let Some(p) = ps.iter().find(|p| p.id == from) {
+                logic.on_frame(ctx, p, ty, v, text);
+            }
+        });
+    }
+
+    /// A timer set by the logic fired.
+    pub fn timer(&self, key: &str) {
+        self.with(|logic, ctx, _| logic.on_timer(ctx, key));
+    }
+
+    /// A command from the upstream link.
+    pub fn upstream(&self, cmd: ToAgent) {
+        self.with(|logic, ctx, _| logic.on_upstream(ctx, cmd));
+    }
+
+    /// Closes every connection of token `token_id`; returns how many.
+    pub fn close_token(&self, token_id: &str, farewell: &Farewell) -> usize {
+        let g = self.lock();
+        g.participants
+            .iter()
+            .filter(|p| p.token_id == token_id)
+            .filter(|p| p.out.close(farewell.clone()))
+            .count()
+    }
+
+    /// Closes every connection.
+    pub fn close_all(&self, farewell: &Farewell) {
+        for p in &self.lock().participants {
+            p.out.close(farewell.clone());
+        }
+    }
+
+    /// Participants by role: (agents, operators, observers).
+    pub fn counts(&self) -> [usize; 3] {
+        let mut c = [0; 3];
+        for p in &self.lock().participants {
+            c[match p.role {
+                Role::Agent => 0,
+                Role::Operator => 1,
+                Role::Observer => 2,
+            }] += 1;
+        }
+        c
+    }
+
+    /// Frames and bytes queued towards this room's clients.
+    pub fn depth(&self) -> (usize, usize) {
+        self.lock().participants.iter().fold((0, 0), |(f, b), p| {
+            let (pf, pb) = p.out.depth();
+            (f + pf, b + pb)
+        })
+    }
+
+    /// The snapshot bytes if one is due (`force`: whenever anything changed); resets
+    /// the change count.
+    pub fn take_snapshot(&self, force: bool, interval: std::time::Duration) -> Option<Vec<u8>> {
+        let mut g = self.lock();
+        let due = g.changes > 0
+            && (force || g.changes >= self.max_updates || g.last_snapshot.elapsed() >= interval);
+        if !due {
+            return None;
+        }
+        g.changes = 0;
+        g.last_snapshot = Instant::now();
+        g.logic.snapshot()
+    }
+}

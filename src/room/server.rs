@@ -1,0 +1,158 @@
+//! The listener: bound in `App::bind`, an accept loop that takes a connection slot
+//! BEFORE any handshake, then TLS (optional) and the WebSocket upgrade within
+//! `handshake_timeout`, each connection in its own tracked task.
+
+use super::client;
+use super::handshake::{self, Upgrade};
+use super::limits::Admission;
+use super::stats::reason;
+use super::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// tungstenite's read buffer per connection: small frames are the norm (it grows for a
+/// larger frame, up to `max_frame_bytes`).
+pub const READ_BUFFER: usize = 2 * 1024;
+/// Bytes gathered before a write reaches the socket (a batch is flushed anyway).
+pub const WRITE_BUFFER: usize = 8 * 1024;
+
+/// The WebSocket limits for `max_frame_bytes`: larger frames or messages end the
+/// connection with 1009.
+pub fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER + 2 * max_frame_bytes + 1024)
+        .max_frame_size(Some(max_frame_bytes))
+        .max_message_size(Some(max_frame_bytes))
+}
+
+/// Accepts until `token` is cancelled, then closes every client with 1001 and waits
+/// for their tasks (the supervisor bounds the wait).
+pub async fn accept_loop(
+    svc: Arc<Service>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    token: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = token.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(operation = "room.accept", error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(admission) = svc.limits.admit() else {
+            svc.stats.dropped(reason::CONNECTION_LIMIT);
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tasks.spawn(connection(
+            svc.clone(),
+            tcp,
+            peer,
+            tls.clone(),
+            admission,
+            token.clone(),
+        ));
+    }
+    drop(listener);
+    svc.stopping.cancel();
+    svc.rooms.close_all(&shutting_down());
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// The farewell of a client when the box shuts down.
+pub fn shutting_down() -> super::outbox::Farewell {
+    super::outbox::Farewell {
+        last: None,
+        code: Some(1001),
+        reason: "SHUTTING_DOWN".into(),
+        why: "shutdown",
+    }
+}
+
+async fn connection(
+    svc: Arc<Service>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    admission: Admission,
+    token: CancellationToken,
+) {
+    let deadline = Duration::from_secs(svc.cfg.limits.handshake_timeout);
+    match tls {
+        None => upgrade(svc, tcp, peer, admission, deadline, token).await,
+        Some(acceptor) => {
+            let start = tokio::time::Instant::now();
+            let tls = tokio::select! {
+                _ = token.cancelled() => return,
+                r = tokio::time::timeout(deadline, acceptor.accept(tcp)) => r,
+            };
+            match tls {
+                Ok(Ok(stream)) => {
+                    let left = deadline.saturating_sub(start.elapsed());
+                    upgrade(svc, stream, peer, admission, left, token).await
+                }
+                Ok(Err(e)) => {
+                    svc.stats.dropped(reason::HANDSHAKE);
+                    tracing::debug!(operation = "room.handshake", peer = %peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    svc.stats.dropped(reason::HANDSHAKE);
+                    tracing::debug!(operation = "room.handshake", peer = %peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+async fn upgrade<S>(
+    svc: Arc<Service>,
+    stream: S,
+    peer: SocketAddr,
+    admission: Admission,
+    deadline: Duration,
+    token: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut up = Upgrade::default();
+    let cfg = ws_config(svc.cfg.limits.max_frame_bytes);
+    let hs = {
+        let cb = handshake::callback(&svc.cfg.path, svc.cfg.echo, &mut up);
+        let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(cfg));
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = tokio::time::timeout(deadline, accept) => r,
+        }
+    };
+    match hs {
+        Ok(Ok(ws)) => client::serve(svc, ws, up, peer, admission).await,
+        Ok(Err(e)) => {
+            svc.stats.dropped(reason::HANDSHAKE);
+            tracing::debug!(operation = "room.handshake", peer = %peer, error = %e, "WebSocket handshake refused");
+        }
+        Err(_) => {
+            svc.stats.dropped(reason::HANDSHAKE);
+            tracing::info!(operation = "room.handshake", peer = %peer, timeout_secs = deadline.as_secs(), "handshake timed out; connection dropped");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Counters and gauges of the local rooms, registered in the shared Prometheus registry
+//! and summarised in the `rooms` section of `/status`.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+type Label = [(&'static str, &'static str); 1];
+
+/// Why a frame or a connection was dropped (the `reason` label of `room_drops_total`).
+pub mod reason {
+    /// A text frame that is not JSON.
+    pub const NOT_JSON: &str = "not_json";
+    /// A binary frame.
+    pub const BINARY: &str = "binary";
+    /// A JSON frame with an unknown `type`.
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    /// A frame that fails the structural check.
+    pub const INVALID: &str = "invalid";
+    /// A frame the sender's role may not send (an observer's command).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// Over `messages_per_second`.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// A frame over `max_frame_bytes`.
+    pub const TOO_LARGE: &str = "too_large";
+    /// A client whose send queue filled up.
+    pub const SLOW_CONSUMER: &str = "slow_consumer";
+    /// The upstream channel was full; the agent frame did not go to central.
+    pub const UPSTREAM_FULL: &str = "upstream_full";
+    /// A connection over a connection cap (4029).
+    pub const CONNECTION_LIMIT: &str = "connection_limit";
+    /// A connection refused for its token or room (4003, 4004, no token).
+    pub const AUTH: &str = "auth";
+    /// A handshake that did not finish in `handshake_timeout` or failed.
+    pub const HANDSHAKE: &str = "handshake";
+    /// Every reason, for `/status`.
+    pub const ALL: [&str; 12] = [
+        NOT_JSON,
+        BINARY,
+        UNKNOWN_TYPE,
+        INVALID,
+        FORBIDDEN,
+        RATE_LIMITED,
+        TOO_LARGE,
+        SLOW_CONSUMER,
+        UPSTREAM_FULL,
+        CONNECTION_LIMIT,
+        AUTH,
+        HANDSHAKE,
+    ];
+}
+
+/// Every room metric. Cheap to share behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Rooms held in memory.
+    pub rooms: Gauge,
+    /// Joined connections by role.
+    pub connections: Family<Label, Gauge>,
+    /// Frames received from clients (data frames, not WebSocket pings).
+    pub frames_in: Counter,
+    /// Frames written to clients.
+    pub frames_out: Counter,
+    /// Drops by reason (see [`reason`]).
+    pub drops: Family<Label, Counter>,
+    /// Connections closed for going over `messages_per_second`.
+    pub rate_limit_hits: Counter,
+    /// Frames queued towards clients, summed over all clients (set at scrape).
+    pub queue_frames: Gauge,
+    /// Bytes queued towards clients, summed over all clients (set at scrape).
+    pub queue_bytes: Gauge,
+    /// Snapshots written since start.
+    pub snapshots: Counter,
+    /// Snapshots skipped at start or at room creation because they did not decode.
+    pub snapshots_corrupt: Counter,
+    /// Seconds since the last snapshot (set at scrape; -1 before the first).
+    pub snapshot_age: Gauge,
+    /// Unix ms of the last snapshot, 0 before the first.
+    pub last_snapshot_ms: AtomicI64,
+}
+
+impl Stats {
+    /// Counts one drop.
+    pub fn dropped(&self, reason: &'static str) {
+        self.drops.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// The count of drops for `reason`.
+    pub fn drops_of(&self, reason: &'static str) -> u64 {
+        self.drops.get_or_create(&[("reason", reason)]).get()
+    }
+
+    /// The joined-connection gauge of a role.
+    pub fn role(&self, role: &'static str) -> Gauge {
+        self.connections.get_or_create(&[("role", role)]).clone()
+    }
+
+    /// Registers every metric under `room_*`.
+    pub fn register(&self, reg: &mut Registry) {
+        let r = reg.sub_registry_with_prefix("room");
+        r.register("rooms", "Rooms held in memory", self.rooms.clone());
+        r.register(
+            "connections",
+            "Joined connections by role",
+            self.connections.clone(),
+        );
+        r.register(
+            "frames_in",
+            "Frames received from clients",
+            self.frames_in.clone(),
+        );
+        r.register(
+            "frames_out",
+            "Frames written to clients",
+            self.frames_out.clone(),
+        );
+        r.register(
+            "drops",
+            "Frames and connections dropped, by reason",
+            self.drops.clone(),
+        );
+        r.register(
+            "rate_limit_hits",
+            "Connections closed for exceeding messages_per_second",
+            self.rate_limit_hits.clone(),
+        );
+        r.register(
+            "queue_frames",
+            "Frames queued towards clients, all clients",
+            self.queue_frames.clone(),
+        );
+        r.register(
+            "queue_bytes",
+            "Bytes queued towards clients, all clients",
+            self.queue_bytes.clone(),
+        );
+        r.register(
+            "snapshots",
+            "Room snapshots written",
+            self.snapshots.clone(),
+        );
+        r.register(
+            "snapshots_corrupt",
+            "Room snapshots skipped because they did not decode",
+            self.snapshots_corrupt.clone(),
+        );
+        r.register(
+            "snapshot_age_seconds",
+            "Seconds since the last snapshot, -1 before the first",
+            self.snapshot_age.clone(),
+        );
+    }
+
+    /// Refreshes the snapshot age gauge.
+    pub fn refresh_age(&self) {
+        let last = self.last_snapshot_ms.load(Ordering::Relaxed);
+        let age = if last == 0 {
+            -1
+        } else {
+            (crate::protocol::now_ms() - last).max(0) / 1000
+        };
+        self.snapshot_age.set(age);
+    }
+}
