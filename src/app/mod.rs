@@ -9,6 +9,8 @@
 //! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
+//! 5. `pairing.expiry`: the token's warning window and `needs_pairing`.
+//! 6. `pairing.boot`: pairing from the boot-partition file, when there is one.
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -23,7 +25,7 @@ use crate::config::Loaded;
 use crate::control;
 use crate::error::{exit, ErrorCode};
 use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
-use crate::pairing::CredentialStore;
+use crate::pairing::{self, CredentialStore};
 use crate::signal::StatusHub;
 use crate::store::{self, Store};
 use prometheus_client::metrics::gauge::Gauge;
@@ -104,6 +106,7 @@ pub struct App {
     control_socket: control::Bound,
     control: control::Handlers,
     credentials: CredentialStore,
+    pairing: pairing::Service,
     started: Instant,
 }
 
@@ -151,6 +154,16 @@ impl App {
         }
         hub.update(|f| f.paired = credentials.current().is_some());
 
+        // --- pairing: /status "pairing", token metrics, `pairing.report`, the expiry
+        // monitor and boot-file pairing (registered below, spawned in `run`).
+        let pairing = pairing::Service::new(
+            config,
+            &paths,
+            credentials.clone(),
+            hub.clone(),
+            std::sync::Arc::new(pairing::expiry::SystemClock),
+        );
+
         let mut app = App {
             paths,
             store: opened.store,
@@ -164,11 +177,14 @@ impl App {
             control_socket,
             control: control::Handlers::default(),
             credentials,
+            pairing,
             started,
             loaded,
         };
         app.register_core_metrics();
         app.register_pairing_reload();
+        app.pairing
+            .register(&app.board, &mut app.metrics, &mut app.control);
         Ok(app)
     }
 
@@ -210,12 +226,15 @@ impl App {
             let creds = creds.clone();
             let hub = hub.clone();
             async move {
+                let before = creds.current();
                 let now = creds
                     .reload()
                     .map_err(|e| control::ControlError::failed(&e, e.code()))?;
                 hub.update(|f| {
                     f.paired = now.is_some();
-                    if now.is_some() {
+                    // New credentials (a fresh pair, or unpair) end a "needs pairing"
+                    // state; the expiry monitor sets it again if they are expired too.
+                    if now != before {
                         f.needs_pairing = false;
                     }
                 });
@@ -274,6 +293,7 @@ impl App {
             health,
             control_socket,
             control,
+            pairing,
             started,
             ..
         } = self;
@@ -305,6 +325,9 @@ impl App {
                 crate::systemd::watchdog(interval, token)
             });
         }
+
+        // --- pairing: after the control socket, so `bbedge pair` works while it runs.
+        pairing.spawn(&mut tasks);
 
         hub.update(|f| f.booting = false);
         readiness.clear("startup");

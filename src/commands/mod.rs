@@ -2,6 +2,7 @@
 //! on failure.
 
 pub mod config;
+pub mod pair;
 pub mod run;
 pub mod status;
 

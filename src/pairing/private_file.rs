@@ -30,6 +30,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        adopt_dir_owner(&tmp, dir)?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     })();
@@ -37,6 +38,18 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// When root writes into a directory another user owns (`sudo bbedge pair` into the
+/// daemon's state directory), the file goes to that user, so the daemon can read it.
+/// Nobody else gains access: the mode stays 0600.
+fn adopt_dir_owner(file: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (f, d) = (fs::metadata(file)?, fs::metadata(dir)?);
+    if f.uid() == 0 && d.uid() != 0 {
+        std::os::unix::fs::chown(file, Some(d.uid()), Some(d.gid()))?;
+    }
+    Ok(())
 }
 
 /// Removes `path` if it exists; returns whether it existed.

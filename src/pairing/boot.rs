@@ -1,0 +1,314 @@
+//! Boot-file pairing: the installer drops `bbedge-pair.toml` on the SD card's boot
+//! partition (server, device_uuid, code, optional name, realtime_url, room_location);
+//! on start the daemon pairs with it in the background.
+//!
+//! Afterwards the code is removed from the file, which is rewritten atomically with the
+//! other keys kept as a record and a comment saying what happened. A hash of every code
+//! that was spent is also kept in the state directory, so a boot partition that cannot
+//! be written never makes the box try a dead code again at every boot.
+//!
+//! Retries only when they can succeed: never after 422 (or any final answer); after
+//! Retry-After on 429; with doubling, jittered backoff on 5xx, network and TLS failures
+//! (at boot the network or the clock may not be ready yet).
+
+use super::failure::{PairError, Retry};
+use super::register::{self, Inputs, Settings};
+use super::status::{BootState, LastError, Report};
+use super::{private_file, CredentialStore};
+use crate::error::ErrorCode;
+use crate::secret::Secret;
+use crate::signal::StatusHub;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The boot file's keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootFile {
+    /// CivicPress base URL.
+    pub server: String,
+    /// Device UUID from the operator.
+    pub device_uuid: String,
+    /// The enrollment code; removed once used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Secret>,
+    /// Name sent to central (default `[device] name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Realtime URL when it differs from the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_url: Option<String>,
+    /// Room location sent to central (default `[device] room_location`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_location: Option<String>,
+}
+
+/// What reading the boot file found.
+#[derive(Debug)]
+pub enum Found {
+    /// No file.
+    Absent,
+    /// A file that cannot be used; the reason names keys and lines, never values.
+    Invalid(String),
+    /// A usable file.
+    Ready(BootFile),
+}
+
+/// Reads the boot file.
+pub fn read(path: &Path) -> Found {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Absent,
+        Err(e) => return Found::Invalid(format!("cannot read it: {e}")),
+    };
+    match toml::from_str::<BootFile>(&text) {
+        Ok(f) => Found::Ready(f),
+        Err(e) => {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            // toml quotes values in some messages; keep only the ones about keys.
+            let msg = e.message();
+            let what = if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+                msg.lines().next().unwrap_or("invalid").to_owned()
+            } else {
+                "not valid TOML with string values".to_owned()
+            };
+            Found::Invalid(match line {
+                Some(l) => format!("line {l}: {what}"),
+                None => what,
+            })
+        }
+    }
+}
+
+/// Rewrites the file without `code`, with a comment saying why.
+pub fn strip_code(path: &Path, file: &BootFile, note: &str) -> std::io::Result<()> {
+    let mut kept = file.clone();
+    kept.code = None;
+    let body = toml::to_string(&kept)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let text = format!(
+        "# bbedge removed the enrollment code on {}: {note}\n{body}",
+        crate::protocol::now_rfc3339()
+    );
+    private_file::write(path, text.as_bytes())
+}
+
+/// The state-dir file listing fingerprints of spent boot-file codes.
+pub const USED_FILE: &str = "boot-pair.used";
+/// Fingerprints kept; older ones are forgotten (their codes expired long ago).
+pub const USED_KEEP: usize = 32;
+
+fn fingerprint(uuid: &str, code: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"bbedge boot-file code\0");
+    h.update(uuid.as_bytes());
+    h.update(b"\0");
+    h.update(code.as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn was_used(state_dir: &Path, fp: &str) -> bool {
+    std::fs::read_to_string(state_dir.join(USED_FILE))
+        .map(|t| t.lines().any(|l| l.trim() == fp))
+        .unwrap_or(false)
+}
+
+fn mark_used(state_dir: &Path, fp: &str) -> std::io::Result<()> {
+    let path = state_dir.join(USED_FILE);
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<&str> = old.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines.push(fp);
+    let start = lines.len().saturating_sub(USED_KEEP);
+    let mut out = lines[start..].join("\n");
+    out.push('\n');
+    private_file::write(&path, out.as_bytes())
+}
+
+/// The background task.
+#[derive(Debug, Clone)]
+pub struct BootPairing {
+    /// The boot file.
+    pub path: PathBuf,
+    /// Where the spent-code fingerprints live.
+    pub state_dir: PathBuf,
+    /// Files and transport.
+    pub settings: Settings,
+    /// Defaults for name and room location.
+    pub device: crate::config::Device,
+    /// First retry delay; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    /// Largest retry delay.
+    pub retry_max: Duration,
+    /// Reloaded after success.
+    pub creds: CredentialStore,
+    /// `pairing` while running; `needs_pairing` after a final failure when unpaired.
+    pub hub: StatusHub,
+    /// `/status`.
+    pub report: Report,
+}
+
+impl BootPairing {
+    fn boot(&self, state: &'static str, detail: Option<String>, attempts: u32) {
+        let mut b = BootState::new(&self.path.display().to_string(), state);
+        b.detail = detail;
+        b.attempts = attempts;
+        self.report.set_boot(b);
+    }
+
+    /// Runs once at start; returns when paired, failed for good, or cancelled.
+    pub async fn run(self, token: CancellationToken) {
+        let file = match read(&self.path) {
+            Found::Absent => return self.boot("absent", None, 0),
+            Found::Invalid(why) => {
+                tracing::warn!(operation = "pairing.boot", path = %self.path.display(), reason = %why, "boot pairing file unusable");
+                return self.boot("invalid", Some(why), 0);
+            }
+            Found::Ready(f) => f,
+        };
+        let Some(code) = file.code.clone() else {
+            return self.boot("no_code", None, 0);
+        };
+        let inputs = Inputs {
+            server: file.server.clone(),
+            device_uuid: file.device_uuid.clone(),
+            code,
+            name: file.name.clone(),
+            realtime_url: file.realtime_url.clone(),
+            room_location: file.room_location.clone(),
+        };
+        let req = match inputs.check(&self.device, self.settings.allow_insecure) {
+            Ok(r) => r,
+            Err(e) => return self.give_up(&file, &e, 0, None),
+        };
+        let fp = fingerprint(req.device_uuid.as_str(), req.code.expose());
+        if was_used(&self.state_dir, &fp) {
+            let _ = strip_code(&self.path, &file, "it had been used already");
+            let why = "the code in this file was used before; drop a file with a fresh code";
+            return self.boot("already_used", Some(why.into()), 0);
+        }
+        self.hub.update(|f| f.pairing = true);
+        self.attempts(&token, &file, &req, &fp).await;
+        self.hub.update(|f| f.pairing = false);
+    }
+
+    async fn attempts(
+        &self,
+        token: &CancellationToken,
+        file: &BootFile,
+        req: &register::Request,
+        fp: &str,
+    ) {
+        let mut delay = self.retry_initial;
+        let mut creds_rx = self.creds.subscribe();
+        creds_rx.mark_unchanged();
+        for attempt in 1u32.. {
+            self.boot("pairing", None, attempt);
+            let result = tokio::select! {
+                _ = token.cancelled() => return,
+                r = register::pair(req, &self.settings) => r,
+            };
+            let err = match result {
+                Ok(creds) => {
+                    self.spend(file, fp, &format!("paired as device {}", creds.device_id));
+                    if let Err(e) = self.creds.reload() {
+                        tracing::error!(operation = "pairing.boot", code = e.code(), error = %e, "cannot reload new credentials");
+                    }
+                    self.hub.update(|f| {
+                        f.paired = true;
+                        f.needs_pairing = false;
+                    });
+                    self.report.clear_error();
+                    let detail = self.report.boot().and_then(|b| b.detail);
+                    return self.boot("paired", detail, attempt);
+                }
+                Err(e) => e,
+            };
+            self.record(&err);
+            let wait = match err.retry() {
+                Retry::Never => return self.give_up(file, &err, attempt, Some(fp)),
+                Retry::After(d) => d,
+                Retry::Backoff => {
+                    let d = rand::thread_rng().gen_range(delay / 2..=delay);
+                    delay = (delay * 2).min(self.retry_max);
+                    d
+                }
+            };
+            let mut b = BootState::new(&self.path.display().to_string(), "waiting_retry");
+            b.detail = Some(err.to_string());
+            b.attempts = attempt;
+            b.next_attempt_at = Some(crate::protocol::frame::format_rfc3339(
+                time::OffsetDateTime::now_utc() + wait,
+            ));
+            self.report.set_boot(b);
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = creds_rx.changed() => {
+                    if creds_rx.borrow_and_update().is_some() {
+                        self.spend(file, fp, "not needed: the box was paired another way");
+                        return self.boot("superseded", Some("paired with `bbedge pair` meanwhile".into()), attempt);
+                    }
+                }
+            }
+        }
+    }
+
+    fn record(&self, err: &PairError) {
+        tracing::warn!(operation = "pairing.boot", code = err.code(), error = %err, "boot-file pairing failed");
+        self.report.set_error(LastError {
+            code: err.code().to_owned(),
+            message: err.to_string(),
+            at: crate::protocol::now_rfc3339(),
+            source: "boot_file",
+        });
+    }
+
+    /// A failure no retry can fix: say so, and mark the box as needing a person.
+    fn give_up(&self, file: &BootFile, err: &PairError, attempts: u32, fp: Option<&str>) {
+        if attempts == 0 {
+            self.record(err);
+        }
+        if let Some(fp) = fp.filter(|_| err.code_is_spent()) {
+            self.spend(file, fp, &format!("central refused it ({})", err.code()));
+        }
+        let paired_ok = self.creds.current().is_some_and(|c| {
+            c.seconds_left(time::OffsetDateTime::now_utc())
+                .is_some_and(|s| s > 0)
+        });
+        if !paired_ok {
+            self.hub.update(|f| f.needs_pairing = true);
+        }
+        let detail = self
+            .report
+            .boot()
+            .and_then(|b| b.detail)
+            .filter(|d| d.starts_with("could not"));
+        let why = match detail {
+            Some(d) => format!("{err} ({d})"),
+            None => err.to_string(),
+        };
+        self.boot("failed", Some(why), attempts);
+    }
+
+    /// Remembers the code as spent and removes it from the boot file.
+    fn spend(&self, file: &BootFile, fp: &str, note: &str) {
+        if let Err(e) = mark_used(&self.state_dir, fp) {
+            tracing::warn!(operation = "pairing.boot", error = %e, "cannot record the spent boot code");
+        }
+        if let Err(e) = strip_code(&self.path, file, note) {
+            tracing::warn!(operation = "pairing.boot", path = %self.path.display(), error = %e, "cannot remove the code from the boot file; it will not be used again");
+            let mut b = self
+                .report
+                .boot()
+                .unwrap_or_else(|| BootState::new(&self.path.display().to_string(), "pairing"));
+            b.detail = Some(format!("could not remove the code from the file: {e}"));
+            self.report.set_boot(b);
+        }
+    }
+}
