@@ -161,18 +161,24 @@ impl BootPairing {
         self.report.set_boot(b);
     }
 
-    /// Runs once at start; returns when paired, failed for good, or cancelled.
-    pub async fn run(self, token: CancellationToken) {
+    /// Reads and checks the file (at bind time, so `/status` shows its state at once).
+    /// Returns the work left for [`BootJob::run`], if any.
+    pub fn prepare(self) -> Option<BootJob> {
         let file = match read(&self.path) {
-            Found::Absent => return self.boot("absent", None, 0),
+            Found::Absent => {
+                self.boot("absent", None, 0);
+                return None;
+            }
             Found::Invalid(why) => {
                 tracing::warn!(operation = "pairing.boot", path = %self.path.display(), reason = %why, "boot pairing file unusable");
-                return self.boot("invalid", Some(why), 0);
+                self.boot("invalid", Some(why), 0);
+                return None;
             }
             Found::Ready(f) => f,
         };
         let Some(code) = file.code.clone() else {
-            return self.boot("no_code", None, 0);
+            self.boot("no_code", None, 0);
+            return None;
         };
         let inputs = Inputs {
             server: file.server.clone(),
@@ -184,19 +190,54 @@ impl BootPairing {
         };
         let req = match inputs.check(&self.device, self.settings.allow_insecure) {
             Ok(r) => r,
-            Err(e) => return self.give_up(&file, &e, 0, None),
+            Err(e) => {
+                self.give_up(&file, &e, 0, None);
+                return None;
+            }
         };
         let fp = fingerprint(req.device_uuid.as_str(), req.code.expose());
         if was_used(&self.state_dir, &fp) {
             let _ = strip_code(&self.path, &file, "it had been used already");
             let why = "the code in this file was used before; drop a file with a fresh code";
-            return self.boot("already_used", Some(why.into()), 0);
+            self.boot("already_used", Some(why.into()), 0);
+            return None;
         }
-        self.hub.update(|f| f.pairing = true);
-        self.attempts(&token, &file, &req, &fp).await;
-        self.hub.update(|f| f.pairing = false);
+        self.boot("pending", None, 0);
+        Some(BootJob {
+            pairing: self,
+            file,
+            req,
+            fp,
+        })
     }
+}
 
+/// Boot-file pairing with a usable code: the part that talks to central.
+#[derive(Debug)]
+pub struct BootJob {
+    pairing: BootPairing,
+    file: BootFile,
+    req: register::Request,
+    fp: String,
+}
+
+impl BootJob {
+    /// Pairs, retrying only what can succeed; returns when paired, failed for good,
+    /// superseded by a `bbedge pair`, or cancelled.
+    pub async fn run(self, token: CancellationToken) {
+        let BootJob {
+            pairing,
+            file,
+            req,
+            fp,
+        } = self;
+        pairing.hub.update(|f| f.pairing = true);
+        pairing.attempts(&token, &file, &req, &fp).await;
+        pairing.hub.update(|f| f.pairing = false);
+    }
+}
+
+impl BootPairing {
     async fn attempts(
         &self,
         token: &CancellationToken,

@@ -126,9 +126,7 @@ pub enum PairError {
         host: String,
     },
     /// Timeout.
-    #[error(
-        "The server {host} did not answer within {secs} seconds; check the network and try again."
-    )]
+    #[error("The server {host} did not answer within {secs} s; check the network and try again.")]
     Timeout {
         /// The host.
         host: String,

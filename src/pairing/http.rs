@@ -92,21 +92,21 @@ pub fn classify(err: &reqwest::Error, host: &str, timeout: Duration) -> PairErro
     }
 }
 
-/// The rustls error somewhere in the chain. `io::Error::source` skips the error it wraps,
-/// so each `io::Error`'s inner error is looked at too.
+/// The rustls error somewhere in the chain. `io::Error::source` skips the error it wraps
+/// (and hyper-rustls nests one `io::Error` in another), so `io::Error`s are unwrapped
+/// through `get_ref` as well.
 fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(t) = e.downcast_ref::<rustls::Error>() {
             return Some(t);
         }
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
+        let mut io = e.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io.and_then(|i| i.get_ref()) {
             if let Some(t) = inner.downcast_ref::<rustls::Error>() {
                 return Some(t);
             }
+            io = inner.downcast_ref::<std::io::Error>();
         }
         cur = e.source();
     }

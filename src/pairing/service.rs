@@ -2,7 +2,7 @@
 //! "pairing" `/status` section, the token metrics, the `pairing.report` control op
 //! (the CLI reports failed attempts), the expiry monitor and boot-file pairing.
 
-use super::boot::BootPairing;
+use super::boot::{BootJob, BootPairing};
 use super::expiry::{assess, ExpiryMonitor, SharedClock, TokenState};
 use super::register::Settings;
 use super::status::{self, BootState, LastError, Report};
@@ -24,7 +24,7 @@ pub const MAX_REPORT_CHARS: usize = 500;
 #[derive(Debug)]
 pub struct Service {
     monitor: ExpiryMonitor,
-    boot: Option<BootPairing>,
+    boot: Option<BootJob>,
     report: Report,
     creds: CredentialStore,
     clock: SharedClock,
@@ -53,7 +53,7 @@ impl Service {
             report.set_boot(BootState::new("", "disabled"));
             None
         } else {
-            Some(BootPairing {
+            BootPairing {
                 path: PathBuf::from(&config.pairing.boot_file),
                 state_dir: paths.state_dir.clone(),
                 settings: Settings::new(config, paths),
@@ -63,7 +63,8 @@ impl Service {
                 creds: creds.clone(),
                 hub,
                 report: report.clone(),
-            })
+            }
+            .prepare()
         };
         Self {
             monitor,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fake_central;
 pub mod schema;
 
 use bbedge::app::App;
@@ -63,6 +64,8 @@ pub struct TestBox {
     pub shutdown: CancellationToken,
     /// The running app.
     pub task: Option<JoinHandle<Result<(), bbedge::store::Error>>>,
+    /// The app's status hub: tests await facts (`paired`, `needs_pairing`) on it.
+    pub hub: bbedge::signal::StatusHub,
 }
 
 impl TestBox {
@@ -77,6 +80,7 @@ impl TestBox {
         let loaded = test_config(dir.path(), extra);
         let app = App::bind(loaded).await.expect("app binds");
         let health = app.health_addr().expect("health enabled");
+        let hub = app.hub().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         TestBox {
@@ -84,6 +88,7 @@ impl TestBox {
             health,
             shutdown,
             task: Some(task),
+            hub,
         }
     }
 
@@ -102,6 +107,22 @@ impl TestBox {
         let (code, body) = self.get("/status").await;
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    /// Waits (hang guard: 30 s) until the status facts satisfy `pred`; returns them.
+    pub async fn wait_facts(
+        &self,
+        what: &str,
+        pred: impl Fn(&bbedge::signal::Facts) -> bool,
+    ) -> bbedge::signal::Facts {
+        let mut rx = self.hub.subscribe();
+        let facts =
+            tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|f| pred(f)))
+                .await
+                .unwrap_or_else(|_| panic!("facts never became {what}: {:?}", self.hub.facts()))
+                .expect("hub alive")
+                .clone();
+        facts
     }
 
     /// Stops the box and returns its state dir for a restart.
