@@ -11,124 +11,17 @@
 //! Retry-After on 429; with doubling, jittered backoff on 5xx, network and TLS failures
 //! (at boot the network or the clock may not be ready yet).
 
+use super::boot_file::{fingerprint, mark_used, read, strip_code, was_used, BootFile, Found};
 use super::failure::{PairError, Retry};
 use super::register::{self, Inputs, Settings};
 use super::status::{BootState, LastError, Report};
-use super::{private_file, CredentialStore};
+use super::CredentialStore;
 use crate::error::ErrorCode;
-use crate::secret::Secret;
 use crate::signal::StatusHub;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// The boot file's keys.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BootFile {
-    /// CivicPress base URL.
-    pub server: String,
-    /// Device UUID from the operator.
-    pub device_uuid: String,
-    /// The enrollment code; removed once used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<Secret>,
-    /// Name sent to central (default `[device] name`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Realtime URL when it differs from the server's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub realtime_url: Option<String>,
-    /// Room location sent to central (default `[device] room_location`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room_location: Option<String>,
-}
-
-/// What reading the boot file found.
-#[derive(Debug)]
-pub enum Found {
-    /// No file.
-    Absent,
-    /// A file that cannot be used; the reason names keys and lines, never values.
-    Invalid(String),
-    /// A usable file.
-    Ready(BootFile),
-}
-
-/// Reads the boot file.
-pub fn read(path: &Path) -> Found {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Absent,
-        Err(e) => return Found::Invalid(format!("cannot read it: {e}")),
-    };
-    match toml::from_str::<BootFile>(&text) {
-        Ok(f) => Found::Ready(f),
-        Err(e) => {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            // toml quotes values in some messages; keep only the ones about keys.
-            let msg = e.message();
-            let what = if msg.starts_with("unknown field") || msg.starts_with("missing field") {
-                msg.lines().next().unwrap_or("invalid").to_owned()
-            } else {
-                "not valid TOML with string values".to_owned()
-            };
-            Found::Invalid(match line {
-                Some(l) => format!("line {l}: {what}"),
-                None => what,
-            })
-        }
-    }
-}
-
-/// Rewrites the file without `code`, with a comment saying why.
-pub fn strip_code(path: &Path, file: &BootFile, note: &str) -> std::io::Result<()> {
-    let mut kept = file.clone();
-    kept.code = None;
-    let body = toml::to_string(&kept)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    let text = format!(
-        "# bbedge removed the enrollment code on {}: {note}\n{body}",
-        crate::protocol::now_rfc3339()
-    );
-    private_file::write(path, text.as_bytes())
-}
-
-/// The state-dir file listing fingerprints of spent boot-file codes.
-pub const USED_FILE: &str = "boot-pair.used";
-/// Fingerprints kept; older ones are forgotten (their codes expired long ago).
-pub const USED_KEEP: usize = 32;
-
-fn fingerprint(uuid: &str, code: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"bbedge boot-file code\0");
-    h.update(uuid.as_bytes());
-    h.update(b"\0");
-    h.update(code.as_bytes());
-    hex::encode(h.finalize())
-}
-
-fn was_used(state_dir: &Path, fp: &str) -> bool {
-    std::fs::read_to_string(state_dir.join(USED_FILE))
-        .map(|t| t.lines().any(|l| l.trim() == fp))
-        .unwrap_or(false)
-}
-
-fn mark_used(state_dir: &Path, fp: &str) -> std::io::Result<()> {
-    let path = state_dir.join(USED_FILE);
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut lines: Vec<&str> = old.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines.push(fp);
-    let start = lines.len().saturating_sub(USED_KEEP);
-    let mut out = lines[start..].join("\n");
-    out.push('\n');
-    private_file::write(&path, out.as_bytes())
-}
 
 /// The background task.
 #[derive(Debug, Clone)]
@@ -290,8 +183,11 @@ impl BootPairing {
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
-                _ = creds_rx.changed() => {
-                    if creds_rx.borrow_and_update().is_some() {
+                r = creds_rx.changed() => {
+                    if r.is_err() {
+                        // The store is gone (shutting down): just wait out the delay.
+                        tokio::time::sleep(wait).await;
+                    } else if creds_rx.borrow_and_update().is_some() {
                         self.spend(file, fp, "not needed: the box was paired another way");
                         return self.boot("superseded", Some("paired with `bbedge pair` meanwhile".into()), attempt);
                     }

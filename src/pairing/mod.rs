@@ -6,12 +6,14 @@
 //! - [`register`]: one `POST /api/v1/broadcast-box/devices`, answers to sentences
 //!   ([`failure`]), over the client in [`http`].
 //! - [`credentials`]: what registration returned, loaded, saved atomically, watched.
-//! - [`boot`]: pairing from a file on the boot partition, in the background.
+//! - [`boot`], [`boot_file`]: pairing from a file on the boot partition, in the
+//!   background, and what is done to that file.
 //! - [`expiry`]: the 7-day token's warning window and `needs_pairing`.
 //! - [`status`], [`service`]: the `/status` section, metrics and daemon wiring.
 //! - [`private_file`]: atomic 0600 writes (temp file, fsync, rename, fsync dir).
 
 pub mod boot;
+pub mod boot_file;
 pub mod credentials;
 mod error;
 pub mod expiry;

@@ -79,4 +79,19 @@ mod tests {
         assert!(super::remove(&p).unwrap());
         assert!(!super::remove(&p).unwrap());
     }
+
+    #[test]
+    fn root_writing_into_another_users_directory_hands_the_file_to_that_user() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        if std::fs::metadata(dir.path()).unwrap().uid() != 0 {
+            return; // `sudo bbedge pair` only: as another user there is nothing to hand over.
+        }
+        std::os::unix::fs::chown(dir.path(), Some(4321), Some(4321)).unwrap();
+        let p = dir.path().join("credentials.toml");
+        super::write(&p, b"secret").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4321, 4321));
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    }
 }
