@@ -276,6 +276,22 @@ async fn every_server_answer_gives_one_sentence_and_its_own_exit_code() {
         r.as_ref().unwrap_err().retry()
     );
     expect_failure(r, &limited, "WXYZ-2345-6789").await;
+    // 5 attempts per IP per window, whatever the code: the 4 above plus one more.
+    let other_code = Inputs {
+        code: Secret::new("MNPQ-RSTU-VWXY"),
+        ..ok.clone()
+    };
+    assert!(matches!(
+        try_pair(&other_code, &s).await,
+        Err(PairError::CodeRefused)
+    ));
+    let r = try_pair(&other_code, &s).await;
+    assert!(matches!(r, Err(PairError::RateLimited { .. })), "{r:?}");
+    fake.advance(Duration::from_secs(15 * 60));
+    assert!(
+        matches!(try_pair(&other_code, &s).await, Err(PairError::CodeRefused)),
+        "a new window"
+    );
 
     // Not the registration endpoint: an unexpected answer.
     let wrong_path = Inputs {
@@ -698,9 +714,17 @@ async fn a_refused_boot_code_is_never_retried_and_asks_for_a_person() {
         ("pairing.retry_initial", "1"),
         ("pairing.retry_max", "1"),
     ];
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
     let tb = TestBox::start(&extra).await;
     tb.wait_facts("needs_pairing", |f| f.needs_pairing && !f.pairing)
         .await;
+    let text = logs.text();
+    assert!(
+        text.contains("boot-file pairing failed") && text.contains("PAIR_CODE_REFUSED"),
+        "{text}"
+    );
+    assert!(!text.contains(wrong), "the code reached a log line: {text}");
     let status = tb.status().await;
     assert_eq!(status["state"], "needs_pairing");
     let p = &status["pairing"];
@@ -865,4 +889,90 @@ async fn an_expired_box_warns_on_status_and_metrics_and_a_fresh_pair_recovers() 
     let (_, metrics) = tb.get("/metrics").await;
     assert!(metrics.contains("bbedge_token_expiring 0"), "{metrics}");
     tb.stop().await;
+}
+
+/// Every log line of this (current-thread) test runtime, at trace level, as JSON.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        let me = self.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || me.clone())
+            .finish()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_fake_matches_codes_the_way_central_does() {
+    let fake = FakeCentral::start(Tls::Plain).await;
+    fake.set_rate_limits(false);
+    let url = format!("{}/api/v1/broadcast-box/devices", fake.url());
+    let post = |body: Value| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let e = fake.enroll();
+    let body = |code: &str| serde_json::json!({"deviceUuid": e.device_uuid, "enrollmentCode": code, "name": "Box"});
+    // Hyphens are significant; case and surrounding spaces are not (§a.3).
+    assert_eq!(post(body(&e.code.replace('-', ""))).await.0, 422);
+    let (status, v) =
+        post(serde_json::json!({"deviceUuid": "nope", "enrollmentCode": "", "publicKey": "x"}))
+            .await;
+    assert_eq!(status, 400);
+    let paths: Vec<&str> = v["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["deviceUuid", "enrollmentCode", "name"]);
+    let mut bad_key = body(&e.code);
+    bad_key["publicKey"] = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into();
+    let (status, v) = post(bad_key).await;
+    assert_eq!(
+        (status, v["error"]["message"].as_str()),
+        (
+            400,
+            Some("publicKey must be a PEM (SPKI) Ed25519 public key")
+        )
+    );
+    let (status, v) = post(body(&format!("  {}  ", e.code.to_lowercase()))).await;
+    assert_eq!(status, 201, "{v}");
+    let token = v["credentials"]["token"].as_str().unwrap();
+    let claims = fake.verify_token(token).unwrap();
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        7 * 86_400
+    );
+    assert_eq!(claims["deviceId"], v["device"]["id"]);
+    assert_eq!(post(body(&e.code)).await.0, 422, "single use");
+    fake.advance(Duration::from_secs(7 * 86_400 + 1));
+    assert_eq!(fake.verify_token(token), Err("expired"));
 }
