@@ -445,6 +445,17 @@ async fn a_server_with_a_certificate_from_another_ca_fails_with_the_tls_sentence
 
 /// Runs the real binary to completion; returns exit code, stdout, stderr.
 async fn run_bbedge(state: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    run_bbedge_stdin(state, args, env, "").await
+}
+
+/// Like [`run_bbedge`], with `input` on stdin.
+async fn run_bbedge_stdin(
+    state: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    input: &str,
+) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::new(binary::bin());
     cmd.args(args)
         .env_remove("RUST_LOG")
@@ -454,12 +465,21 @@ async fn run_bbedge(state: &Path, args: &[&str], env: &[(&str, String)]) -> (i32
         )
         .env("BBEDGE_PAIRING__BOOT_FILE", "\"\"")
         .envs(env.iter().map(|(k, v)| (*k, v.clone())))
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+    let mut child = cmd.spawn().expect("bbedge runs");
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    stdin
+        .write_all(input.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("bbedge finishes")
-        .expect("bbedge runs");
+        .expect("bbedge output");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -591,7 +611,8 @@ async fn pairing_and_unpairing_while_the_daemon_runs_take_effect_without_a_resta
     assert_eq!(status["pairing"]["boot_file"]["state"], "disabled");
 
     let e = fake.enroll();
-    let (code, out, err) = run_bbedge(
+    // `--code -`: the code comes from stdin, never from the process's arguments.
+    let (code, out, err) = run_bbedge_stdin(
         tb.dir.path(),
         &[
             "pair",
@@ -600,9 +621,10 @@ async fn pairing_and_unpairing_while_the_daemon_runs_take_effect_without_a_resta
             "--device-uuid",
             &e.device_uuid,
             "--code",
-            &e.code,
+            "-",
         ],
         &[],
+        &format!("{}\n", e.code),
     )
     .await;
     assert_eq!(code, 0, "{out}{err}");

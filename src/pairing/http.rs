@@ -11,7 +11,12 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Builds the client. `extra_ca_file` is a PEM bundle; an empty path means none.
-pub fn client(extra_ca_file: &str, timeout: Duration) -> Result<reqwest::Client, PairError> {
+/// `loopback` servers are reached directly, never through a configured proxy.
+pub fn client(
+    extra_ca_file: &str,
+    timeout: Duration,
+    loopback: bool,
+) -> Result<reqwest::Client, PairError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(true)
@@ -20,13 +25,16 @@ pub fn client(extra_ca_file: &str, timeout: Duration) -> Result<reqwest::Client,
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("bbedge/", env!("CARGO_PKG_VERSION")));
+    if loopback {
+        builder = builder.no_proxy();
+    }
     if !extra_ca_file.is_empty() {
         for cert in extra_roots(Path::new(extra_ca_file))? {
             builder = builder.add_root_certificate(cert);
         }
     }
     builder.build().map_err(|e| PairError::Network {
-        host: String::new(),
+        host: "the server".into(),
         reason: format!("cannot build the HTTP client: {e}"),
     })
 }

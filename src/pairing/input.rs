@@ -138,6 +138,11 @@ impl ServerUrl {
         format!("{}/api/v1/broadcast-box/devices", self.base())
     }
 
+    /// Whether the server is on this box.
+    pub fn is_loopback(&self) -> bool {
+        is_loopback(&self.0)
+    }
+
     /// The host name, for messages.
     pub fn host(&self) -> String {
         self.0.host_str().unwrap_or("").to_owned()

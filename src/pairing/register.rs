@@ -115,7 +115,11 @@ impl Settings {
 
 /// Registers and stores the credentials. The key is on disk before the request leaves.
 pub async fn pair(req: &Request, settings: &Settings) -> Result<Credentials, PairError> {
-    let client = http::client(&settings.extra_ca_file, settings.timeout)?;
+    let client = http::client(
+        &settings.extra_ca_file,
+        settings.timeout,
+        req.server.is_loopback(),
+    )?;
     let (signing, origin) = key::load_or_create(&settings.key).map_err(PairError::Files)?;
     let host = req.server.host();
     tracing::info!(operation = "pairing.register", server = %req.server.base(), device_uuid = req.device_uuid.as_str(), key = ?origin, "registering with central");
