@@ -998,3 +998,47 @@ async fn the_fake_matches_codes_the_way_central_does() {
     fake.advance(Duration::from_secs(7 * 86_400 + 1));
     assert_eq!(fake.verify_token(token), Err("expired"));
 }
+
+#[tokio::test]
+async fn a_manual_pair_while_the_boot_file_waits_to_retry_ends_the_boot_attempts() {
+    let fake = FakeCentral::start(Tls::Plain).await;
+    fake.set_failure(Failure::Status(503));
+    let boot_dir = tempfile::tempdir().unwrap();
+    let e = fake.enroll();
+    let boot = write_boot(boot_dir.path(), &fake.url(), &e.device_uuid, &e.code);
+    let cfg = boot_config(&boot);
+    let tb = TestBox::start(&[
+        ("pairing.boot_file", &cfg),
+        ("pairing.retry_initial", "3600"),
+        ("pairing.retry_max", "3600"),
+    ])
+    .await;
+    fake.wait_attempts(1).await;
+    tb.wait_facts("pairing", |f| f.pairing).await;
+    fake.set_failure(Failure::None);
+    let fresh = fake.reissue(&e.device_uuid);
+    let (code, out, err) = run_bbedge(
+        tb.dir.path(),
+        &[
+            "pair",
+            "--server",
+            &fake.url(),
+            "--device-uuid",
+            &e.device_uuid,
+            "--code",
+            &fresh,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let facts = tb
+        .wait_facts("paired, boot attempts over", |f| f.paired && !f.pairing)
+        .await;
+    assert!(!facts.needs_pairing);
+    let p = &tb.status().await["pairing"];
+    assert_eq!(p["boot_file"]["state"], "superseded", "{p}");
+    assert!(!std::fs::read_to_string(&boot).unwrap().contains(&e.code));
+    assert_eq!(fake.attempts(), 2, "one boot attempt, one manual pair");
+    tb.stop().await;
+}
