@@ -59,6 +59,7 @@ pub enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Pair this box with a CivicPress server using an enrollment code.
+    #[command(after_help = crate::pairing::failure::EXIT_CODES_HELP)]
     Pair(PairArgs),
     /// Remove this box's credentials and signing key.
     Unpair,
@@ -134,7 +135,7 @@ pub struct PairArgs {
     /// The device UUID the operator was given with the code.
     #[arg(long, env = "BBEDGE_PAIR_DEVICE_UUID")]
     pub device_uuid: String,
-    /// The enrollment code, XXXX-XXXX-XXXX (never logged).
+    /// The enrollment code, XXXX-XXXX-XXXX (never logged); `-` reads it from stdin.
     #[arg(long, env = "BBEDGE_PAIR_CODE", hide_env_values = true)]
     pub code: String,
     /// The name shown in CivicPress (default: [device] name).

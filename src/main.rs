@@ -16,8 +16,8 @@ fn main() -> ExitCode {
         }
         Some(Command::Status(ref args)) => commands::status::show(&cli, args),
         Some(Command::Token(ref cmd)) => commands::token::run(&cli, cmd),
-        Some(Command::Pair(_)) => commands::unavailable("pair"),
-        Some(Command::Unpair) => commands::unavailable("unpair"),
+        Some(Command::Pair(ref args)) => commands::pair::pair(&cli, args),
+        Some(Command::Unpair) => commands::pair::unpair(&cli),
         Some(Command::Led(ref cmd)) => commands::led::run(&cli, cmd),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

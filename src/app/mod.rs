@@ -12,6 +12,8 @@
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
 //! 5. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
+//! 6. `pairing.expiry`: the token's warning window and `needs_pairing`.
+//! 7. `pairing.boot`: pairing from the boot-partition file, when there is one.
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -26,7 +28,7 @@ use crate::config::Loaded;
 use crate::control;
 use crate::error::{exit, ErrorCode};
 use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
-use crate::pairing::CredentialStore;
+use crate::pairing::{self, CredentialStore};
 use crate::signal::{self, LedHandle, LedTask, StatusHub};
 use crate::store::{self, Store};
 use prometheus_client::metrics::gauge::Gauge;
@@ -118,6 +120,7 @@ pub struct App {
     /// The upstream's half of the relay seam, for the upstream link to take.
     upstream_side: Option<crate::relay::UpstreamSide>,
     // --- end local rooms ---
+    pairing: pairing::Service,
     started: Instant,
     led: LedHandle,
     led_task: LedTask,
@@ -202,6 +205,15 @@ impl App {
         // `auto` logs its choice here. Never fails: falls back to the simulated LED.
         let (led, led_task) =
             signal::build(&config.status_led, hub.clone(), Some(&paths.state_dir));
+        // --- pairing: /status "pairing", token metrics, `pairing.report`, the expiry
+        // monitor and boot-file pairing (registered below, spawned in `run`).
+        let pairing = pairing::Service::new(
+            config,
+            &paths,
+            credentials.clone(),
+            hub.clone(),
+            std::sync::Arc::new(pairing::expiry::SystemClock),
+        );
 
         let mut app = App {
             rooms,
@@ -218,6 +230,7 @@ impl App {
             control_socket,
             control: control::Handlers::default(),
             credentials,
+            pairing,
             started,
             loaded,
             led,
@@ -232,6 +245,8 @@ impl App {
         signal::metrics::register(&mut app.metrics, app.led.clone());
         signal::control::register(&mut app.control, &app.led);
         app.register_token_control();
+        app.pairing
+            .register(&app.board, &mut app.metrics, &mut app.control);
         Ok(app)
     }
 
@@ -293,12 +308,15 @@ impl App {
             let creds = creds.clone();
             let hub = hub.clone();
             async move {
+                let before = creds.current();
                 let now = creds
                     .reload()
                     .map_err(|e| control::ControlError::failed(&e, e.code()))?;
                 hub.update(|f| {
                     f.paired = now.is_some();
-                    if now.is_some() {
+                    // New credentials (a fresh pair, or unpair) end a "needs pairing"
+                    // state; the expiry monitor sets it again if they are expired too.
+                    if now != before {
                         f.needs_pairing = false;
                     }
                 });
@@ -380,6 +398,7 @@ impl App {
             rooms,
             control_socket,
             control,
+            pairing,
             started,
             led_task,
             ..
@@ -429,6 +448,9 @@ impl App {
             tasks.spawn("rooms", move |token| r.run(token));
         }
         // --- end local rooms ---
+
+        // --- pairing: after the control socket, so `bbedge pair` works while it runs.
+        pairing.spawn(&mut tasks);
 
         hub.update(|f| f.booting = false);
         readiness.clear("startup");

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod led;
+pub mod pair;
 pub mod run;
 pub mod status;
 pub mod token;

@@ -192,6 +192,21 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
             ),
         ));
     }
+    let p = &c.pairing;
+    range("pairing.request_timeout", p.request_timeout, 1..=300)?;
+    range("pairing.retry_initial", p.retry_initial, 1..=3600)?;
+    range("pairing.retry_max", p.retry_max, 1..=86_400)?;
+    if p.retry_max < p.retry_initial {
+        return Err(fail(
+            loaded,
+            "pairing.retry_max",
+            p.retry_max,
+            format!(
+                "must be at least pairing.retry_initial ({})",
+                p.retry_initial
+            ),
+        ));
+    }
     range(
         "store.cache_bytes",
         c.store.cache_bytes,

@@ -196,6 +196,13 @@ pub struct Pairing {
     pub key_file: String,
     /// Pairing file dropped on the boot partition by the installer. Empty: none.
     pub boot_file: String,
+    /// Seconds one registration request may take (connect, TLS, answer) before it fails.
+    pub request_timeout: u64,
+    /// First delay in seconds before boot-file pairing retries a transient failure
+    /// (5xx, network, TLS); it doubles up to `retry_max`. Never retried: a refused code.
+    pub retry_initial: u64,
+    /// Largest delay in seconds between boot-file pairing retries.
+    pub retry_max: u64,
 }
 
 /// `[store]`

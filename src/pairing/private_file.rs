@@ -30,6 +30,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        adopt_dir_owner(&tmp, dir)?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     })();
@@ -37,6 +38,18 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// When root writes into a directory another user owns (`sudo bbedge pair` into the
+/// daemon's state directory), the file goes to that user, so the daemon can read it.
+/// Nobody else gains access: the mode stays 0600.
+fn adopt_dir_owner(file: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (f, d) = (fs::metadata(file)?, fs::metadata(dir)?);
+    if f.uid() == 0 && d.uid() != 0 {
+        std::os::unix::fs::chown(file, Some(d.uid()), Some(d.gid()))?;
+    }
+    Ok(())
 }
 
 /// Removes `path` if it exists; returns whether it existed.
@@ -65,5 +78,20 @@ mod tests {
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
         assert!(super::remove(&p).unwrap());
         assert!(!super::remove(&p).unwrap());
+    }
+
+    #[test]
+    fn root_writing_into_another_users_directory_hands_the_file_to_that_user() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        if std::fs::metadata(dir.path()).unwrap().uid() != 0 {
+            return; // `sudo bbedge pair` only: as another user there is nothing to hand over.
+        }
+        std::os::unix::fs::chown(dir.path(), Some(4321), Some(4321)).unwrap();
+        let p = dir.path().join("credentials.toml");
+        super::write(&p, b"secret").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4321, 4321));
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
     }
 }

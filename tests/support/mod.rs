@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fake_central;
 pub mod schema;
 pub mod ws;
 
@@ -131,6 +132,22 @@ impl TestBox {
         let (code, body) = self.get("/status").await;
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    /// Waits (hang guard: 30 s) until the status facts satisfy `pred`; returns them.
+    pub async fn wait_facts(
+        &self,
+        what: &str,
+        pred: impl Fn(&bbedge::signal::Facts) -> bool,
+    ) -> bbedge::signal::Facts {
+        let mut rx = self.hub.subscribe();
+        let facts =
+            tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|f| pred(f)))
+                .await
+                .unwrap_or_else(|_| panic!("facts never became {what}: {:?}", self.hub.facts()))
+                .expect("hub alive")
+                .clone();
+        facts
     }
 
     /// Stops the box and returns its state dir for a restart.

@@ -1,0 +1,148 @@
+//! `bbedge pair` and `bbedge unpair`: the work happens here, in the CLI process (the
+//! daemon need not run); afterwards a running daemon is told over the control socket to
+//! re-read the credentials, so it needs no restart.
+//!
+//! Output is one sentence: on stdout when paired, on stderr with its code otherwise.
+//! The exit codes are in [`crate::pairing::failure::exit`] and `bbedge pair --help`.
+
+use crate::cli::{Cli, LogFormatArg, PairArgs};
+use crate::config::{Loaded, Loader, LogFormat};
+use crate::control::{self, ControlError};
+use crate::error::{exit, ErrorCode};
+use crate::pairing::failure::exit as pair_exit;
+use crate::pairing::register::{self, Inputs, Settings};
+use crate::pairing::{private_file, PairError};
+use crate::secret::Secret;
+use crate::telemetry::{self, LogSettings};
+use serde_json::json;
+use std::io::BufRead;
+
+/// `bbedge pair`; returns the exit code.
+pub fn pair(cli: &Cli, args: &PairArgs) -> i32 {
+    let Some((loaded, rt)) = setup(cli) else {
+        return exit::USAGE;
+    };
+    let config = &loaded.config;
+    let paths = crate::app::Paths::resolve(config);
+    let code = if args.code.trim() == "-" {
+        // `--code -` reads it from stdin, keeping it out of `ps` and shell history.
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        Secret::new(line.trim())
+    } else {
+        Secret::new(args.code.clone())
+    };
+    let inputs = Inputs {
+        server: args.server.clone(),
+        device_uuid: args.device_uuid.clone(),
+        code,
+        name: args.name.clone(),
+        realtime_url: args.realtime_url.clone(),
+        room_location: None,
+    };
+    let settings = Settings::new(config, &paths);
+    let result = rt.block_on(async {
+        let req = inputs.check(&config.device, settings.allow_insecure)?;
+        register::pair(&req, &settings).await
+    });
+    match result {
+        Ok(creds) => {
+            println!(
+                "Paired with {} as \"{}\" (device {}); the token expires at {}.",
+                creds.server, creds.name, creds.device_id, creds.expires_at
+            );
+            tell_daemon(&rt, &paths.state_dir, true);
+            pair_exit::PAIRED
+        }
+        Err(e) => {
+            eprintln!("bbedge pair: {e} [{}]", e.code());
+            report_to_daemon(&rt, &paths.state_dir, &e);
+            e.exit_code()
+        }
+    }
+}
+
+/// `bbedge unpair`: removes the credentials and the key; returns the exit code.
+pub fn unpair(cli: &Cli) -> i32 {
+    let Some((loaded, rt)) = setup(cli) else {
+        return exit::USAGE;
+    };
+    let paths = crate::app::Paths::resolve(&loaded.config);
+    let mut removed = Vec::new();
+    for (what, path) in [
+        ("credentials", &paths.credentials),
+        ("signing key", &paths.key),
+    ] {
+        match private_file::remove(path) {
+            Ok(true) => removed.push(what),
+            Ok(false) => {}
+            Err(e) => {
+                eprintln!(
+                    "bbedge unpair: cannot remove the {what} at {}: {e}; run it as the daemon's user or root. [PAIRING_WRITE_FAILED]",
+                    path.display()
+                );
+                return pair_exit::FILES;
+            }
+        }
+    }
+    if removed.is_empty() {
+        println!("This box was not paired; there was nothing to remove.");
+    } else {
+        println!(
+            "Unpaired: removed the {}; the box no longer connects to CivicPress.",
+            removed.join(" and the ")
+        );
+    }
+    tell_daemon(&rt, &paths.state_dir, false);
+    exit::OK
+}
+
+fn setup(cli: &Cli) -> Option<(Loaded, tokio::runtime::Runtime)> {
+    let loaded = match Loader::from_process(cli.config.clone()).load() {
+        Ok(l) => l,
+        Err(e) => {
+            super::fail("invalid configuration", e.code(), &e, exit::USAGE);
+            return None;
+        }
+    };
+    // A command prints its own sentence; logs only add detail with -v.
+    telemetry::init(&LogSettings {
+        level: "warn".into(),
+        format: match cli.log_format {
+            Some(LogFormatArg::Json) => LogFormat::Json,
+            Some(LogFormatArg::Journald) => LogFormat::Journald,
+            _ => LogFormat::Text,
+        },
+        verbose: cli.verbose,
+    });
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some((loaded, rt)),
+        Err(e) => {
+            super::fail("cannot start the async runtime", "RUNTIME", &e, exit::OS);
+            None
+        }
+    }
+}
+
+/// Asks a running daemon to re-read the credentials; says what happened.
+fn tell_daemon(rt: &tokio::runtime::Runtime, state_dir: &std::path::Path, paired: bool) {
+    match rt.block_on(control::request(state_dir, "pairing.reload", json!({}))) {
+        Ok(_) => println!("The running daemon picked up the change."),
+        Err(ControlError::NotRunning) if paired => println!(
+            "The daemon is not running: start it now (systemctl start bbedge), because CivicPress activates a box only if it connects within 15 minutes of the code being issued."
+        ),
+        Err(ControlError::NotRunning) => {}
+        Err(e) => eprintln!(
+            "bbedge: the daemon did not take the change ({e}); restart it with `systemctl restart bbedge`."
+        ),
+    }
+}
+
+/// Best effort: a running daemon shows the failure on `/status`.
+fn report_to_daemon(rt: &tokio::runtime::Runtime, state_dir: &std::path::Path, e: &PairError) {
+    let args = json!({"code": e.code(), "message": e.to_string()});
+    let _ = rt.block_on(control::request(state_dir, "pairing.report", args));
+}
