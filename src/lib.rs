@@ -11,6 +11,7 @@
 //! - [`health`]: `/health`, `/ready`, `/status`, `/metrics` over HTTP.
 //! - [`protocol`]: the central contract's frames, codes and close codes on one screen.
 //! - [`relay`]: the seam between the local device room and the upstream link.
+//! - [`upstream`]: the link to central: reconnects, outbox, relay, signed manifests.
 //! - [`shutdown`], [`systemd`], [`telemetry`]: OS integration.
 //!
 //! `docs/ARCHITECTURE.md` draws the tasks and the data flow.
@@ -33,4 +34,5 @@ pub mod signal;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod upstream;
 pub mod version;

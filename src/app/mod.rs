@@ -9,6 +9,7 @@
 //! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
+//! 5. `upstream`: the link to central (idle until paired).
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -24,8 +25,10 @@ use crate::control;
 use crate::error::{exit, ErrorCode};
 use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
 use crate::pairing::CredentialStore;
+use crate::relay;
 use crate::signal::StatusHub;
 use crate::store::{self, Store};
+use crate::upstream::{self, Upstream};
 use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,6 +108,10 @@ pub struct App {
     control: control::Handlers,
     credentials: CredentialStore,
     started: Instant,
+    upstream: Upstream,
+    /// The local room's half of the relay seam; the rooms service takes it in `bind`.
+    /// Dropped unused in `run`, so central's commands get `AGENT_NOT_CONNECTED`.
+    room_side: Option<relay::RoomSide>,
 }
 
 impl App {
@@ -151,6 +158,20 @@ impl App {
         }
         hub.update(|f| f.paired = credentials.current().is_some());
 
+        // === upstream: the link to central, with its outbox opened here so a store
+        // problem fails start-up rather than the first frame.
+        let (upstream_side, room_side) = relay::channel();
+        let upstream = Upstream::new(upstream::Parts {
+            config: config.upstream.clone(),
+            store: opened.store.clone(),
+            credentials: credentials.clone(),
+            key_path: paths.key.clone(),
+            hub: hub.clone(),
+            relay: upstream_side,
+            jitter_seed: None,
+        })?;
+        // === end upstream
+
         let mut app = App {
             paths,
             store: opened.store,
@@ -166,7 +187,14 @@ impl App {
             credentials,
             started,
             loaded,
+            upstream,
+            room_side: Some(room_side),
         };
+        // === upstream: /status section and metrics, registered before health starts.
+        app.board
+            .register("upstream", app.upstream.status_section());
+        app.upstream.register_metrics(&mut app.metrics);
+        // === end upstream
         app.register_core_metrics();
         app.register_pairing_reload();
         Ok(app)
@@ -275,8 +303,12 @@ impl App {
             control_socket,
             control,
             started,
+            upstream,
+            room_side,
             ..
         } = self;
+        // No local room took its half of the seam: drop it so commands fail fast.
+        drop(room_side);
         let config = loaded.config;
         let grace = Duration::from_secs(config.daemon.shutdown_grace);
         let mut tasks = Supervisor::new(shutdown.clone());
@@ -305,6 +337,10 @@ impl App {
                 crate::systemd::watchdog(interval, token)
             });
         }
+
+        // === upstream: started last, stopped first (closes the socket cleanly).
+        tasks.spawn("upstream", move |token| upstream.run(token));
+        // === end upstream
 
         hub.update(|f| f.booting = false);
         readiness.clear("startup");

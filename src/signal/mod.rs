@@ -4,6 +4,7 @@
 //! link, agent recording, shutdown) in a `watch` channel; the LED task, `/status` and
 //! systemd's STATUS= line all read the one [`DeviceState`] resolved from them.
 
+pub mod identify;
 pub mod state;
 
 pub use state::{DeviceState, Facts, Link, StatusHub};

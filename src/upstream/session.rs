@@ -1,0 +1,527 @@
+//! One connection, from the upgrade to the close: wait for `connection.ack` sending
+//! nothing (§c.8), then `device.connected` and a status (§d.5, §f.2), then the outbox
+//! replay and live traffic through the rate budget, with status and WebSocket pings on
+//! their timers. Never disconnects over an inbound frame it does not understand.
+
+use super::core::{Core, Urgent, UrgentKind};
+use super::frames::{self, Inbound};
+use super::outbox::Kind;
+use super::stats::inc;
+use super::{link, manifest, AckOut, Upstream};
+use crate::pairing::Credentials;
+use crate::protocol::frame::format_rfc3339;
+use crate::protocol::now_ms;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// How long central may take between the upgrade and `connection.ack`.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+/// A write that takes longer than this means the link is stuck.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The daemon is stopping.
+    Shutdown,
+    /// New credentials (re-pairing): reconnect at once.
+    Credentials,
+    /// 4003/4001 or an `auth_failed` frame.
+    Rejected {
+        /// The close code (0 for a frame).
+        code: u16,
+    },
+    /// `re_enrolled`: wait for a new pairing.
+    ReEnrolled,
+    /// 4029: a connection cap.
+    Limit,
+    /// Anything else: network, server restart, pong timeout, 1008.
+    Lost,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    /// Why.
+    pub why: Why,
+    /// How long it was acknowledged (`None`: never).
+    pub connected_for: Option<Duration>,
+}
+
+impl End {
+    /// An end before any ack.
+    pub fn new(why: Why) -> Self {
+        Self {
+            why,
+            connected_for: None,
+        }
+    }
+}
+
+fn close_why(frame: Option<&CloseFrame>) -> (Why, u16) {
+    let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+    let why = match code {
+        4001 | 4003 => Why::Rejected { code },
+        4029 => Why::Limit,
+        _ => Why::Lost,
+    };
+    (why, code)
+}
+
+impl Upstream {
+    /// Serves one socket to its end and closes it completely.
+    pub(crate) async fn serve(
+        &mut self,
+        mut ws: link::Ws,
+        creds: &Credentials,
+        creds_rx: &mut watch::Receiver<Option<Credentials>>,
+        token: &CancellationToken,
+    ) -> End {
+        let client_id = match self.await_ack(&mut ws, token).await {
+            Ok(c) => c,
+            Err(why) => {
+                link::close(ws, 1000, "").await;
+                return End::new(why);
+            }
+        };
+        let acked = Instant::now();
+        let generation = self.stats.connects.fetch_add(1, Ordering::Relaxed) + 1;
+        self.stats.rejections.store(0, Ordering::Relaxed);
+        self.hub.update(|f| f.needs_pairing = false);
+        self.stats.info(|i| {
+            i.connected_since = Some(crate::protocol::now_rfc3339());
+            i.client_id = client_id.clone();
+        });
+        self.set_state("online", crate::signal::Link::Online);
+        tracing::info!(operation = "upstream.connect", url = %creds.room_url(), client_id = client_id.as_deref().unwrap_or(""), "connected to central");
+        let (why, close_code) = self
+            .online_loop(&mut ws, creds, creds_rx, token, generation)
+            .await;
+        self.online.store(false, Ordering::SeqCst);
+        let connected_for = acked.elapsed();
+        if let Some(code) = close_code {
+            link::close(ws, code, "").await;
+        }
+        tracing::info!(operation = "upstream.disconnect", reason = ?why, connected_s = connected_for.as_secs(), "disconnected from central");
+        End {
+            why,
+            connected_for: Some(connected_for),
+        }
+    }
+
+    /// Reads until `control`/`connection.ack`; sends nothing meanwhile.
+    async fn await_ack(
+        &mut self,
+        ws: &mut link::Ws,
+        token: &CancellationToken,
+    ) -> Result<Option<String>, Why> {
+        let deadline = tokio::time::sleep(ACK_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            let msg = tokio::select! {
+                _ = token.cancelled() => return Err(Why::Shutdown),
+                _ = &mut deadline => {
+                    self.stats.info(|i| i.last_error = Some("ACK_TIMEOUT".into()));
+                    return Err(Why::Lost);
+                }
+                m = ws.next() => m,
+            };
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    inc(&self.stats.frames_in);
+                    match frames::classify(&t) {
+                        Inbound::ConnectionAck { client_id } => return Ok(client_id),
+                        Inbound::ControlError { code, message } => {
+                            tracing::warn!(operation = "upstream.connect", code = %code, message = %message, "central refused the connection");
+                            self.stats.info(|i| i.last_error = Some(code));
+                        }
+                        other => {
+                            inc(&self.stats.unknown_in);
+                            tracing::debug!(operation = "upstream.connect", frame = ?other, "frame before connection.ack ignored");
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(f))) => {
+                    let (why, code) = close_why(f.as_ref());
+                    self.stats
+                        .info(|i| i.last_error = Some(format!("CLOSE_{code}")));
+                    return Err(why);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    self.stats
+                        .info(|i| i.last_error = Some("CONNECTION_LOST".into()));
+                    tracing::info!(operation = "upstream.connect", error = %e, "connection lost before connection.ack");
+                    return Err(Why::Lost);
+                }
+                None => return Err(Why::Lost),
+            }
+        }
+    }
+
+    fn edge(&self) -> Value {
+        let d = self.outbox.depth();
+        json!({
+            "version": crate::version::VERSION,
+            "uptime_s": self.started.elapsed().as_secs(),
+            "outbox_frames": d.frames,
+            "agent_connected": !self.relay.to_agent.is_closed(),
+        })
+    }
+
+    fn agent_status(&self) -> Option<Value> {
+        self.relay
+            .agent_status
+            .borrow()
+            .clone()
+            .or_else(|| self.intake_status.borrow().clone())
+    }
+
+    fn status_frame(&self, creds: &Credentials) -> Urgent {
+        let f = frames::status(&creds.device_id, self.agent_status().as_ref(), self.edge());
+        Urgent {
+            kind: UrgentKind::Status,
+            frame: f.to_string(),
+            expires: None,
+        }
+    }
+
+    /// The acknowledged connection. Returns why it ended and the close code to send
+    /// (`None` when central already closed it).
+    async fn online_loop(
+        &mut self,
+        ws: &mut link::Ws,
+        creds: &Credentials,
+        creds_rx: &mut watch::Receiver<Option<Credentials>>,
+        token: &CancellationToken,
+        generation: u64,
+    ) -> (Why, Option<u16>) {
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        let mut core = Core::new(
+            now,
+            super::budget::Budget::new(self.cfg.frames_per_second, super::budget::WINDOW),
+            secs(self.cfg.ping_interval),
+            secs(self.cfg.pong_timeout),
+            secs(self.cfg.status_interval),
+        );
+        let connected = frames::device_connected(self.agent_status().as_ref());
+        core.push(Urgent {
+            kind: UrgentKind::Event,
+            frame: connected.to_string(),
+            expires: None,
+        });
+        core.push(self.status_frame(creds));
+        let key = if creds.key_registered {
+            match manifest::load_key(&self.key_path) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::error!(operation = "upstream.manifest", error = %e, "cannot load the signing key; manifests wait in the outbox");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // A JSON ping once per connection measures central's clock (the pong carries it).
+        let ping_sent_ms = now_ms();
+        if send(ws, Message::Text(r#"{"type":"ping"}"#.into()))
+            .await
+            .is_err()
+        {
+            return (Why::Lost, None);
+        }
+        let mut agent_status = self.relay.agent_status.clone();
+        let mut intake_status = self.intake_status.subscribe();
+        let mut waiting = false;
+        let mut skew_ms: i64 = 0;
+        loop {
+            let now = Instant::now();
+            if core.dead(now) {
+                self.stats
+                    .info(|i| i.last_error = Some("PONG_TIMEOUT".into()));
+                tracing::warn!(
+                    operation = "upstream.keepalive",
+                    "no pong from central in time; reconnecting"
+                );
+                return (Why::Lost, Some(1001));
+            }
+            if let Some(seq) = core.ping_due(now) {
+                if send(ws, Message::Ping(seq.to_be_bytes().to_vec().into()))
+                    .await
+                    .is_err()
+                {
+                    return (Why::Lost, None);
+                }
+            }
+            if core.status_due(now) {
+                core.push(self.status_frame(creds));
+            }
+            self.stats
+                .ack_expired
+                .store(core.dropped.ack_expired, Ordering::Relaxed);
+            let head = self.outbox.next_after(core.cursor(), now_ms());
+            let pending = core.has_urgent() || head.is_some();
+            if pending && core.budget.ready_at(now) <= now {
+                waiting = false;
+                let text = if let Some(u) = core.pop_urgent(now) {
+                    Some(u.frame)
+                } else if let Some((seq, entry)) = head {
+                    let text = match entry.kind {
+                        Kind::Event => Ok(entry.frame),
+                        Kind::Manifest => {
+                            self.manifest_text(&entry.frame, creds, key.as_ref(), skew_ms)
+                        }
+                    };
+                    match text {
+                        Ok(t) => {
+                            core.sent_outbox(seq, now);
+                            Some(t)
+                        }
+                        Err(keep) => {
+                            // Not sendable on this connection: step over it; keep it for
+                            // a later one (missing key) or drop it (unusable).
+                            core.skip(seq);
+                            if !keep {
+                                self.outbox.remove(&[seq]);
+                            }
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                if let Some(text) = text {
+                    core.budget.try_take(now);
+                    if send(ws, Message::Text(text.into())).await.is_err() {
+                        return (Why::Lost, None);
+                    }
+                    inc(&self.stats.frames_out);
+                }
+                continue;
+            }
+            if pending && !waiting {
+                waiting = true;
+                inc(&self.stats.budget_waits);
+            }
+            let wake = tokio::time::Instant::from_std(core.next_wake(now, pending));
+            tokio::select! {
+                _ = token.cancelled() => return (Why::Shutdown, Some(1001)),
+                Ok(()) = creds_rx.changed() => return (Why::Credentials, Some(1000)),
+                msg = ws.next() => match msg {
+                    None => return (Why::Lost, None),
+                    Some(Err(e)) => {
+                        self.stats.info(|i| i.last_error = Some("CONNECTION_LOST".into()));
+                        tracing::info!(operation = "upstream.read", error = %e, "connection lost");
+                        return (Why::Lost, None);
+                    }
+                    Some(Ok(Message::Close(f))) => {
+                        let (why, code) = close_why(f.as_ref());
+                        self.stats.info(|i| i.last_error = Some(format!("CLOSE_{code}")));
+                        tracing::info!(operation = "upstream.read", close_code = code, "central closed the connection");
+                        return (why, Some(1000));
+                    }
+                    Some(Ok(Message::Pong(p))) => {
+                        let seq = <[u8; 8]>::try_from(p.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
+                        let done = core.on_pong(seq);
+                        if !done.is_empty() {
+                            self.outbox.remove(&done);
+                            self.outbox.flush().await;
+                        }
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        inc(&self.stats.frames_in);
+                        if let Some(stop) = self.inbound(&t, &mut core, generation, ping_sent_ms, &mut skew_ms) {
+                            return (stop, Some(1000));
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        inc(&self.stats.malformed_in);
+                        tracing::debug!(operation = "upstream.read", "binary frame from central ignored");
+                    }
+                    Some(Ok(_)) => {}
+                },
+                Some(a) = self.acks_rx.recv() => self.take_ack(&mut core, a, generation),
+                Some((kind, v)) = self.live_rx.recv() => {
+                    let expires = (kind == UrgentKind::Ack).then(|| Instant::now() + Duration::from_secs(5));
+                    core.push(Urgent { kind, frame: v.to_string(), expires });
+                }
+                Ok(()) = agent_status.changed() => core.push(self.status_frame(creds)),
+                Ok(()) = intake_status.changed() => core.push(self.status_frame(creds)),
+                _ = self.outbox_grew.notified() => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn take_ack(&self, core: &mut Core, a: AckOut, generation: u64) {
+        if a.generation == generation {
+            core.push(Urgent {
+                kind: UrgentKind::Ack,
+                frame: a.frame.to_string(),
+                expires: Some(a.expires),
+            });
+        } else {
+            inc(&self.stats.ack_expired);
+            tracing::debug!(
+                operation = "upstream.command",
+                "ack for a previous connection dropped"
+            );
+        }
+    }
+
+    /// Builds a manifest at send time (signed when the key is registered).
+    /// `Err(true)`: keep it for a later connection; `Err(false)`: unusable, drop it.
+    fn manifest_text(
+        &self,
+        stored: &str,
+        creds: &Credentials,
+        key: Option<&ed25519_dalek::SigningKey>,
+        skew_ms: i64,
+    ) -> Result<String, bool> {
+        if creds.key_registered && key.is_none() {
+            return Err(true);
+        }
+        let v: Value = serde_json::from_str(stored).map_err(|_| false)?;
+        let signed_at = rfc3339_from_ms(now_ms() + skew_ms);
+        let form = manifest::Form {
+            key,
+            omit_capture_times: self.cfg.manifest_omit_capture_times,
+            signed_at: &signed_at,
+        };
+        manifest::prepare(&v, form)
+            .map(|f| f.to_string())
+            .ok_or(false)
+    }
+
+    /// Handles one inbound text frame; `Some` ends the connection.
+    fn inbound(
+        &mut self,
+        text: &str,
+        core: &mut Core,
+        generation: u64,
+        ping_sent_ms: i64,
+        skew_ms: &mut i64,
+    ) -> Option<Why> {
+        match frames::classify(text) {
+            Inbound::Command { id, action, frame } => {
+                self.command(core, id, action, frame, generation)
+            }
+            Inbound::ConnectionAck { .. } => tracing::debug!(
+                operation = "upstream.read",
+                "repeated connection.ack ignored"
+            ),
+            Inbound::ControlError { code, message } => {
+                tracing::warn!(operation = "upstream.read", code = %code, message = %message, "central reported an error");
+                self.stats.info(|i| i.last_error = Some(code));
+            }
+            Inbound::Pong {
+                server_ms: Some(server),
+            } => {
+                let now = now_ms();
+                let skew = server - (ping_sent_ms + now) / 2;
+                *skew_ms = skew;
+                self.stats.info(|i| i.clock_skew_ms = Some(skew));
+                if skew.abs() > 60_000 {
+                    tracing::warn!(
+                        operation = "upstream.clock",
+                        skew_ms = skew,
+                        "central's clock differs from ours; signing manifests with central's time"
+                    );
+                }
+            }
+            Inbound::Pong { server_ms: None } => {}
+            Inbound::SchedulePush(v) => self.schedule.cache_push(&v),
+            Inbound::Preview(v) => {
+                if !self.relay.forward_preview(v) {
+                    inc(&self.stats.preview_dropped);
+                }
+            }
+            Inbound::AuthFailed => {
+                self.hub.update(|f| f.needs_pairing = true);
+                return Some(Why::Rejected { code: 0 });
+            }
+            Inbound::ReEnrolled => return Some(Why::ReEnrolled),
+            Inbound::Ignored(ty) => {
+                inc(&self.stats.unknown_in);
+                tracing::debug!(operation = "upstream.read", frame_type = %ty, "frame from central ignored");
+            }
+            Inbound::Malformed(why) => {
+                inc(&self.stats.malformed_in);
+                tracing::warn!(
+                    operation = "upstream.read",
+                    reason = why,
+                    "malformed frame from central ignored"
+                );
+            }
+        }
+        None
+    }
+
+    fn command(
+        &mut self,
+        core: &mut Core,
+        id: String,
+        action: String,
+        frame: Value,
+        generation: u64,
+    ) {
+        let expires = Instant::now() + super::commands::server_deadline(&action);
+        tracing::info!(operation = "upstream.command", correlation_id = %id, action = %action, "command from central");
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let ack = frames::ack(&id, Err(("ERR_DEVICE_BUSY", "too many commands in flight")));
+            core.push(Urgent {
+                kind: UrgentKind::Ack,
+                frame: ack.to_string(),
+                expires: Some(expires),
+            });
+            return;
+        };
+        let relay = self.relay.clone();
+        let acks = self.acks_tx.clone();
+        let stats = self.stats.clone();
+        let edge = self.edge();
+        tokio::spawn(async move {
+            let out = relay.run(&id, &action, frame, edge).await;
+            if let Some(code) = out.own_error {
+                inc(&stats.agent_failures);
+                tracing::warn!(operation = "upstream.command", correlation_id = %id, action = %action, code, "answered for the agent");
+            }
+            let _ = acks
+                .send(AckOut {
+                    generation,
+                    expires,
+                    frame: out.ack,
+                })
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+async fn send(ws: &mut link::Ws, msg: Message) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::info!(operation = "upstream.write", error = %e, "write failed");
+            Err(())
+        }
+        Err(_) => {
+            tracing::warn!(operation = "upstream.write", "write timed out");
+            Err(())
+        }
+    }
+}
+
+/// Unix milliseconds as `2026-06-20T19:00:00.000Z`.
+fn rfc3339_from_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format_rfc3339(t)
+}
