@@ -223,6 +223,11 @@ impl Upstream {
         self.stats.register(metrics, self.outbox.clone());
     }
 
+    /// The counters (tests and tools read them).
+    pub fn stats(&self) -> Arc<stats::Stats> {
+        self.stats.clone()
+    }
+
     /// The outbox (tests and tools inspect it).
     pub fn outbox(&self) -> &outbox::Outbox {
         &self.outbox
@@ -295,6 +300,8 @@ impl Upstream {
                     delay_ms = delay.as_millis() as u64,
                     "waiting before reconnecting"
                 );
+                self.stats
+                    .info(|i| i.retry_at = Some(Instant::now() + delay));
                 tokio::select! {
                     _ = token.cancelled() => return,
                     r = creds_rx.changed() => {
@@ -305,6 +312,7 @@ impl Upstream {
                     }
                     _ = tokio::time::sleep(delay) => {}
                 }
+                self.stats.info(|i| i.retry_at = None);
             }
             let expired = token::expired(
                 creds.token.expose(),

@@ -24,6 +24,8 @@ pub struct LinkInfo {
     pub client_id: Option<String>,
     /// Central's clock minus ours, ms (from the JSON pong).
     pub clock_skew_ms: Option<i64>,
+    /// When the next connection attempt is due while backing off.
+    pub retry_at: Option<std::time::Instant>,
 }
 
 /// Counters shared by the link task, the intake task, `/status` and `/metrics`.
@@ -86,6 +88,7 @@ impl Stats {
             "client_id": info.client_id,
             "last_error": info.last_error,
             "clock_skew_ms": info.clock_skew_ms,
+            "retry_in_ms": info.retry_at.map(|t| t.saturating_duration_since(std::time::Instant::now()).as_millis() as u64),
             "connect_attempts": get(&self.attempts),
             "reconnects": get(&self.connects).saturating_sub(1),
             "rejections_in_a_row": get(&self.rejections),

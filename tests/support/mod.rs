@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fake_central;
 pub mod schema;
+pub mod uplink;
 
 use bbedge::app::App;
 use bbedge::config::{Loaded, Loader};
