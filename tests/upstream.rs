@@ -7,7 +7,7 @@ mod support;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::fake_central::FakeCentral;
-use support::uplink::{ack_ok, event, Opts, Up, DEVICE_ID, UUID};
+use support::uplink::{self, ack_ok, event, Opts, Up, DEVICE_ID, UUID};
 
 fn is(ty: &'static str) -> impl Fn(&Value) -> bool {
     move |f| f["type"] == ty
@@ -244,4 +244,484 @@ fn max_per_fixed_window(times: &[Instant]) -> usize {
         max = max.max(n);
     }
     max
+}
+
+/// Waits in (possibly paused) time until `pred` holds, stepping 100 ms.
+async fn until(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
+    let t0 = tokio::time::Instant::now();
+    while !pred() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn attempts(up: &Up) -> u64 {
+    up.status()["connect_attempts"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn central_down_is_retried_with_backoff_and_never_hammered() {
+    // Real time with a 4 s cap (paused time does not advance while the connector's
+    // blocking tasks run): the schedule is the production one, only shorter.
+    let mut fake = FakeCentral::start().await;
+    fake.stop().await;
+    let cfg = vec![("backoff_max", "4".to_owned())];
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: cfg,
+            ..Opts::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let n = attempts(&up);
+    // Every delay is at least 1 s and the ceiling reaches 4 s after three attempts: a
+    // tight loop would make thousands.
+    assert!((4..=16).contains(&n), "{n} attempts in 15 s");
+    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Connecting);
+    // Central comes back: the box connects at its next scheduled attempt, not later.
+    let retry_in = up.status()["retry_in_ms"].as_u64();
+    fake.restart().await;
+    let t0 = Instant::now();
+    fake.wait_acked(1).await;
+    assert!(
+        t0.elapsed() <= Duration::from_millis(4_500),
+        "reconnected after {:?} (retry_in_ms {retry_in:?})",
+        t0.elapsed()
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_token_backs_off_to_the_cap_and_asks_for_pairing_after_three() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(
+        &fake,
+        Opts {
+            known_token: false,
+            ..Opts::default()
+        },
+    )
+    .await;
+    until("two rejections", Duration::from_secs(200), || {
+        fake.snapshot(|s| s.attempts >= 2)
+    })
+    .await;
+    assert!(
+        !up.hub.facts().needs_pairing,
+        "two rejections are not enough"
+    );
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let n = fake.snapshot(|s| s.attempts);
+    assert!(
+        (10..=22).contains(&n),
+        "{n} attempts in ~10 minutes: every delay is 30–60 s"
+    );
+    assert!(up.hub.facts().needs_pairing);
+    assert_eq!(
+        up.hub.state(),
+        bbedge::signal::DeviceState::Booting,
+        "booting wins until the app clears it"
+    );
+    assert_eq!(fake.snapshot(|s| s.acked.len()), 0);
+    assert_eq!(up.status()["last_error"], "CLOSE_4003");
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_asks_for_pairing_at_the_first_rejection() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(
+        &fake,
+        Opts {
+            known_token: false,
+            exp_in: -60,
+            ..Opts::default()
+        },
+    )
+    .await;
+    until("a rejection", Duration::from_secs(30), || {
+        up.status()["last_error"] == "CLOSE_4003"
+    })
+    .await;
+    until("needs_pairing", Duration::from_secs(5), || {
+        up.hub.facts().needs_pairing
+    })
+    .await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_certificate_never_connects_and_the_right_ca_does() {
+    let fake = FakeCentral::start_tls().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    until("a TLS failure", Duration::from_secs(20), || {
+        up.status()["last_error"] == "TLS_CERTIFICATE"
+    })
+    .await;
+    assert_eq!(fake.snapshot(|s| s.acked.len()), 0);
+    up.stop().await;
+
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), fake.cert_pem.as_deref().unwrap()).unwrap();
+    let path = format!("{:?}", ca.path().display().to_string());
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: vec![("extra_ca_file", path)],
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_acked(1).await;
+    fake.wait_frame("status over TLS", 0, is("status")).await;
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_half_open_link_is_found_by_ping_and_replaced() {
+    let fake = FakeCentral::start().await;
+    let cfg = vec![
+        ("ping_interval", "1".to_owned()),
+        ("pong_timeout", "2".to_owned()),
+    ];
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: cfg,
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_acked(1).await;
+    fake.freeze_all();
+    fake.wait_acked(2).await;
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn connections_cut_mid_frame_and_a_restarting_central_lose_nothing() {
+    let mut fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    let mut sent = 0;
+    for round in 2..=6 {
+        if round % 2 == 0 {
+            fake.cut_all_mid_frame();
+        } else {
+            fake.stop().await;
+            fake.restart().await;
+        }
+        for _ in 0..5 {
+            up.agent_sends(event(sent));
+            sent += 1;
+        }
+        fake.wait_acked(round).await;
+    }
+    let last = format!("ev-{:05}", sent - 1);
+    fake.wait_frame("the last event", 0, |f| f["id"] == last)
+        .await;
+    let ids: Vec<String> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    });
+    let mut firsts: Vec<String> = Vec::new();
+    for id in ids {
+        if !firsts.contains(&id) {
+            firsts.push(id);
+        }
+    }
+    let want: Vec<String> = (0..sent).map(|n| format!("ev-{n:05}")).collect();
+    assert_eq!(firsts, want, "every event arrives, first copies in order");
+    let n = fake.snapshot(|s| s.attempts);
+    assert!(n <= 12, "{n} attempts for 6 connections: no hammering");
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn status_frames_keep_the_device_in_centrals_tracker() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: vec![("status_interval", "1".to_owned())],
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_frame("status", 0, is("status")).await;
+    for _ in 0..4 {
+        fake.advance_and_reap(Duration::from_secs(30));
+        let from = fake.snapshot(|s| s.frames.len());
+        fake.wait_frame("a fresh status", from, is("status")).await;
+    }
+    assert!(
+        fake.snapshot(|s| s.tracker.contains_key(UUID)),
+        "two minutes of fake time later"
+    );
+    fake.advance_and_reap(Duration::from_secs(91));
+    assert!(
+        fake.send_command(UUID, "get_status", json!({})).is_err(),
+        "the fake reaps a silent device"
+    );
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn new_credentials_close_the_old_socket_cleanly_and_reconnect_with_the_new_token() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    let tok = uplink::token(86_400 * 7, "t2");
+    fake.allow(
+        &tok,
+        support::fake_central::Device {
+            id: DEVICE_ID.into(),
+            uuid: UUID.into(),
+            key: None,
+        },
+    );
+    uplink::write_credentials(up.dir.path(), &fake, &tok, false);
+    up.creds.reload().unwrap();
+    fake.wait_acked(2).await;
+    let closes = fake.snapshot(|s| s.device_closes.clone());
+    assert_eq!(
+        closes.first(),
+        Some(&(1, Some(1000))),
+        "old socket closed with a close frame first"
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[test]
+fn the_signer_reproduces_the_shared_signed_manifest_vector() {
+    use base64::Engine;
+    let v = support::schema::vector("off-schema/session.manifest.signed.device-to-server.json");
+    let manifest = v["payload"]["manifest"].as_str().unwrap();
+    let sig = bbedge::upstream::manifest::sign(&uplink::test_key(), manifest);
+    assert_eq!(sig, v["payload"]["signature"].as_str().unwrap());
+    let pem = std::fs::read_to_string(
+        support::schema::protocol_dir()
+            .join("vectors/off-schema/session.manifest.signed.test-public-key.pem"),
+    )
+    .unwrap();
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let public = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem).unwrap();
+    assert_eq!(public, uplink::test_key().verifying_key());
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&sig)
+        .unwrap();
+    assert_eq!(raw.len(), 64);
+    // The inner capture is a valid captureBlock; the signed frame itself is off-schema.
+    let inner: Value = serde_json::from_str(manifest).unwrap();
+    let schema = support::schema::Schema::load();
+    schema.assert_valid(
+        &json!({"type":"session.manifest","id":"m","timestamp":"2026-06-20T20:31:00.000Z",
+        "payload":{"session_id":inner["session_id"],"capture":inner["capture"]}}),
+    );
+    assert!(!schema.is_valid(&v));
+}
+
+fn manifest_frame() -> Value {
+    json!({"type":"session.manifest","id":"man-1","timestamp":bbedge::protocol::now_rfc3339(),
+        "payload":{"session_id":"record-1760000000000","capture":{"device":DEVICE_ID,
+        "started_at":"2026-06-20T19:00:00.950Z","ended_at":"2026-06-20T20:30:00.950Z","duration_s":5400,
+        "segments":[{"start":0,"end":5400,"visibility":"public"}]}}})
+}
+
+#[tokio::test]
+async fn manifests_are_signed_at_send_time_with_centrals_clock() {
+    let mut fake = FakeCentral::start().await;
+    // Central's clock is an hour ahead of ours: signing with our own clock would fail
+    // its 15-minute freshness check silently.
+    fake.shared.with(|s| s.wall_skew_ms = 3_600_000);
+    let up = Up::start(
+        &fake,
+        Opts {
+            key_registered: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_acked(1).await;
+    fake.stop().await;
+    up.agent_sends(manifest_frame());
+    wait_outbox(&up, 1).await;
+    fake.restart().await;
+    let m = fake
+        .wait_frame("the signed manifest", 0, is("session.manifest"))
+        .await;
+    assert_eq!(m.frame["id"], "man-1", "same id as queued");
+    assert_eq!(m.frame["payload"]["alg"], "ed25519");
+    let inner: Value =
+        serde_json::from_str(m.frame["payload"]["manifest"].as_str().unwrap()).unwrap();
+    assert!(
+        inner["capture"].get("started_at").is_none(),
+        "capture times omitted by default"
+    );
+    assert_eq!(fake.snapshot(|s| s.manifests_verified), 1);
+    let st = up.status();
+    let skew = st["clock_skew_ms"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{st}"));
+    assert!((skew - 3_600_000).abs() < 2_000, "{skew}");
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn every_frame_kind_bbedge_relays_is_schema_valid() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    up.agent_sends(manifest_frame());
+    up.agent_sends(
+        json!({"type":"event","event":"session.started","payload":{"sessionId":"s"},"junk":1}),
+    );
+    up.agent_sends(json!({"type":"preview.offer","payload":{"sdp":"v=0"}}));
+    up.agent_sends(json!({"type":"preview.ice_candidate","payload":{"candidate":"c"}}));
+    up.agent_sends(json!({"type":"preview.stopped"}));
+    up.agent_sends(json!({"type":"ack","commandId":"x","success":true}));
+    for ty in [
+        "session.manifest",
+        "event",
+        "preview.offer",
+        "preview.ice_candidate",
+        "preview.stopped",
+        "ack",
+    ] {
+        fake.wait_frame(ty, 0, is(ty)).await;
+    }
+    let m = fake.wait_frame("manifest", 0, is("session.manifest")).await;
+    assert!(
+        m.frame["payload"].get("capture").is_some(),
+        "unsigned form without a registered key"
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_while_offline_refuses_new_frames_and_keeps_stored_ones() {
+    // ENOSPC cannot be produced on demand here (no small tmpfs), so the disk counts as
+    // full through the same path a real one takes: the free-space reserve
+    // (`outbox_min_free_bytes`, 1 PiB here) refuses with STORE_FULL before sled writes.
+    let mut fake = FakeCentral::start().await;
+    fake.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let opened = bbedge::store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let limits = bbedge::upstream::outbox::Limits {
+            max_frames: 100,
+            max_bytes: 1 << 20,
+            max_age_ms: 3_600_000,
+            min_free_bytes: 0,
+        };
+        let o = bbedge::upstream::outbox::Outbox::open(opened.store, limits).unwrap();
+        for n in 0..2 {
+            o.accept(
+                bbedge::upstream::outbox::Kind::Event,
+                event(n).to_string(),
+                bbedge::protocol::now_ms(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let cfg = vec![("outbox_min_free_bytes", (1u64 << 50).to_string())];
+    let up = Up::start_in(
+        dir,
+        &fake,
+        Opts {
+            config: cfg,
+            ..Opts::default()
+        },
+    )
+    .await;
+    for n in 2..5 {
+        up.agent_sends(event(n));
+    }
+    until("three refusals", Duration::from_secs(10), || {
+        up.status()["dropped"]["store_full"] == 3
+    })
+    .await;
+    assert!(up.hub.facts().storage_fault);
+    assert_eq!(up.outbox.depth().frames, 2, "what was stored is kept");
+    fake.restart().await;
+    fake.wait_frame("stored event 1", 0, |f| f["id"] == "ev-00001")
+        .await;
+    wait_outbox(&up, 0).await;
+    let got: Vec<Value> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].clone())
+            .collect()
+    });
+    assert_eq!(got, [json!("ev-00000"), json!("ev-00001")]);
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn offline_at_a_scheduled_start_and_end_the_box_acts_and_reports_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = bbedge::store::open(&dir.path().join("db"), 1 << 20).unwrap();
+    let (side, mut room) = bbedge::relay::channel();
+    let sched =
+        bbedge::upstream::schedule::Schedule::open(opened.store.clone(), side.to_agent.clone())
+            .unwrap();
+    let limits = bbedge::upstream::outbox::Limits {
+        max_frames: 100,
+        max_bytes: 1 << 20,
+        max_age_ms: 3_600_000,
+        min_free_bytes: 0,
+    };
+    let outbox = bbedge::upstream::outbox::Outbox::open(opened.store.clone(), limits).unwrap();
+    let push = support::schema::vector("schedule.push.json");
+    sched.cache_push(&push);
+    assert_eq!(bbedge::upstream::schedule::sessions(&opened.store).len(), 1);
+    let at = |s: &str| {
+        (time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+            * 1000) as i64
+    };
+    let grew = tokio::sync::Notify::new();
+    let agent = tokio::spawn(async move {
+        let mut actions = Vec::new();
+        for _ in 0..2 {
+            let cmd = room.commands.recv().await.unwrap();
+            actions.push(cmd.frame["action"].as_str().unwrap().to_owned());
+            ack_ok(cmd, json!({}));
+        }
+        actions
+    });
+    sched.tick(at("2026-06-20T19:00:01Z"), &outbox, &grew).await;
+    sched.tick(at("2026-06-20T20:00:00Z"), &outbox, &grew).await; // nothing new
+    sched.tick(at("2026-06-20T21:00:00Z"), &outbox, &grew).await;
+    assert_eq!(agent.await.unwrap(), ["start_session", "stop_session"]);
+    let mut events = Vec::new();
+    let mut cur = None;
+    while let Some((seq, e)) = outbox.next_after(cur, bbedge::protocol::now_ms()) {
+        events.push(serde_json::from_str::<Value>(&e.frame).unwrap());
+        cur = Some(seq);
+    }
+    assert_eq!(events.len(), 2);
+    let schema = support::schema::Schema::load();
+    for e in &events {
+        schema.assert_valid(e);
+        assert_eq!(e["payload"]["success"], true);
+    }
+    assert_eq!(events[1]["payload"]["action"], "stop_session");
+    drop(side);
 }

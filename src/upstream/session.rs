@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long central may take between the upgrade and `connection.ack`.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long queued manifests wait for central's clock (the JSON pong) after the ack.
+pub const SKEW_WAIT: Duration = Duration::from_secs(3);
 /// A write that takes longer than this means the link is stuck.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -240,7 +242,8 @@ impl Upstream {
         let mut agent_status = self.relay.agent_status.clone();
         let mut intake_status = self.intake_status.subscribe();
         let mut waiting = false;
-        let mut skew_ms: i64 = 0;
+        let mut skew: Option<i64> = None;
+        let hold_until = now + SKEW_WAIT;
         loop {
             let now = Instant::now();
             if core.dead(now) {
@@ -266,7 +269,15 @@ impl Upstream {
             self.stats
                 .ack_expired
                 .store(core.dropped.ack_expired, Ordering::Relaxed);
-            let head = self.outbox.next_after(core.cursor(), now_ms());
+            let mut head = self.outbox.next_after(core.cursor(), now_ms());
+            // A manifest waits (briefly) for central's clock so `signed_at` is fresh by
+            // central's reckoning; everything behind it waits too, keeping the order.
+            let held = skew.is_none()
+                && now < hold_until
+                && head.as_ref().is_some_and(|(_, e)| e.kind == Kind::Manifest);
+            if held {
+                head = None;
+            }
             let pending = core.has_urgent() || head.is_some();
             if pending && core.budget.ready_at(now) <= now {
                 waiting = false;
@@ -276,7 +287,7 @@ impl Upstream {
                     let text = match entry.kind {
                         Kind::Event => Ok(entry.frame),
                         Kind::Manifest => {
-                            self.manifest_text(&entry.frame, creds, key.as_ref(), skew_ms)
+                            self.manifest_text(&entry.frame, creds, key.as_ref(), skew.unwrap_or(0))
                         }
                     };
                     match text {
@@ -310,7 +321,11 @@ impl Upstream {
                 waiting = true;
                 inc(&self.stats.budget_waits);
             }
-            let wake = tokio::time::Instant::from_std(core.next_wake(now, pending));
+            let mut wake = core.next_wake(now, pending);
+            if held {
+                wake = wake.min(hold_until);
+            }
+            let wake = tokio::time::Instant::from_std(wake);
             tokio::select! {
                 _ = token.cancelled() => return (Why::Shutdown, Some(1001)),
                 Ok(()) = creds_rx.changed() => return (Why::Credentials, Some(1000)),
@@ -337,7 +352,7 @@ impl Upstream {
                     }
                     Some(Ok(Message::Text(t))) => {
                         inc(&self.stats.frames_in);
-                        if let Some(stop) = self.inbound(&t, &mut core, generation, ping_sent_ms, &mut skew_ms) {
+                        if let Some(stop) = self.inbound(&t, &mut core, generation, ping_sent_ms, &mut skew) {
                             return (stop, Some(1000));
                         }
                     }
@@ -407,7 +422,7 @@ impl Upstream {
         core: &mut Core,
         generation: u64,
         ping_sent_ms: i64,
-        skew_ms: &mut i64,
+        skew_ms: &mut Option<i64>,
     ) -> Option<Why> {
         match frames::classify(text) {
             Inbound::Command { id, action, frame } => {
@@ -426,7 +441,7 @@ impl Upstream {
             } => {
                 let now = now_ms();
                 let skew = server - (ping_sent_ms + now) / 2;
-                *skew_ms = skew;
+                *skew_ms = Some(skew);
                 self.stats.info(|i| i.clock_skew_ms = Some(skew));
                 if skew.abs() > 60_000 {
                     tracing::warn!(
