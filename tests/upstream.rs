@@ -725,3 +725,170 @@ async fn offline_at_a_scheduled_start_and_end_the_box_acts_and_reports_later() {
     assert_eq!(events[1]["payload"]["action"], "stop_session");
     drop(side);
 }
+
+/// `cargo test --test upstream measure -- --ignored --nocapture`: the numbers in
+/// docs/PERFORMANCE.md (## Upstream). Not a timed test: it prints, and asserts only
+/// order, completeness and the per-window count.
+#[tokio::test]
+#[ignore]
+async fn measure_reconnect_delay_and_a_1000_event_replay() {
+    let mut fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    // 1. Central comes back: time to connection.ack versus the scheduled retry.
+    for round in 0..5 {
+        fake.stop().await;
+        until("backing off", Duration::from_secs(60), || {
+            up.status()["retry_in_ms"].is_u64()
+        })
+        .await;
+        let retry_in = up.status()["retry_in_ms"].as_u64().unwrap();
+        fake.restart().await;
+        let t0 = Instant::now();
+        fake.wait_acked(round + 2).await;
+        let took = t0.elapsed().as_millis() as i64;
+        println!("reconnect {round}: retry scheduled in {retry_in} ms, connection.ack after {took} ms (difference {} ms)", took - retry_in as i64);
+    }
+    // 2. 1,000 events queued offline, then replayed.
+    fake.stop().await;
+    const N: usize = 1000;
+    let rss = || bbedge::health::sysinfo::rss_bytes().unwrap_or(0) / 1024;
+    let rss0 = rss();
+    for n in 0..N {
+        while up.room.to_central.try_send(event(n)).is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    wait_outbox(&up, N).await;
+    let rss1 = rss();
+    fake.restart().await;
+    let from = fake.snapshot(|s| s.frames.len());
+    let t0 = Instant::now();
+    let mut peak = rss1;
+    let last = format!("ev-{:05}", N - 1);
+    while !fake.snapshot(|s| s.frames.iter().skip(from).any(|r| r.frame["id"] == last)) {
+        peak = peak.max(rss());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = t0.elapsed();
+    let (ids, all): (Vec<Value>, Vec<Instant>) = fake.snapshot(|s| {
+        (
+            s.frames
+                .iter()
+                .skip(from)
+                .filter(|r| r.frame["event"] == "upload.progress")
+                .map(|r| r.frame["id"].clone())
+                .collect(),
+            s.frames
+                .iter()
+                .skip(from)
+                .filter(|r| r.frame["type"] != "ping")
+                .map(|r| r.at)
+                .collect(),
+        )
+    });
+    let want: Vec<Value> = (0..N).map(|n| json!(format!("ev-{n:05}"))).collect();
+    assert_eq!(ids, want);
+    let max = max_per_fixed_window(&all);
+    assert!(max <= 8);
+    wait_outbox(&up, 0).await;
+    println!("replay: {N} events in {:.1} s = {:.2} frames/s, max {max} per central window, rate-budget waits {}",
+        took.as_secs_f64(), all.len() as f64 / took.as_secs_f64(), up.status()["rate_budget_waits"]);
+    println!("rss: before queueing {rss0} KiB, queued {rss1} KiB, peak during replay {peak} KiB, after {} KiB", rss());
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn kill_9_during_replay_loses_nothing() {
+    use support::binary;
+    const N: usize = 120;
+    let fake = FakeCentral::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    {
+        let opened = bbedge::store::open(&state.join("db"), 1 << 20).unwrap();
+        let limits = bbedge::upstream::outbox::Limits {
+            max_frames: 10_000,
+            max_bytes: 1 << 22,
+            max_age_ms: 3_600_000,
+            min_free_bytes: 0,
+        };
+        let o = bbedge::upstream::outbox::Outbox::open(opened.store, limits).unwrap();
+        for n in 0..N {
+            o.accept(
+                bbedge::upstream::outbox::Kind::Event,
+                event(n).to_string(),
+                bbedge::protocol::now_ms(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let tok = uplink::token(7 * 86_400, "k9");
+    fake.allow(
+        &tok,
+        support::fake_central::Device {
+            id: DEVICE_ID.into(),
+            uuid: UUID.into(),
+            key: None,
+        },
+    );
+    uplink::write_credentials(&state, &fake, &tok, false);
+    let env: Vec<(String, String)> = [
+        ("BBEDGE_DAEMON__STATE_DIR", state.display().to_string()),
+        ("BBEDGE_HEALTH__PORT", "0".into()),
+        ("BBEDGE_REALTIME__PORT", "0".into()),
+        ("BBEDGE_REALTIME__HOST", "127.0.0.1".into()),
+        ("BBEDGE_STATUS_LED__BACKEND", "sim".into()),
+        ("BBEDGE_PAIRING__BOOT_FILE", "\"\"".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut d = binary::spawn(dir.path(), &["run"], &env);
+    d.wait_for("connected to central").await;
+    fake.wait_frame("event 30", 0, |f| f["id"] == "ev-00030")
+        .await;
+    d.signal("KILL");
+    let _ = d.exit_code().await;
+    let mut d = binary::spawn(dir.path(), &["run"], &env);
+    let ready = d.wait_for("bbedge ready").await;
+    let health = ready["health_addr"].as_str().unwrap().to_owned();
+    let last = format!("ev-{:05}", N - 1);
+    fake.wait_frame("the last event", 0, |f| f["id"] == last)
+        .await;
+    let ids: Vec<String> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    });
+    let mut firsts: Vec<String> = Vec::new();
+    for id in &ids {
+        if !firsts.contains(id) {
+            firsts.push(id.clone());
+        }
+    }
+    let want: Vec<String> = (0..N).map(|n| format!("ev-{n:05}")).collect();
+    assert_eq!(firsts, want, "at-least-once, in order, across kill -9");
+    let t0 = Instant::now();
+    loop {
+        let (_, body) = support::http_get(&format!("http://{health}/status")).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["upstream"]["outbox"]["frames"] == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "outbox not drained: {}",
+            v["upstream"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.signal("TERM");
+    assert_eq!(d.exit_code().await, 0);
+    fake.assert_no_violations();
+}
