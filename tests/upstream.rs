@@ -691,10 +691,10 @@ async fn offline_at_a_scheduled_start_and_end_the_box_acts_and_reports_later() {
     sched.cache_push(&push);
     assert_eq!(bbedge::upstream::schedule::sessions(&opened.store).len(), 1);
     let at = |s: &str| {
-        (time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .unwrap()
             .unix_timestamp()
-            * 1000) as i64
+            * 1000
     };
     let grew = tokio::sync::Notify::new();
     let agent = tokio::spawn(async move {

@@ -128,10 +128,9 @@ pub fn normalise_agent_ack(command_id: &str, agent: Value) -> Value {
     };
     f.insert("type".into(), json!("ack"));
     f.insert("commandId".into(), json!(command_id));
-    if !f
-        .get("id")
+    if f.get("id")
         .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         f.insert("id".into(), json!(new_id()));
     }

@@ -93,10 +93,9 @@ pub fn route(frame: Value) -> Route {
     let payload_obj = f.get("payload").is_some_and(Value::is_object);
     match ty.as_str() {
         "event" => {
-            if !f
-                .get("event")
+            if f.get("event")
                 .and_then(Value::as_str)
-                .is_some_and(|e| !e.is_empty())
+                .is_none_or(str::is_empty)
             {
                 return Route::Refuse("event without a name");
             }

@@ -34,7 +34,11 @@ fn auth_failed() -> Message {
     Message::Text(json!({"type":"control","event":"error","error":{"code":"AUTH_FAILED","message":"Authentication failed"}}).to_string().into())
 }
 
+/// The upgrade's path and Bearer token, as the handshake callback saw them.
+type PathAndBearer = (String, Option<String>);
+
 /// Serves one TCP (or TLS) stream to its end.
+#[allow(clippy::result_large_err)] // the callback's type is tungstenite's
 pub async fn serve<S>(
     stream: S,
     conn: u64,
@@ -44,7 +48,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let seen: Arc<Mutex<Option<(String, Option<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Option<PathAndBearer>>> = Arc::default();
     let seen2 = seen.clone();
     let shared2 = shared.clone();
     let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
