@@ -892,3 +892,24 @@ async fn kill_9_during_replay_loses_nothing() {
     assert_eq!(d.exit_code().await, 0);
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_url_outside_realtime_gets_http_401_and_is_reported() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    let path = up.dir.path().join("credentials.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("/realtime\"", "/elsewhere\"");
+    std::fs::write(&path, text).unwrap();
+    up.creds.reload().unwrap();
+    until("an HTTP 401", Duration::from_secs(10), || {
+        up.status()["last_error"] == "HTTP_REFUSED"
+    })
+    .await;
+    assert!(fake.snapshot(|s| s.http_401) >= 1);
+    assert_eq!(fake.snapshot(|s| s.acked.len()), 1);
+    fake.assert_no_violations();
+    up.stop().await;
+}
