@@ -12,6 +12,7 @@
 //! - [`protocol`]: the central contract's frames, codes and close codes on one screen.
 //! - [`relay`]: the seam between the local device room and the upstream link.
 //! - [`room`]: the local device rooms (the box's own realtime server).
+//! - [`upstream`]: the link to central: reconnects, outbox, relay, signed manifests.
 //! - [`shutdown`], [`systemd`], [`telemetry`]: OS integration.
 //!
 //! `docs/ARCHITECTURE.md` draws the tasks and the data flow.
@@ -35,4 +36,5 @@ pub mod signal;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod upstream;
 pub mod version;

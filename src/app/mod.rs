@@ -14,6 +14,7 @@
 //! 5. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
 //! 6. `pairing.expiry`: the token's warning window and `needs_pairing`.
 //! 7. `pairing.boot`: pairing from the boot-partition file, when there is one.
+//! 5. `upstream`: the link to central (idle until paired).
 //!
 //! Then the store is flushed and the process exits 0.
 
@@ -31,6 +32,7 @@ use crate::health::{self, metrics::Metrics, Readiness, StatusBoard};
 use crate::pairing::{self, CredentialStore};
 use crate::signal::{self, LedHandle, LedTask, StatusHub};
 use crate::store::{self, Store};
+use crate::upstream::{self, Upstream};
 use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +126,8 @@ pub struct App {
     started: Instant,
     led: LedHandle,
     led_task: LedTask,
+    /// The link to central, when `[upstream] enabled` (idle until paired).
+    upstream: Option<Upstream>,
 }
 
 impl App {
@@ -214,10 +218,29 @@ impl App {
             hub.clone(),
             std::sync::Arc::new(pairing::expiry::SystemClock),
         );
+        // === upstream: the link to central, with its outbox opened here so a store
+        // problem fails start-up rather than the first frame.
+        // It takes the upstream half of the relay seam the rooms were given the other
+        // half of; with the upstream disabled that half stays for `take_upstream_side`.
+        let (upstream, upstream_side) = if config.upstream.enabled {
+            let link = Upstream::new(upstream::Parts {
+                config: config.upstream.clone(),
+                store: opened.store.clone(),
+                credentials: credentials.clone(),
+                key_path: paths.key.clone(),
+                hub: hub.clone(),
+                relay: upstream_side,
+                jitter_seed: None,
+            })?;
+            (Some(link), None)
+        } else {
+            (None, Some(upstream_side))
+        };
+        // === end upstream
 
         let mut app = App {
             rooms,
-            upstream_side: Some(upstream_side),
+            upstream_side,
             paths,
             store: opened.store,
             quarantine: opened.quarantined,
@@ -235,7 +258,14 @@ impl App {
             loaded,
             led,
             led_task,
+            upstream,
         };
+        // === upstream: /status section and metrics, registered before health starts.
+        if let Some(link) = &app.upstream {
+            app.board.register("upstream", link.status_section());
+            link.register_metrics(&mut app.metrics);
+        }
+        // === end upstream
         app.register_core_metrics();
         app.register_pairing_reload();
         // === status LED (issue 5): /status "led" section and bbedge_led_* metrics ===
@@ -401,6 +431,7 @@ impl App {
             pairing,
             started,
             led_task,
+            upstream,
             ..
         } = self;
         let config = loaded.config;
@@ -451,6 +482,12 @@ impl App {
 
         // --- pairing: after the control socket, so `bbedge pair` works while it runs.
         pairing.spawn(&mut tasks);
+
+        // === upstream: started last, stopped first (closes the socket cleanly).
+        if let Some(link) = upstream {
+            tasks.spawn("upstream", move |token| link.run(token));
+        }
+        // === end upstream
 
         hub.update(|f| f.booting = false);
         readiness.clear("startup");

@@ -179,6 +179,11 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         u.outbox_max_age,
         60..=30 * 86_400,
     )?;
+    range(
+        "upstream.outbox_min_free_bytes",
+        u.outbox_min_free_bytes,
+        0..=1 << 50,
+    )?;
     range("upstream.token_warn_hours", u.token_warn_hours, 1..=167)?;
     if u.backoff_max < u.backoff_initial {
         return Err(fail2(

@@ -180,6 +180,8 @@ pub struct Upstream {
     pub outbox_max_bytes: usize,
     /// Seconds after which a queued event or manifest is dropped.
     pub outbox_max_age: u64,
+    /// Free bytes the disk must keep; below it new outbox frames are refused (`STORE_FULL`).
+    pub outbox_min_free_bytes: u64,
     /// Leave `capture.started_at`/`ended_at` out of manifests (central defect, §d.8).
     pub manifest_omit_capture_times: bool,
     /// Hours before token expiry from which the box warns.

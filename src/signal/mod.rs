@@ -20,6 +20,7 @@ pub mod led;
 pub mod metrics;
 pub mod pattern;
 pub mod sim;
+pub mod identify;
 pub mod state;
 pub mod sysfs;
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod fake_central;
 pub mod schema;
 pub mod ws;
+pub mod uplink;
 
 use bbedge::app::App;
 use bbedge::config::{Loaded, Loader};
@@ -37,6 +38,8 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Loaded {
         ("health.port".into(), "0".into()),
         ("status_led.backend".into(), "\"sim\"".into()),
         ("pairing.boot_file".into(), "\"\"".into()),
+        // No upstream link in a TestBox: tests drive its half of the relay seam.
+        ("upstream.enabled".into(), "false".into()),
     ];
     // An extra pair replaces the default above (the loader sorts env pairs, so a
     // duplicate key would be decided by its value, not by order).

@@ -1,0 +1,185 @@
+//! What the link reports: the `/status` "upstream" section and the `bbedge_upstream_*`
+//! metrics, from one set of shared counters.
+
+use super::outbox::Outbox;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Link facts that are not counters.
+#[derive(Debug, Default, Clone)]
+pub struct LinkInfo {
+    /// `connecting`, `online`, `offline`, `disabled`, `needs_pairing`.
+    pub state: &'static str,
+    /// The room URL (never carries the token).
+    pub url: Option<String>,
+    /// When the current connection was acknowledged, RFC 3339.
+    pub connected_since: Option<String>,
+    /// The last error code (close code name, `TLS_CERTIFICATE`, …).
+    pub last_error: Option<String>,
+    /// Central's `clientId` for this socket.
+    pub client_id: Option<String>,
+    /// Central's clock minus ours, ms (from the JSON pong).
+    pub clock_skew_ms: Option<i64>,
+    /// When the next connection attempt is due while backing off.
+    pub retry_at: Option<std::time::Instant>,
+}
+
+/// Counters shared by the link task, the intake task, `/status` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Non-counter facts.
+    pub info: Mutex<LinkInfo>,
+    /// Connection attempts.
+    pub attempts: AtomicU64,
+    /// Connections acknowledged by central.
+    pub connects: AtomicU64,
+    /// Frames written upstream.
+    pub frames_out: AtomicU64,
+    /// Frames read from central.
+    pub frames_in: AtomicU64,
+    /// Inbound frames that were not JSON objects or missed required fields.
+    pub malformed_in: AtomicU64,
+    /// Inbound frames of a type bbedge does not act on.
+    pub unknown_in: AtomicU64,
+    /// Times a frame waited for the rate budget.
+    pub budget_waits: AtomicU64,
+    /// Acks dropped because their command's deadline passed.
+    pub ack_expired: AtomicU64,
+    /// Preview frames dropped while offline or with the live queue full.
+    pub preview_dropped: AtomicU64,
+    /// Agent frames refused (`STORE_FULL`, store error, unknown type).
+    pub refused: AtomicU64,
+    /// Auth rejections (4003/4001) in a row.
+    pub rejections: AtomicU64,
+    /// Commands answered by bbedge with `AGENT_NOT_CONNECTED`/`AGENT_TIMEOUT`.
+    pub agent_failures: AtomicU64,
+}
+
+/// Adds one.
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl Stats {
+    /// Changes the link facts.
+    pub fn info(&self, f: impl FnOnce(&mut LinkInfo)) {
+        if let Ok(mut i) = self.info.lock() {
+            f(&mut i);
+        }
+    }
+
+    /// The `/status` section.
+    pub fn section(&self, outbox: &Outbox) -> Value {
+        let info = self.info.lock().map(|i| i.clone()).unwrap_or_default();
+        let d = outbox.depth();
+        let now = crate::protocol::now_ms();
+        json!({
+            "state": info.state,
+            "url": info.url,
+            "connected_since": info.connected_since,
+            "client_id": info.client_id,
+            "last_error": info.last_error,
+            "clock_skew_ms": info.clock_skew_ms,
+            "retry_in_ms": info.retry_at.map(|t| t.saturating_duration_since(std::time::Instant::now()).as_millis() as u64),
+            "connect_attempts": get(&self.attempts),
+            "reconnects": get(&self.connects).saturating_sub(1),
+            "rejections_in_a_row": get(&self.rejections),
+            "frames_in": get(&self.frames_in),
+            "frames_out": get(&self.frames_out),
+            "malformed_in": get(&self.malformed_in),
+            "unknown_in": get(&self.unknown_in),
+            "rate_budget_waits": get(&self.budget_waits),
+            "agent_failures": get(&self.agent_failures),
+            "outbox": {
+                "frames": d.frames,
+                "bytes": d.bytes,
+                "oldest_age_s": outbox.oldest_age_ms(now).map(|ms| ms / 1000),
+            },
+            "dropped": {
+                "outbox_overflow": d.dropped_overflow,
+                "outbox_age": d.dropped_age,
+                "store_full": d.refused_full,
+                "ack_expired": get(&self.ack_expired),
+                "preview": get(&self.preview_dropped),
+                "refused": get(&self.refused),
+            },
+        })
+    }
+
+    /// Registers `bbedge_upstream_*` metrics, refreshed on every scrape.
+    pub fn register(
+        self: &Arc<Self>,
+        metrics: &mut crate::health::metrics::Metrics,
+        outbox: Outbox,
+    ) {
+        let frames = Family::<Vec<(String, String)>, Gauge>::default();
+        let dropped = Family::<Vec<(String, String)>, Gauge>::default();
+        let online = Gauge::<i64>::default();
+        let depth = Gauge::<i64>::default();
+        let bytes = Gauge::<i64>::default();
+        let attempts = Counter::<u64>::default();
+        let reg = metrics.registry();
+        reg.register(
+            "upstream_online",
+            "1 while central has acknowledged the link",
+            online.clone(),
+        );
+        reg.register(
+            "upstream_outbox_frames",
+            "Frames waiting in the outbox",
+            depth.clone(),
+        );
+        reg.register(
+            "upstream_outbox_bytes",
+            "Bytes waiting in the outbox",
+            bytes.clone(),
+        );
+        reg.register("upstream_frames", "Frames by direction", frames.clone());
+        reg.register(
+            "upstream_dropped",
+            "Frames dropped or refused, by reason",
+            dropped.clone(),
+        );
+        reg.register(
+            "upstream_connect_attempts",
+            "Connection attempts to central",
+            attempts.clone(),
+        );
+        let me = self.clone();
+        let seen_attempts = AtomicU64::new(0);
+        metrics.on_scrape(Box::new(move || {
+            let d = outbox.depth();
+            let info_online = me.info.lock().map(|i| i.state == "online").unwrap_or(false);
+            online.set(info_online as i64);
+            depth.set(d.frames as i64);
+            bytes.set(d.bytes as i64);
+            let a = get(&me.attempts);
+            attempts.inc_by(a.saturating_sub(seen_attempts.swap(a, Ordering::Relaxed)));
+            let l = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+            frames
+                .get_or_create(&l("direction", "in"))
+                .set(get(&me.frames_in) as i64);
+            frames
+                .get_or_create(&l("direction", "out"))
+                .set(get(&me.frames_out) as i64);
+            for (reason, n) in [
+                ("outbox_overflow", d.dropped_overflow),
+                ("outbox_age", d.dropped_age),
+                ("store_full", d.refused_full),
+                ("ack_expired", get(&me.ack_expired)),
+                ("preview", get(&me.preview_dropped)),
+                ("malformed_in", get(&me.malformed_in)),
+            ] {
+                dropped.get_or_create(&l("reason", reason)).set(n as i64);
+            }
+        }));
+    }
+}

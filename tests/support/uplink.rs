@@ -1,0 +1,232 @@
+//! The upstream service on its own, on real sled in a temp dir, with credentials for a
+//! fake central and the local room's half of the relay seam in the test's hands (the
+//! "agent").
+
+use super::fake_central::{Device, FakeCentral};
+use base64::Engine;
+use bbedge::pairing::{credentials, CredentialStore, Credentials};
+use bbedge::relay::{self, AgentReply, RoomSide, ToAgent};
+use bbedge::secret::Secret;
+use bbedge::signal::StatusHub;
+use bbedge::store::Store;
+use bbedge::upstream::{self, stats::Stats, Upstream};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The shared vectors' device UUID and database id.
+pub const UUID: &str = "8c0f4e2a-6b1d-4f3a-9e57-2d4c8b1a0f63";
+/// The device database id.
+pub const DEVICE_ID: &str = "5b2e9d71-03c4-4a8f-b6e2-7f1a9c3d4e58";
+/// RFC 8032 §7.1 TEST 1 seed (public test material).
+pub const TEST_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+/// A token in central's format with `exp` `exp_in` seconds from now.
+pub fn token(exp_in: i64, tag: &str) -> String {
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({"deviceId": DEVICE_ID, "deviceUuid": UUID, "organizationId": "default",
+        "type": "device", "jti": tag, "iat": now, "exp": now + exp_in});
+    format!(
+        "{}.{}",
+        e.encode(claims.to_string()),
+        e.encode(format!("mac-{tag}"))
+    )
+}
+
+/// The RFC 8032 test key.
+pub fn test_key() -> ed25519_dalek::SigningKey {
+    let b: [u8; 32] = hex::decode(TEST_SEED)
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    ed25519_dalek::SigningKey::from_bytes(&b)
+}
+
+/// Options for one box.
+pub struct Opts {
+    /// Config overrides (`upstream.*` keys without the prefix, TOML literals).
+    pub config: Vec<(&'static str, String)>,
+    /// Whether the fake knows the token.
+    pub known_token: bool,
+    /// Token lifetime from now, seconds.
+    pub exp_in: i64,
+    /// Register the test key (signed manifests).
+    pub key_registered: bool,
+    /// Pin the jitter.
+    pub seed: u64,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            config: Vec::new(),
+            known_token: true,
+            exp_in: 7 * 86_400,
+            key_registered: false,
+            seed: 42,
+        }
+    }
+}
+
+/// A running upstream service.
+pub struct Up {
+    /// State dir (sled, credentials, key).
+    pub dir: tempfile::TempDir,
+    /// The store.
+    pub store: Store,
+    /// The hub.
+    pub hub: StatusHub,
+    /// Credentials (re-pairing tests rewrite and reload them).
+    pub creds: CredentialStore,
+    /// The room's half: `commands` is the agent's inbox, `to_central` its outbox.
+    pub room: RoomSide,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// The outbox.
+    pub outbox: upstream::outbox::Outbox,
+    /// `/status` "upstream".
+    pub section: bbedge::health::StatusSection,
+    /// Stops the service.
+    pub token: CancellationToken,
+    /// The service task.
+    pub task: JoinHandle<()>,
+}
+
+/// The `[upstream]` config with overrides.
+pub fn config(over: &[(&str, String)]) -> bbedge::config::Upstream {
+    let env: Vec<(String, String)> = over
+        .iter()
+        .map(|(k, v)| (super::env_name(&format!("upstream.{k}")), v.clone()))
+        .collect();
+    bbedge::config::Loader::builtin()
+        .env(env)
+        .load()
+        .expect("config loads")
+        .config
+        .upstream
+}
+
+/// Writes credentials for `fake` into `dir`.
+pub fn write_credentials(
+    dir: &std::path::Path,
+    fake: &FakeCentral,
+    tok: &str,
+    key_registered: bool,
+) -> std::path::PathBuf {
+    let path = dir.join("credentials.toml");
+    let c = Credentials {
+        server: "http://127.0.0.1:1".into(),
+        realtime_url: fake.realtime_url(),
+        device_id: DEVICE_ID.into(),
+        device_uuid: UUID.into(),
+        token: Secret::new(tok),
+        expires_at: "2099-01-01T00:00:00.000Z".into(),
+        paired_at: "2026-06-20T19:00:00.000Z".into(),
+        name: "Council chamber".into(),
+        key_registered,
+    };
+    credentials::save(&path, &c).expect("save credentials");
+    let pem = test_key().to_pkcs8_pem(Default::default()).expect("pem");
+    std::fs::write(dir.join("device-key.pem"), pem.as_bytes()).expect("key");
+    path
+}
+
+impl Up {
+    /// Starts a service against `fake` in a fresh dir.
+    pub async fn start(fake: &FakeCentral, o: Opts) -> Up {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), fake, o).await
+    }
+
+    /// Starts a service whose state lives in `dir`.
+    pub async fn start_in(dir: tempfile::TempDir, fake: &FakeCentral, o: Opts) -> Up {
+        let tok = token(o.exp_in, "t1");
+        if o.known_token {
+            let key = o.key_registered.then(|| test_key().verifying_key());
+            fake.allow(
+                &tok,
+                Device {
+                    id: DEVICE_ID.into(),
+                    uuid: UUID.into(),
+                    key,
+                },
+            );
+        }
+        let path = write_credentials(dir.path(), fake, &tok, o.key_registered);
+        let opened = bbedge::store::open(&dir.path().join("db"), 1 << 20).expect("store");
+        let store = opened.store;
+        let (creds, _) = CredentialStore::open(path);
+        let hub = StatusHub::new();
+        let (side, room) = relay::channel();
+        let svc = Upstream::new(upstream::Parts {
+            config: config(&o.config),
+            store: store.clone(),
+            credentials: creds.clone(),
+            key_path: dir.path().join("device-key.pem"),
+            hub: hub.clone(),
+            relay: side,
+            jitter_seed: Some(o.seed),
+        })
+        .expect("upstream builds");
+        let stats = svc.stats();
+        let outbox = svc.outbox().clone();
+        let section = svc.status_section();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(svc.run(token.clone()));
+        Up {
+            dir,
+            store,
+            hub,
+            creds,
+            room,
+            stats,
+            outbox,
+            section,
+            token,
+            task,
+        }
+    }
+
+    /// The agent sends a frame towards central.
+    pub fn agent_sends(&self, frame: Value) {
+        self.room
+            .to_central
+            .try_send(frame)
+            .expect("to_central has room");
+    }
+
+    /// The next command the agent receives.
+    pub async fn agent_command(&mut self) -> ToAgent {
+        tokio::time::timeout(super::fake_central::WAIT, self.room.commands.recv())
+            .await
+            .expect("a command reaches the agent")
+            .expect("relay open")
+    }
+
+    /// `/status` "upstream".
+    pub fn status(&self) -> Value {
+        (self.section)()
+    }
+
+    /// Stops the service (closing its socket cleanly) and returns the state dir.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.token.cancel();
+        let _ = self.task.await;
+        drop(self.store);
+        self.dir
+    }
+}
+
+/// Answers one command as a well-behaved agent.
+pub fn ack_ok(cmd: ToAgent, payload: Value) {
+    let ack = serde_json::json!({"type": "ack", "commandId": cmd.command_id, "success": true, "payload": payload});
+    let _ = cmd.reply.send(AgentReply::Ack(ack));
+}
+
+/// An event frame as an agent would send it.
+pub fn event(n: usize) -> Value {
+    serde_json::json!({"type": "event", "id": format!("ev-{n:05}"), "timestamp": bbedge::protocol::now_rfc3339(),
+        "event": "upload.progress", "payload": {"sessionId": "s", "progress": n}})
+}

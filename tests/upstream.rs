@@ -1,0 +1,915 @@
+//! The upstream link against the fake central server: connect, relay, outbox, replay
+//! pacing, backoff, rejections, TLS, signed manifests, crashes. Every test ends by
+//! asserting the fake saw no schema or contract violation.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::fake_central::FakeCentral;
+use support::uplink::{self, ack_ok, event, Opts, Up, DEVICE_ID, UUID};
+
+fn is(ty: &'static str) -> impl Fn(&Value) -> bool {
+    move |f| f["type"] == ty
+}
+
+async fn wait_outbox(up: &Up, frames: usize) {
+    let t0 = Instant::now();
+    while up.outbox.depth().frames != frames {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "outbox depth {} != {frames}",
+            up.outbox.depth().frames
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn sends_nothing_before_the_ack_then_device_connected_then_status() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    let first = fake
+        .wait_frame("device.connected", 0, |f| f["type"] != "ping")
+        .await;
+    assert_eq!(first.frame["event"], "device.connected");
+    assert_eq!(first.frame["payload"]["version"], env!("CARGO_PKG_VERSION"));
+    let status = fake.wait_frame("status", 0, is("status")).await;
+    assert_eq!(status.frame["payload"]["device_id"], DEVICE_ID);
+    assert_eq!(status.frame["payload"]["state"], "idle", "no agent: idle");
+    let s = up.status();
+    assert_eq!(s["state"], "online");
+    assert_eq!(s["url"], format!("{}/devices/{UUID}", fake.realtime_url()));
+    assert!(
+        !s.to_string().contains("mac-t1"),
+        "the token never reaches /status"
+    );
+    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Online);
+    fake.assert_no_violations();
+    up.stop().await;
+    // The stop closed the socket with a close frame (1001), not a dropped TCP stream.
+    fake.wait("the device's close frame", |s| {
+        s.device_closes.first().cloned()
+    })
+    .await;
+    assert_eq!(fake.snapshot(|s| s.device_closes[0].1), Some(1001));
+}
+
+#[tokio::test]
+async fn commands_reach_the_agent_and_its_ack_reaches_central() {
+    let fake = FakeCentral::start().await;
+    let mut up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    let id = fake
+        .send_command(
+            UUID,
+            "start_session",
+            json!({"sessionId": "s1", "civicpressSessionId": "record-1"}),
+        )
+        .unwrap();
+    let cmd = up.agent_command().await;
+    assert_eq!(cmd.command_id, id);
+    assert_eq!(cmd.frame["action"], "start_session");
+    assert!(
+        cmd.deadline < Duration::from_secs(5),
+        "the agent gets less than central's 5 s"
+    );
+    ack_ok(cmd, json!({"state": "recording"}));
+    let ack = fake.wait_ack(&id).await;
+    assert_eq!(ack["success"], true);
+    assert_eq!(ack["payload"]["state"], "recording");
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_agent_or_with_a_silent_one_bbedge_acks_in_time() {
+    let fake = FakeCentral::start().await;
+    let mut up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    // A silent agent: the command arrives but nobody answers.
+    let t0 = Instant::now();
+    let id = fake.send_command(UUID, "start_session", json!({})).unwrap();
+    let cmd = up.agent_command().await;
+    let ack = fake.wait_ack(&id).await;
+    let took = t0.elapsed();
+    assert_eq!(ack["success"], false);
+    assert_eq!(ack["errorCode"], "AGENT_TIMEOUT");
+    assert!(
+        took < Duration::from_secs(5),
+        "acked after {took:?}: central's deadline is 5 s"
+    );
+    drop(cmd);
+    // No agent at all: the room side's inbox is gone.
+    let Up { room, .. } = &mut up;
+    room.commands.close();
+    let id = fake
+        .send_command(UUID, "sources.set", json!({"video": "hdmi1"}))
+        .unwrap();
+    let ack = fake.wait_ack(&id).await;
+    assert_eq!(ack["errorCode"], "AGENT_NOT_CONNECTED");
+    assert_eq!(up.status()["agent_failures"], 2);
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn get_status_and_identify_are_answered_by_bbedge_itself() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    let _ = up.room.agent_status.send(Some(
+        json!({"type": "status", "payload": {"state": "recording", "session_id": "s9"}}),
+    ));
+    let id = fake.send_command(UUID, "get_status", json!({})).unwrap();
+    let ack = fake.wait_ack(&id).await;
+    assert_eq!(ack["success"], true);
+    assert_eq!(ack["payload"]["agent"]["state"], "recording");
+    assert_eq!(ack["payload"]["edge"]["version"], env!("CARGO_PKG_VERSION"));
+    // The agent's new status went upstream merged with bbedge's own.
+    let st = fake
+        .wait_frame("merged status", 0, |f| {
+            f["type"] == "status" && f["payload"]["state"] == "recording"
+        })
+        .await;
+    assert_eq!(st.frame["payload"]["device_id"], DEVICE_ID);
+    assert_eq!(st.frame["payload"]["session_id"], "s9");
+    let mut facts = up.hub.subscribe();
+    let id = fake
+        .send_command(UUID, "identify", json!({"seconds": 1}))
+        .unwrap();
+    assert_eq!(fake.wait_ack(&id).await["success"], true);
+    tokio::time::timeout(Duration::from_secs(5), facts.wait_for(|f| f.identify))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), facts.wait_for(|f| !f.identify))
+        .await
+        .unwrap()
+        .unwrap();
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_frames_from_central_are_counted_not_fatal() {
+    let fake = FakeCentral::start().await;
+    let mut up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    for junk in [
+        "not json",
+        "null",
+        "[1]",
+        r#"{"type":"stream.configure"}"#,
+        r#"{"type":"command"}"#,
+        r#"{"type":"control","event":"session.revoked"}"#,
+        r#"{"type":"heartbeat","id":"h","timestamp":"x"}"#,
+    ] {
+        fake.send_raw(UUID, junk);
+    }
+    let id = fake
+        .send_command(UUID, "watermark.status", json!({}))
+        .unwrap();
+    ack_ok(up.agent_command().await, json!({}));
+    assert_eq!(fake.wait_ack(&id).await["success"], true);
+    let s = up.status();
+    assert_eq!(s["malformed_in"], 4, "{s}");
+    assert_eq!(s["unknown_in"], 3, "{s}");
+    assert_eq!(
+        fake.snapshot(|s| s.acked.len()),
+        1,
+        "still the first connection"
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn events_queued_offline_replay_in_order_at_the_rate_budget_and_leave_the_outbox() {
+    let mut fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    fake.stop().await;
+    const N: usize = 40;
+    for n in 0..N {
+        up.agent_sends(event(n));
+    }
+    wait_outbox(&up, N).await;
+    assert!(up.status()["outbox"]["oldest_age_s"].is_u64());
+    fake.restart().await;
+    let from = fake.snapshot(|s| s.frames.len());
+    fake.wait_frame("the last event", from, |f| {
+        f["id"] == format!("ev-{:05}", N - 1)
+    })
+    .await;
+    let (ids, times): (Vec<String>, Vec<Instant>) = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .skip(from)
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| (r.frame["id"].as_str().unwrap_or("").to_owned(), r.at))
+            .unzip()
+    });
+    let want: Vec<String> = (0..N).map(|n| format!("ev-{n:05}")).collect();
+    assert_eq!(ids, want, "every event once, in order");
+    let all: Vec<Instant> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .skip(from)
+            .filter(|r| r.frame["type"] != "ping")
+            .map(|r| r.at)
+            .collect()
+    });
+    assert!(
+        max_per_fixed_window(&all) <= 8,
+        "{} frames in one of central's windows",
+        max_per_fixed_window(&all)
+    );
+    assert!(times.len() == N);
+    wait_outbox(&up, 0).await;
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+/// Central's fixed window: starts at a frame once the previous one has expired.
+fn max_per_fixed_window(times: &[Instant]) -> usize {
+    let (mut start, mut n, mut max) = (None::<Instant>, 0, 0);
+    for t in times {
+        if start.is_none_or(|s| t.duration_since(s) >= Duration::from_secs(1)) {
+            start = Some(*t);
+            n = 0;
+        }
+        n += 1;
+        max = max.max(n);
+    }
+    max
+}
+
+/// Waits in (possibly paused) time until `pred` holds, stepping 100 ms.
+async fn until(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
+    let t0 = tokio::time::Instant::now();
+    while !pred() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn attempts(up: &Up) -> u64 {
+    up.status()["connect_attempts"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn central_down_is_retried_with_backoff_and_never_hammered() {
+    // Real time with a 4 s cap (paused time does not advance while the connector's
+    // blocking tasks run): the schedule is the production one, only shorter.
+    let mut fake = FakeCentral::start().await;
+    fake.stop().await;
+    let cfg = vec![("backoff_max", "4".to_owned())];
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: cfg,
+            ..Opts::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let n = attempts(&up);
+    // Every delay is at least 1 s and the ceiling reaches 4 s after three attempts: a
+    // tight loop would make thousands.
+    assert!((4..=16).contains(&n), "{n} attempts in 15 s");
+    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Connecting);
+    // Central comes back: the box connects at its next scheduled attempt, not later.
+    let retry_in = up.status()["retry_in_ms"].as_u64();
+    fake.restart().await;
+    let t0 = Instant::now();
+    fake.wait_acked(1).await;
+    assert!(
+        t0.elapsed() <= Duration::from_millis(4_500),
+        "reconnected after {:?} (retry_in_ms {retry_in:?})",
+        t0.elapsed()
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_token_backs_off_to_the_cap_and_asks_for_pairing_after_three() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(
+        &fake,
+        Opts {
+            known_token: false,
+            ..Opts::default()
+        },
+    )
+    .await;
+    until("two rejections", Duration::from_secs(200), || {
+        fake.snapshot(|s| s.attempts >= 2)
+    })
+    .await;
+    assert!(
+        !up.hub.facts().needs_pairing,
+        "two rejections are not enough"
+    );
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let n = fake.snapshot(|s| s.attempts);
+    assert!(
+        (10..=22).contains(&n),
+        "{n} attempts in ~10 minutes: every delay is 30–60 s"
+    );
+    assert!(up.hub.facts().needs_pairing);
+    assert_eq!(
+        up.hub.state(),
+        bbedge::signal::DeviceState::Booting,
+        "booting wins until the app clears it"
+    );
+    assert_eq!(fake.snapshot(|s| s.acked.len()), 0);
+    assert_eq!(up.status()["last_error"], "CLOSE_4003");
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_asks_for_pairing_at_the_first_rejection() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(
+        &fake,
+        Opts {
+            known_token: false,
+            exp_in: -60,
+            ..Opts::default()
+        },
+    )
+    .await;
+    until("a rejection", Duration::from_secs(30), || {
+        up.status()["last_error"] == "CLOSE_4003"
+    })
+    .await;
+    until("needs_pairing", Duration::from_secs(5), || {
+        up.hub.facts().needs_pairing
+    })
+    .await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_certificate_never_connects_and_the_right_ca_does() {
+    let fake = FakeCentral::start_tls().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    until("a TLS failure", Duration::from_secs(20), || {
+        up.status()["last_error"] == "TLS_CERTIFICATE"
+    })
+    .await;
+    assert_eq!(fake.snapshot(|s| s.acked.len()), 0);
+    up.stop().await;
+
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), fake.cert_pem.as_deref().unwrap()).unwrap();
+    let path = format!("{:?}", ca.path().display().to_string());
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: vec![("extra_ca_file", path)],
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_acked(1).await;
+    fake.wait_frame("status over TLS", 0, is("status")).await;
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_half_open_link_is_found_by_ping_and_replaced() {
+    let fake = FakeCentral::start().await;
+    let cfg = vec![
+        ("ping_interval", "1".to_owned()),
+        ("pong_timeout", "2".to_owned()),
+    ];
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: cfg,
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_acked(1).await;
+    fake.freeze_all();
+    fake.wait_acked(2).await;
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn connections_cut_mid_frame_and_a_restarting_central_lose_nothing() {
+    let mut fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    let mut sent = 0;
+    for round in 2..=6 {
+        if round % 2 == 0 {
+            fake.cut_all_mid_frame();
+        } else {
+            fake.stop().await;
+            fake.restart().await;
+        }
+        for _ in 0..5 {
+            up.agent_sends(event(sent));
+            sent += 1;
+        }
+        fake.wait_acked(round).await;
+    }
+    let last = format!("ev-{:05}", sent - 1);
+    fake.wait_frame("the last event", 0, |f| f["id"] == last)
+        .await;
+    let ids: Vec<String> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    });
+    let mut firsts: Vec<String> = Vec::new();
+    for id in ids {
+        if !firsts.contains(&id) {
+            firsts.push(id);
+        }
+    }
+    let want: Vec<String> = (0..sent).map(|n| format!("ev-{n:05}")).collect();
+    assert_eq!(firsts, want, "every event arrives, first copies in order");
+    let n = fake.snapshot(|s| s.attempts);
+    assert!(n <= 12, "{n} attempts for 6 connections: no hammering");
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn status_frames_keep_the_device_in_centrals_tracker() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: vec![("status_interval", "1".to_owned())],
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_frame("status", 0, is("status")).await;
+    for _ in 0..4 {
+        fake.advance_and_reap(Duration::from_secs(30));
+        let from = fake.snapshot(|s| s.frames.len());
+        fake.wait_frame("a fresh status", from, is("status")).await;
+    }
+    assert!(
+        fake.snapshot(|s| s.tracker.contains_key(UUID)),
+        "two minutes of fake time later"
+    );
+    fake.advance_and_reap(Duration::from_secs(91));
+    assert!(
+        fake.send_command(UUID, "get_status", json!({})).is_err(),
+        "the fake reaps a silent device"
+    );
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn new_credentials_close_the_old_socket_cleanly_and_reconnect_with_the_new_token() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    let tok = uplink::token(86_400 * 7, "t2");
+    fake.allow(
+        &tok,
+        support::fake_central::Device {
+            id: DEVICE_ID.into(),
+            uuid: UUID.into(),
+            key: None,
+        },
+    );
+    uplink::write_credentials(up.dir.path(), &fake, &tok, false);
+    up.creds.reload().unwrap();
+    fake.wait_acked(2).await;
+    let closes = fake.snapshot(|s| s.device_closes.clone());
+    assert_eq!(
+        closes.first(),
+        Some(&(1, Some(1000))),
+        "old socket closed with a close frame first"
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[test]
+fn the_signer_reproduces_the_shared_signed_manifest_vector() {
+    use base64::Engine;
+    let v = support::schema::vector("off-schema/session.manifest.signed.device-to-server.json");
+    let manifest = v["payload"]["manifest"].as_str().unwrap();
+    let sig = bbedge::upstream::manifest::sign(&uplink::test_key(), manifest);
+    assert_eq!(sig, v["payload"]["signature"].as_str().unwrap());
+    let pem = std::fs::read_to_string(
+        support::schema::protocol_dir()
+            .join("vectors/off-schema/session.manifest.signed.test-public-key.pem"),
+    )
+    .unwrap();
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let public = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem).unwrap();
+    assert_eq!(public, uplink::test_key().verifying_key());
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&sig)
+        .unwrap();
+    assert_eq!(raw.len(), 64);
+    // The inner capture is a valid captureBlock; the signed frame itself is off-schema.
+    let inner: Value = serde_json::from_str(manifest).unwrap();
+    let schema = support::schema::Schema::load();
+    schema.assert_valid(
+        &json!({"type":"session.manifest","id":"m","timestamp":"2026-06-20T20:31:00.000Z",
+        "payload":{"session_id":inner["session_id"],"capture":inner["capture"]}}),
+    );
+    assert!(!schema.is_valid(&v));
+}
+
+fn manifest_frame() -> Value {
+    json!({"type":"session.manifest","id":"man-1","timestamp":bbedge::protocol::now_rfc3339(),
+        "payload":{"session_id":"record-1760000000000","capture":{"device":DEVICE_ID,
+        "started_at":"2026-06-20T19:00:00.950Z","ended_at":"2026-06-20T20:30:00.950Z","duration_s":5400,
+        "segments":[{"start":0,"end":5400,"visibility":"public"}]}}})
+}
+
+#[tokio::test]
+async fn manifests_are_signed_at_send_time_with_centrals_clock() {
+    let mut fake = FakeCentral::start().await;
+    // Central's clock is an hour ahead of ours: signing with our own clock would fail
+    // its 15-minute freshness check silently.
+    fake.shared.with(|s| s.wall_skew_ms = 3_600_000);
+    let up = Up::start(
+        &fake,
+        Opts {
+            key_registered: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_acked(1).await;
+    fake.stop().await;
+    up.agent_sends(manifest_frame());
+    wait_outbox(&up, 1).await;
+    fake.restart().await;
+    let m = fake
+        .wait_frame("the signed manifest", 0, is("session.manifest"))
+        .await;
+    assert_eq!(m.frame["id"], "man-1", "same id as queued");
+    assert_eq!(m.frame["payload"]["alg"], "ed25519");
+    let inner: Value =
+        serde_json::from_str(m.frame["payload"]["manifest"].as_str().unwrap()).unwrap();
+    assert!(
+        inner["capture"].get("started_at").is_none(),
+        "capture times omitted by default"
+    );
+    assert_eq!(fake.snapshot(|s| s.manifests_verified), 1);
+    let st = up.status();
+    let skew = st["clock_skew_ms"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{st}"));
+    assert!((skew - 3_600_000).abs() < 2_000, "{skew}");
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn every_frame_kind_bbedge_relays_is_schema_valid() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    up.agent_sends(manifest_frame());
+    up.agent_sends(
+        json!({"type":"event","event":"session.started","payload":{"sessionId":"s"},"junk":1}),
+    );
+    up.agent_sends(json!({"type":"preview.offer","payload":{"sdp":"v=0"}}));
+    up.agent_sends(json!({"type":"preview.ice_candidate","payload":{"candidate":"c"}}));
+    up.agent_sends(json!({"type":"preview.stopped"}));
+    up.agent_sends(json!({"type":"ack","commandId":"x","success":true}));
+    for ty in [
+        "session.manifest",
+        "event",
+        "preview.offer",
+        "preview.ice_candidate",
+        "preview.stopped",
+        "ack",
+    ] {
+        fake.wait_frame(ty, 0, is(ty)).await;
+    }
+    let m = fake.wait_frame("manifest", 0, is("session.manifest")).await;
+    assert!(
+        m.frame["payload"].get("capture").is_some(),
+        "unsigned form without a registered key"
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_while_offline_refuses_new_frames_and_keeps_stored_ones() {
+    // ENOSPC cannot be produced on demand here (no small tmpfs), so the disk counts as
+    // full through the same path a real one takes: the free-space reserve
+    // (`outbox_min_free_bytes`, 1 PiB here) refuses with STORE_FULL before sled writes.
+    let mut fake = FakeCentral::start().await;
+    fake.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let opened = bbedge::store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let limits = bbedge::upstream::outbox::Limits {
+            max_frames: 100,
+            max_bytes: 1 << 20,
+            max_age_ms: 3_600_000,
+            min_free_bytes: 0,
+        };
+        let o = bbedge::upstream::outbox::Outbox::open(opened.store, limits).unwrap();
+        for n in 0..2 {
+            o.accept(
+                bbedge::upstream::outbox::Kind::Event,
+                event(n).to_string(),
+                bbedge::protocol::now_ms(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let cfg = vec![("outbox_min_free_bytes", (1u64 << 50).to_string())];
+    let up = Up::start_in(
+        dir,
+        &fake,
+        Opts {
+            config: cfg,
+            ..Opts::default()
+        },
+    )
+    .await;
+    for n in 2..5 {
+        up.agent_sends(event(n));
+    }
+    until("three refusals", Duration::from_secs(10), || {
+        up.status()["dropped"]["store_full"] == 3
+    })
+    .await;
+    assert!(up.hub.facts().storage_fault);
+    assert_eq!(up.outbox.depth().frames, 2, "what was stored is kept");
+    fake.restart().await;
+    fake.wait_frame("stored event 1", 0, |f| f["id"] == "ev-00001")
+        .await;
+    wait_outbox(&up, 0).await;
+    let got: Vec<Value> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].clone())
+            .collect()
+    });
+    assert_eq!(got, [json!("ev-00000"), json!("ev-00001")]);
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn offline_at_a_scheduled_start_and_end_the_box_acts_and_reports_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = bbedge::store::open(&dir.path().join("db"), 1 << 20).unwrap();
+    let (side, mut room) = bbedge::relay::channel();
+    let sched =
+        bbedge::upstream::schedule::Schedule::open(opened.store.clone(), side.to_agent.clone())
+            .unwrap();
+    let limits = bbedge::upstream::outbox::Limits {
+        max_frames: 100,
+        max_bytes: 1 << 20,
+        max_age_ms: 3_600_000,
+        min_free_bytes: 0,
+    };
+    let outbox = bbedge::upstream::outbox::Outbox::open(opened.store.clone(), limits).unwrap();
+    let push = support::schema::vector("schedule.push.json");
+    sched.cache_push(&push);
+    assert_eq!(bbedge::upstream::schedule::sessions(&opened.store).len(), 1);
+    let at = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+            * 1000
+    };
+    let grew = tokio::sync::Notify::new();
+    let agent = tokio::spawn(async move {
+        let mut actions = Vec::new();
+        for _ in 0..2 {
+            let cmd = room.commands.recv().await.unwrap();
+            actions.push(cmd.frame["action"].as_str().unwrap().to_owned());
+            ack_ok(cmd, json!({}));
+        }
+        actions
+    });
+    sched.tick(at("2026-06-20T19:00:01Z"), &outbox, &grew).await;
+    sched.tick(at("2026-06-20T20:00:00Z"), &outbox, &grew).await; // nothing new
+    sched.tick(at("2026-06-20T21:00:00Z"), &outbox, &grew).await;
+    assert_eq!(agent.await.unwrap(), ["start_session", "stop_session"]);
+    let mut events = Vec::new();
+    let mut cur = None;
+    while let Some((seq, e)) = outbox.next_after(cur, bbedge::protocol::now_ms()) {
+        events.push(serde_json::from_str::<Value>(&e.frame).unwrap());
+        cur = Some(seq);
+    }
+    assert_eq!(events.len(), 2);
+    let schema = support::schema::Schema::load();
+    for e in &events {
+        schema.assert_valid(e);
+        assert_eq!(e["payload"]["success"], true);
+    }
+    assert_eq!(events[1]["payload"]["action"], "stop_session");
+    drop(side);
+}
+
+/// `cargo test --test upstream measure -- --ignored --nocapture`: the numbers in
+/// docs/PERFORMANCE.md (## Upstream). Not a timed test: it prints, and asserts only
+/// order, completeness and the per-window count.
+#[tokio::test]
+#[ignore]
+async fn measure_reconnect_delay_and_a_1000_event_replay() {
+    let mut fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    // 1. Central comes back: time to connection.ack versus the scheduled retry.
+    for round in 0..5 {
+        fake.stop().await;
+        until("backing off", Duration::from_secs(60), || {
+            up.status()["retry_in_ms"].is_u64()
+        })
+        .await;
+        let retry_in = up.status()["retry_in_ms"].as_u64().unwrap();
+        fake.restart().await;
+        let t0 = Instant::now();
+        fake.wait_acked(round + 2).await;
+        let took = t0.elapsed().as_millis() as i64;
+        println!("reconnect {round}: retry scheduled in {retry_in} ms, connection.ack after {took} ms (difference {} ms)", took - retry_in as i64);
+    }
+    // 2. 1,000 events queued offline, then replayed.
+    fake.stop().await;
+    const N: usize = 1000;
+    let rss = || bbedge::health::sysinfo::rss_bytes().unwrap_or(0) / 1024;
+    let rss0 = rss();
+    for n in 0..N {
+        while up.room.to_central.try_send(event(n)).is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    wait_outbox(&up, N).await;
+    let rss1 = rss();
+    fake.restart().await;
+    let from = fake.snapshot(|s| s.frames.len());
+    let t0 = Instant::now();
+    let mut peak = rss1;
+    let last = format!("ev-{:05}", N - 1);
+    while !fake.snapshot(|s| s.frames.iter().skip(from).any(|r| r.frame["id"] == last)) {
+        peak = peak.max(rss());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = t0.elapsed();
+    let (ids, all): (Vec<Value>, Vec<Instant>) = fake.snapshot(|s| {
+        (
+            s.frames
+                .iter()
+                .skip(from)
+                .filter(|r| r.frame["event"] == "upload.progress")
+                .map(|r| r.frame["id"].clone())
+                .collect(),
+            s.frames
+                .iter()
+                .skip(from)
+                .filter(|r| r.frame["type"] != "ping")
+                .map(|r| r.at)
+                .collect(),
+        )
+    });
+    let want: Vec<Value> = (0..N).map(|n| json!(format!("ev-{n:05}"))).collect();
+    assert_eq!(ids, want);
+    let max = max_per_fixed_window(&all);
+    assert!(max <= 8);
+    wait_outbox(&up, 0).await;
+    println!("replay: {N} events in {:.1} s = {:.2} frames/s, max {max} per central window, rate-budget waits {}",
+        took.as_secs_f64(), all.len() as f64 / took.as_secs_f64(), up.status()["rate_budget_waits"]);
+    println!("rss: before queueing {rss0} KiB, queued {rss1} KiB, peak during replay {peak} KiB, after {} KiB", rss());
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn kill_9_during_replay_loses_nothing() {
+    use support::binary;
+    const N: usize = 120;
+    let fake = FakeCentral::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    {
+        let opened = bbedge::store::open(&state.join("db"), 1 << 20).unwrap();
+        let limits = bbedge::upstream::outbox::Limits {
+            max_frames: 10_000,
+            max_bytes: 1 << 22,
+            max_age_ms: 3_600_000,
+            min_free_bytes: 0,
+        };
+        let o = bbedge::upstream::outbox::Outbox::open(opened.store, limits).unwrap();
+        for n in 0..N {
+            o.accept(
+                bbedge::upstream::outbox::Kind::Event,
+                event(n).to_string(),
+                bbedge::protocol::now_ms(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let tok = uplink::token(7 * 86_400, "k9");
+    fake.allow(
+        &tok,
+        support::fake_central::Device {
+            id: DEVICE_ID.into(),
+            uuid: UUID.into(),
+            key: None,
+        },
+    );
+    uplink::write_credentials(&state, &fake, &tok, false);
+    let env: Vec<(String, String)> = [
+        ("BBEDGE_DAEMON__STATE_DIR", state.display().to_string()),
+        ("BBEDGE_HEALTH__PORT", "0".into()),
+        ("BBEDGE_REALTIME__PORT", "0".into()),
+        ("BBEDGE_REALTIME__HOST", "127.0.0.1".into()),
+        ("BBEDGE_STATUS_LED__BACKEND", "sim".into()),
+        ("BBEDGE_PAIRING__BOOT_FILE", "\"\"".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut d = binary::spawn(dir.path(), &["run"], &env);
+    d.wait_for("connected to central").await;
+    fake.wait_frame("event 30", 0, |f| f["id"] == "ev-00030")
+        .await;
+    d.signal("KILL");
+    let _ = d.exit_code().await;
+    let mut d = binary::spawn(dir.path(), &["run"], &env);
+    let ready = d.wait_for("bbedge ready").await;
+    let health = ready["health_addr"].as_str().unwrap().to_owned();
+    let last = format!("ev-{:05}", N - 1);
+    fake.wait_frame("the last event", 0, |f| f["id"] == last)
+        .await;
+    let ids: Vec<String> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    });
+    let mut firsts: Vec<String> = Vec::new();
+    for id in &ids {
+        if !firsts.contains(id) {
+            firsts.push(id.clone());
+        }
+    }
+    let want: Vec<String> = (0..N).map(|n| format!("ev-{n:05}")).collect();
+    assert_eq!(firsts, want, "at-least-once, in order, across kill -9");
+    let t0 = Instant::now();
+    loop {
+        let (_, body) = support::http_get(&format!("http://{health}/status")).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["upstream"]["outbox"]["frames"] == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "outbox not drained: {}",
+            v["upstream"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.signal("TERM");
+    assert_eq!(d.exit_code().await, 0);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_url_outside_realtime_gets_http_401_and_is_reported() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_acked(1).await;
+    let path = up.dir.path().join("credentials.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("/realtime\"", "/elsewhere\"");
+    std::fs::write(&path, text).unwrap();
+    up.creds.reload().unwrap();
+    until("an HTTP 401", Duration::from_secs(10), || {
+        up.status()["last_error"] == "HTTP_REFUSED"
+    })
+    .await;
+    assert!(fake.snapshot(|s| s.http_401) >= 1);
+    assert_eq!(fake.snapshot(|s| s.acked.len()), 1);
+    fake.assert_no_violations();
+    up.stop().await;
+}
