@@ -16,11 +16,11 @@ pub mod control;
 mod error;
 pub mod gpio;
 mod handle;
+pub mod identify;
 pub mod led;
 pub mod metrics;
 pub mod pattern;
 pub mod sim;
-pub mod identify;
 pub mod state;
 pub mod sysfs;
 #[cfg(test)]

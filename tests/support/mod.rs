@@ -6,8 +6,8 @@
 pub mod binary;
 pub mod fake_central;
 pub mod schema;
-pub mod ws;
 pub mod uplink;
+pub mod ws;
 
 use bbedge::app::App;
 use bbedge::config::{Loaded, Loader};
