@@ -168,7 +168,7 @@ async fn identify_over_the_control_socket_blinks_then_returns_to_the_current_sta
 async fn the_led_command_asks_the_running_daemon_to_identify() {
     let tb = TestBox::start(&[]).await;
     shows(&tb.led, DeviceState::Unpaired).await;
-    let out = tokio::process::Command::new(support::binary::bin())
+    let out = support::binary::command()
         .args(["led", "identify", "--seconds", "2"])
         .env("BBEDGE_DAEMON__STATE_DIR", toml_str(tb.dir.path()))
         .env("BBEDGE_PAIRING__BOOT_FILE", "\"\"")
@@ -274,7 +274,7 @@ async fn an_unwritable_led_falls_back_to_sim_and_the_daemon_still_serves() {
 
 /// `bbedge led …` with no daemon, driving the fake sysfs LED under `root`.
 fn led_command(root: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(support::binary::bin());
+    let mut cmd = support::binary::command();
     cmd.arg("led")
         .args(args)
         .current_dir(root)
@@ -367,7 +367,7 @@ async fn led_test_names_each_pattern_and_ctrl_c_gives_the_led_back() {
 async fn bbedge_status_prints_the_led_line() {
     let tb = TestBox::start(&[]).await;
     shows(&tb.led, DeviceState::Unpaired).await;
-    let out = tokio::process::Command::new(support::binary::bin())
+    let out = support::binary::command()
         .args(["status", "--url", &tb.health_url()])
         .output();
     let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();

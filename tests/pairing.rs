@@ -456,7 +456,7 @@ async fn run_bbedge_stdin(
     input: &str,
 ) -> (i32, String, String) {
     use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(binary::bin());
+    let mut cmd = binary::command();
     cmd.args(args)
         .env_remove("RUST_LOG")
         .env(

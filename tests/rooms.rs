@@ -748,7 +748,7 @@ fn cli_env(state: &std::path::Path) -> Vec<(String, String)> {
 }
 
 async fn bbedge(state: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(support::binary::bin())
+    let out = support::binary::command()
         .args(args)
         .envs(cli_env(state))
         .env_remove("RUST_LOG")
