@@ -425,19 +425,7 @@ async fn connections_cut_mid_frame_and_a_restarting_central_lose_nothing() {
     let last = format!("ev-{:05}", sent - 1);
     fake.wait_frame("the last event", 0, |f| f["id"] == last)
         .await;
-    let ids: Vec<String> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
-            .collect()
-    });
-    let mut firsts: Vec<String> = Vec::new();
-    for id in ids {
-        if !firsts.contains(&id) {
-            firsts.push(id);
-        }
-    }
+    let firsts = first_copies_of_progress_events(&fake);
     let want: Vec<String> = (0..sent).map(|n| format!("ev-{n:05}")).collect();
     assert_eq!(firsts, want, "every event arrives, first copies in order");
     let n = fake.snapshot(|s| s.attempts);
@@ -859,35 +847,17 @@ async fn kill_9_during_replay_loses_nothing() {
     let last = format!("ev-{:05}", N - 1);
     fake.wait_frame("the last event", 0, |f| f["id"] == last)
         .await;
-    let ids: Vec<String> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
-            .collect()
-    });
-    let mut firsts: Vec<String> = Vec::new();
-    for id in &ids {
-        if !firsts.contains(id) {
-            firsts.push(id.clone());
-        }
-    }
+    let firsts = first_copies_of_progress_events(&fake);
     let want: Vec<String> = (0..N).map(|n| format!("ev-{n:05}")).collect();
     assert_eq!(firsts, want, "at-least-once, in order, across kill -9");
-    let t0 = Instant::now();
-    loop {
-        let (_, body) = support::http_get(&format!("http://{health}/status")).await;
-        let v: Value = serde_json::from_str(&body).unwrap();
-        if v["upstream"]["outbox"]["frames"] == 0 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "outbox not drained: {}",
-            v["upstream"]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    d.wait_for("outbox drained").await;
+    let (_, body) = support::http_get(&format!("http://{health}/status")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["upstream"]["outbox"]["frames"], 0,
+        "outbox not drained: {}",
+        v["upstream"]
+    );
     d.signal("TERM");
     assert_eq!(d.exit_code().await, 0);
     fake.assert_no_violations();
@@ -912,4 +882,23 @@ async fn a_url_outside_realtime_gets_http_401_and_is_reported() {
     assert_eq!(fake.snapshot(|s| s.acked.len()), 1);
     fake.assert_no_violations();
     up.stop().await;
+}
+
+/// The ids of the `upload.progress` events central received, each at its first arrival
+/// (delivery is at-least-once, so a reconnect may repeat some).
+fn first_copies_of_progress_events(fake: &FakeCentral) -> Vec<String> {
+    let ids: Vec<String> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    });
+    let mut firsts: Vec<String> = Vec::new();
+    for id in ids {
+        if !firsts.contains(&id) {
+            firsts.push(id);
+        }
+    }
+    firsts
 }

@@ -259,13 +259,20 @@ impl Outbox {
 
     /// Removes confirmed entries (flushed later by the caller).
     pub fn remove(&self, seqs: &[u64]) {
+        let mut removed = false;
         for seq in seqs {
             if let Ok(Some(v)) = self.tree.remove(key(*seq)) {
+                removed = true;
                 self.with_depth(|d| {
                     d.frames = d.frames.saturating_sub(1);
                     d.bytes = d.bytes.saturating_sub(v.len());
                 });
             }
+        }
+        if removed && self.depth().frames == 0 {
+            // Once per backlog, not per frame: tells an operator (and tests) that
+            // everything queued while offline has reached central.
+            tracing::info!(operation = "upstream.outbox", "outbox drained");
         }
     }
 
