@@ -775,18 +775,7 @@ async fn a_refused_boot_code_is_never_retried_and_asks_for_a_person() {
 async fn a_boot_file_retries_after_a_server_error_then_pairs() {
     let fake = FakeCentral::start(Tls::Plain).await;
     fake.set_failure(Failure::Status(502));
-    let boot_dir = tempfile::tempdir().unwrap();
-    let e = fake.enroll();
-    let boot = write_boot(boot_dir.path(), &fake.url(), &e.device_uuid, &e.code);
-    let cfg = boot_config(&boot);
-    let tb = TestBox::start(&[
-        ("pairing.boot_file", &cfg),
-        ("pairing.retry_initial", "1"),
-        ("pairing.retry_max", "1"),
-    ])
-    .await;
-    fake.wait_attempts(1).await;
-    tb.wait_facts("pairing", |f| f.pairing).await;
+    let (tb, _e, _boot_dir, _boot) = boot_box_waiting_to_retry(&fake, "1").await;
     fake.set_failure(Failure::None);
     tb.wait_facts("paired", |f| f.paired && !f.pairing).await;
     assert_eq!(fake.attempts(), 2);
@@ -1003,18 +992,7 @@ async fn the_fake_matches_codes_the_way_central_does() {
 async fn a_manual_pair_while_the_boot_file_waits_to_retry_ends_the_boot_attempts() {
     let fake = FakeCentral::start(Tls::Plain).await;
     fake.set_failure(Failure::Status(503));
-    let boot_dir = tempfile::tempdir().unwrap();
-    let e = fake.enroll();
-    let boot = write_boot(boot_dir.path(), &fake.url(), &e.device_uuid, &e.code);
-    let cfg = boot_config(&boot);
-    let tb = TestBox::start(&[
-        ("pairing.boot_file", &cfg),
-        ("pairing.retry_initial", "3600"),
-        ("pairing.retry_max", "3600"),
-    ])
-    .await;
-    fake.wait_attempts(1).await;
-    tb.wait_facts("pairing", |f| f.pairing).await;
+    let (tb, e, _boot_dir, boot) = boot_box_waiting_to_retry(&fake, "3600").await;
     fake.set_failure(Failure::None);
     let fresh = fake.reissue(&e.device_uuid);
     let (code, out, err) = run_bbedge(
@@ -1041,4 +1019,30 @@ async fn a_manual_pair_while_the_boot_file_waits_to_retry_ends_the_boot_attempts
     assert!(!std::fs::read_to_string(&boot).unwrap().contains(&e.code));
     assert_eq!(fake.attempts(), 2, "one boot attempt, one manual pair");
     tb.stop().await;
+}
+
+/// A box pairing from a boot file against `fake` (told to fail beforehand), after its
+/// first attempt failed and while it waits `retry` seconds to try again.
+async fn boot_box_waiting_to_retry(
+    fake: &FakeCentral,
+    retry: &str,
+) -> (
+    TestBox,
+    support::fake_central::register::Enrollment,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let boot_dir = tempfile::tempdir().unwrap();
+    let e = fake.enroll();
+    let boot = write_boot(boot_dir.path(), &fake.url(), &e.device_uuid, &e.code);
+    let cfg = boot_config(&boot);
+    let tb = TestBox::start(&[
+        ("pairing.boot_file", &cfg),
+        ("pairing.retry_initial", retry),
+        ("pairing.retry_max", retry),
+    ])
+    .await;
+    fake.wait_attempts(1).await;
+    tb.wait_facts("pairing", |f| f.pairing).await;
+    (tb, e, boot_dir, boot)
 }
