@@ -205,8 +205,7 @@ impl DeviceRoom {
         match ty {
             MessageType::Status => {
                 self.last_status = Some(v.clone());
-                let state = v["payload"]["state"].as_str().unwrap_or("");
-                let recording = matches!(state, "recording" | "capturing");
+                let recording = crate::signal::agent::is_recording(v);
                 self.set_session(if recording {
                     v["payload"]["session_id"].as_str()
                 } else {

@@ -1,13 +1,11 @@
-//! The agent's `recording` fact: follows the agent's last `status` frame (the relay's
-//! `agent_status` watch) into the [`StatusHub`], so the LED shows "do not unplug".
+//! Reading the agent's `recording` fact from its `status` frame. The local room sets
+//! the [`crate::signal::StatusHub`] fact where it accepts the frame, so the LED shows
+//! "do not unplug".
 //!
 //! Central maps `capturing` to `recording` too (central-contract, agent `status`), and a
 //! `payload.eventData` nesting is accepted the way central accepts it.
 
-use super::StatusHub;
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// Whether an agent `status` frame says the agent is recording.
 pub fn is_recording(frame: &Value) -> bool {
@@ -19,30 +17,9 @@ pub fn is_recording(frame: &Value) -> bool {
     matches!(payload["state"].as_str(), Some("recording" | "capturing"))
 }
 
-/// Sets `recording` from every new agent status until `token` is cancelled; no status
-/// (no agent connected, or it went away) means not recording.
-pub async fn follow(
-    mut status: watch::Receiver<Option<Value>>,
-    hub: StatusHub,
-    token: CancellationToken,
-) {
-    loop {
-        let recording = status
-            .borrow_and_update()
-            .as_ref()
-            .is_some_and(is_recording);
-        hub.update(|f| f.recording = recording);
-        tokio::select! {
-            _ = token.cancelled() => return,
-            r = status.changed() => if r.is_err() { return },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::DeviceState;
     use serde_json::json;
 
     #[test]
@@ -56,24 +33,5 @@ mod tests {
         assert!(!is_recording(&frame(json!({"state": "uploading"}))));
         assert!(!is_recording(&frame(json!({"state": 7}))));
         assert!(!is_recording(&json!({"type": "status"})));
-    }
-
-    #[tokio::test]
-    async fn the_hub_follows_the_agent_status_watch() {
-        let hub = StatusHub::new();
-        hub.update(|f| f.booting = false);
-        let (tx, rx) = watch::channel(None);
-        let token = CancellationToken::new();
-        let task = tokio::spawn(follow(rx, hub.clone(), token.clone()));
-        let mut facts = hub.subscribe();
-        tx.send_replace(Some(
-            json!({"type": "status", "payload": {"state": "recording"}}),
-        ));
-        facts.wait_for(|f| f.recording).await.unwrap();
-        assert_eq!(hub.state(), DeviceState::Recording);
-        tx.send_replace(None);
-        facts.wait_for(|f| !f.recording).await.unwrap();
-        token.cancel();
-        task.await.unwrap();
     }
 }
