@@ -230,6 +230,7 @@ impl App {
                 key_path: paths.key.clone(),
                 hub: hub.clone(),
                 relay: upstream_side,
+                led: led.clone(),
                 jitter_seed: None,
             })?;
             (Some(link), None)

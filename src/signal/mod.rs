@@ -16,7 +16,6 @@ pub mod control;
 mod error;
 pub mod gpio;
 mod handle;
-pub mod identify;
 pub mod led;
 pub mod metrics;
 pub mod pattern;

@@ -7,7 +7,7 @@
 
 use super::frames;
 use crate::relay::{AgentReply, ToAgent};
-use crate::signal::StatusHub;
+use crate::signal::LedHandle;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -42,8 +42,8 @@ pub struct Relay {
     pub to_agent: mpsc::Sender<ToAgent>,
     /// The agent's last status.
     pub agent_status: watch::Receiver<Option<Value>>,
-    /// The status hub (`identify`).
-    pub hub: StatusHub,
+    /// The status LED, for central's `identify`.
+    pub led: LedHandle,
 }
 
 /// What happened to one command.
@@ -77,8 +77,11 @@ impl Relay {
                     .and_then(Value::as_u64)
                     .unwrap_or(10)
                     .clamp(1, 300);
-                crate::signal::identify::start(&self.hub, Duration::from_secs(secs));
-                let ack = frames::ack(id, Ok(json!({ "identify_seconds": secs })));
+                let ack = match self.led.identify(Duration::from_secs(secs)) {
+                    Ok(()) => frames::ack(id, Ok(json!({ "identify_seconds": secs }))),
+                    // The LED's mailbox is full or it stopped: say so rather than pretend.
+                    Err(e) => frames::ack(id, Err(("ERR_DEVICE_BUSY", e.to_string().as_str()))),
+                };
                 return Outcome {
                     ack,
                     own_error: None,

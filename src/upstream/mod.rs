@@ -125,6 +125,8 @@ pub struct Parts {
     pub hub: StatusHub,
     /// The seam to the local room.
     pub relay: UpstreamSide,
+    /// The status LED (central's `identify` blinks it).
+    pub led: crate::signal::LedHandle,
     /// Seeds the reconnect jitter (tests pin it; `None` in production).
     pub jitter_seed: Option<u64>,
 }
@@ -190,7 +192,7 @@ impl Upstream {
             relay: commands::Relay {
                 to_agent,
                 agent_status,
-                hub: p.hub.clone(),
+                led: p.led,
             },
             cfg: p.config,
             outbox,

@@ -160,6 +160,16 @@ impl Up {
         let (creds, _) = CredentialStore::open(path);
         let hub = StatusHub::new();
         let (side, room) = relay::channel();
+        let token = CancellationToken::new();
+        // The real LED task on the simulated backend: central's `identify` goes through it.
+        let mut led_cfg = bbedge::config::Loader::builtin()
+            .load()
+            .expect("defaults")
+            .config
+            .status_led;
+        led_cfg.backend = bbedge::config::LedBackend::Sim;
+        let (led, led_task) = bbedge::signal::build(&led_cfg, hub.clone(), None);
+        tokio::spawn(led_task.run(token.clone()));
         let svc = Upstream::new(upstream::Parts {
             config: config(&o.config),
             store: store.clone(),
@@ -167,13 +177,13 @@ impl Up {
             key_path: dir.path().join("device-key.pem"),
             hub: hub.clone(),
             relay: side,
+            led,
             jitter_seed: Some(o.seed),
         })
         .expect("upstream builds");
         let stats = svc.stats();
         let outbox = svc.outbox().clone();
         let section = svc.status_section();
-        let token = CancellationToken::new();
         let task = tokio::spawn(svc.run(token.clone()));
         Up {
             dir,
