@@ -70,8 +70,21 @@ fn args() -> Args {
 struct Daemon {
     child: tokio::process::Child,
     realtime: SocketAddr,
+    health: String,
     device_path: String,
     state: tempfile::TempDir,
+}
+
+/// Observers the daemon has closed as slow consumers (1013) so far, from `/metrics`.
+async fn slow_closed(d: &Daemon) -> u64 {
+    let Ok(r) = reqwest::get(format!("http://{}/metrics", d.health)).await else {
+        return 0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("bbedge_room_drops") && l.contains("slow_consumer"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 fn env(state: &std::path::Path) -> Vec<(&'static str, String)> {
@@ -147,6 +160,7 @@ async fn start_daemon() -> Daemon {
     Daemon {
         child,
         realtime,
+        health,
         device_path: format!("/realtime/devices/{room}"),
         state,
     }
@@ -189,7 +203,9 @@ async fn connect(addr: SocketAddr, path: &str, token: Option<&str>) -> Ws {
             format!("Bearer {t}").parse().expect("header"),
         );
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+    // Nagle off, as the daemon does on its side: with it on, a 512-byte frame sent while
+    // the previous one is unacknowledged waits for the peer's delayed ACK (~40 ms).
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
         .await
         .expect("connects");
     if token.is_some() {
@@ -201,14 +217,41 @@ async fn connect(addr: SocketAddr, path: &str, token: Option<&str>) -> Ws {
     ws
 }
 
-/// Latencies in µs from every observer, and frames counted.
-#[derive(Default)]
+/// Latencies in µs from every observer, and frames counted (in all, and per observer).
 struct Tally {
     lat_us: Mutex<Vec<u32>>,
     frames: AtomicU64,
+    per_observer: Vec<AtomicU64>,
 }
 
+impl Tally {
+    fn new(observers: usize) -> Self {
+        Tally {
+            lat_us: Mutex::new(Vec::new()),
+            frames: AtomicU64::new(0),
+            per_observer: (0..observers).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Frames the slowest observer has received.
+    fn slowest(&self) -> u64 {
+        self.per_observer
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// The flat-out runs send as fast as the slowest observer keeps up: at most this many
+/// frames ahead of it. Below both bbedge's `send_queue_frames` (256) and the baseline's
+/// channel (1024), so neither side loses an observer or a frame and the rates compare
+/// like with like. (Unwindowed, the agent outruns the observers within a second and
+/// bbedge closes all of them as slow consumers, 1013, as designed.)
+const FLAT_OUT_WINDOW: u64 = 128;
+
 fn observe(
+    me: usize,
     mut ws: Ws,
     epoch: Instant,
     tally: Arc<Tally>,
@@ -234,6 +277,7 @@ fn observe(
                     let now = epoch.elapsed().as_micros() as u64;
                     local.push(now.saturating_sub(sent) as u32);
                     tally.frames.fetch_add(1, Ordering::Relaxed);
+                    tally.per_observer[me].fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -257,7 +301,8 @@ struct Run {
     max: u32,
 }
 
-/// Agent sends for `seconds` at `rate` (0: as fast as it can); observers count.
+/// Agent sends for `seconds` at `rate` (0: as fast as the slowest observer keeps up,
+/// [`FLAT_OUT_WINDOW`]); observers count.
 async fn fanout(
     addr: SocketAddr,
     path: &str,
@@ -267,12 +312,13 @@ async fn fanout(
     rate: u64,
 ) -> Run {
     let epoch = Instant::now();
-    let tally = Arc::new(Tally::default());
+    let tally = Arc::new(Tally::new(a.observers));
     let stop = tokio_util::sync::CancellationToken::new();
     let agent = connect(addr, path, agent_tok).await;
     let mut obs = Vec::new();
-    for _ in 0..a.observers {
+    for me in 0..a.observers {
         obs.push(observe(
+            me,
             connect(addr, path, obs_tok).await,
             epoch,
             tally.clone(),
@@ -290,6 +336,10 @@ async fn fanout(
     while Instant::now() < end {
         if rate > 0 {
             tick.tick().await;
+        } else {
+            while n >= tally.slowest() + FLAT_OUT_WINDOW && Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
         n += 1;
         if sink
@@ -419,7 +469,11 @@ async fn main() {
     )
     .await;
     report(&format!("bbedge paced {}/s", a.rate), &paced);
-    println!("daemon RSS after paced run: {} KiB", rss_kib(pid));
+    println!(
+        "daemon RSS after paced run: {} KiB; observers closed as slow consumers so far: {}",
+        rss_kib(pid),
+        slow_closed(&d).await
+    );
     let flat = fanout(
         d.realtime,
         &d.device_path,
@@ -430,7 +484,11 @@ async fn main() {
     )
     .await;
     report("bbedge flat out", &flat);
-    println!("daemon RSS after flat-out run: {} KiB", rss_kib(pid));
+    println!(
+        "daemon RSS after flat-out run: {} KiB; observers closed as slow consumers so far: {}",
+        rss_kib(pid),
+        slow_closed(&d).await
+    );
 
     let base = baseline().await;
     let bpaced = fanout(base, "/", None, None, &a, a.rate).await;
