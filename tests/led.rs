@@ -3,22 +3,14 @@
 
 mod support;
 
-use bbedge::signal::{DeviceState, Facts, LedHandle, Link};
+use bbedge::signal::{DeviceState, Facts, Link};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::TestBox;
+use support::{shows, TestBox};
 
 /// Hang guard for waiting on the LED (an event, not a sleep).
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn shows(led: &LedHandle, state: DeviceState) {
-    let mut rx = led.watch();
-    tokio::time::timeout(WAIT, rx.wait_for(|v| v.state == state))
-        .await
-        .unwrap_or_else(|_| panic!("LED never showed {state}; shows {:?}", led.view()))
-        .expect("LED task alive");
-}
 
 fn fake_sysfs(root: &Path) -> PathBuf {
     let dir = root.join("leds/ACT");

@@ -9,6 +9,7 @@ use bbedge::bus::HookEvent;
 use bbedge::protocol::check;
 use bbedge::relay::AgentReply;
 use bbedge::room::tokens::Role;
+use bbedge::signal::DeviceState;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -118,6 +119,123 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
     let (_late, state) = tb.join(Role::Observer).await;
     assert_eq!(state["state"]["agentStatus"], st);
     assert_eq!(state["state"]["activeSession"], "s-1");
+    assert_eq!(
+        tb.metric("bbedge_room_connections{role=\"observer\"}")
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn an_agent_that_disconnects_or_is_revoked_no_longer_counts_as_recording() {
+    let mut tb = TestBox::start(&[("realtime.rooms.grace_period", "0")]).await;
+    let mut up = tb.upstream.take().unwrap();
+    let schema = Schema::load();
+    let (mut watcher, _) = tb.join(Role::Observer).await;
+    for how in ["close", "revoke"] {
+        let (t, token_id) = tb.token(Role::Agent, None).await;
+        let (mut agent, _) = tb.join_with(&t).await;
+        let st = status("recording");
+        schema.assert_valid(&st);
+        agent.send(&st).await;
+        tb.wait_facts("recording", |f| f.recording).await;
+        support::shows(&tb.led, DeviceState::Recording).await;
+        let (_late, state) = tb.join(Role::Observer).await;
+        assert_eq!(state["state"]["agentConnected"], true, "{state}");
+        assert_eq!(state["state"]["activeSession"], "s-1");
+        match how {
+            "close" => agent.ws.close(None).await.unwrap(),
+            _ => {
+                tb.svc().revoke(&token_id).await.unwrap();
+                assert_eq!(agent.closed().await.code, 4001);
+            }
+        }
+        // The fact clears (the LED stops saying "do not unplug") and the upstream's
+        // view of the agent's status goes with it.
+        tb.wait_facts("not recording", |f| !f.recording).await;
+        support::shows(&tb.led, DeviceState::Unpaired).await;
+        tokio::time::timeout(FRAME_TIMEOUT, up.agent_status.wait_for(Option::is_none))
+            .await
+            .expect("agent status cleared")
+            .unwrap();
+        // A new observer sees no agent, and the last status only as context.
+        let (_new, state) = tb.join(Role::Observer).await;
+        let roles: Vec<&Value> = state["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &p["role"])
+            .collect();
+        assert!(!roles.contains(&&json!("agent")), "{how}: {state}");
+        assert_eq!(state["state"]["agentConnected"], false, "{how}: {state}");
+        assert_eq!(state["state"]["activeSession"], Value::Null, "{how}");
+        assert_eq!(state["state"]["agentStatus"], st, "{how}");
+        // The observer that was there all along heard the agent leave.
+        loop {
+            let f = watcher.next_json().await;
+            if f["event"] == "presence.left" && f["participant"]["role"] == "agent" {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        tb.metric("bbedge_room_connections{role=\"agent\"}").await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_room_state_larger_than_the_send_queue_is_trimmed_to_fit_and_marked() {
+    let tb = TestBox::start(&[
+        ("realtime.limits.max_frame_bytes", "1024"),
+        ("realtime.limits.send_queue_bytes", "1024"),
+    ])
+    .await;
+    // A cached schedule of ~5 KiB, written the way the upstream link writes it.
+    let store = &tb.svc().store;
+    for i in 0..40 {
+        let item = json!({
+            "id": format!("sched-{i:02}"),
+            "scheduled_start": format!("2026-06-20T{:02}:00:00Z", i % 24),
+            "title": "t".repeat(100),
+        });
+        let cached = bbedge::upstream::schedule::Cached {
+            item: item.to_string(),
+            started: false,
+            stopped: false,
+        };
+        store
+            .put(
+                bbedge::store::Tree::Schedule,
+                format!("k{i:02}").as_bytes(),
+                &cached,
+            )
+            .unwrap();
+    }
+    let (mut first, state) = tb.join(Role::Observer).await;
+    let (mut second, state2) = tb.join(Role::Observer).await;
+    for s in [&state, &state2] {
+        // Within the queue (connection.ack took some of it), and says it is trimmed.
+        assert!(s.to_string().len() <= 1024, "{}", s.to_string().len());
+        assert_eq!(s["truncated"], true, "{s}");
+        let kept = s["state"]["schedule"].as_array().unwrap();
+        assert!(!kept.is_empty() && kept.len() < 40, "{}", kept.len());
+        // The earliest sessions are the ones kept.
+        assert_eq!(kept[0]["scheduled_start"], "2026-06-20T00:00:00Z");
+    }
+    assert_eq!(state2["participantCount"], 2);
+    // Both stay joined and usable; nobody was closed as a slow consumer.
+    assert_eq!(first.next_json().await["event"], "presence.joined");
+    for c in [&mut first, &mut second] {
+        c.send(&json!({"type": "ping"})).await;
+        assert_eq!(c.next_json().await["type"], "pong");
+    }
+    assert_eq!(tb.metric("bbedge_room_state_trimmed_total").await, 2.0);
+    assert_eq!(
+        tb.metric("bbedge_room_drops_total{reason=\"slow_consumer\"}")
+            .await,
+        0.0
+    );
     assert_eq!(
         tb.metric("bbedge_room_connections{role=\"observer\"}")
             .await,

@@ -170,6 +170,16 @@ impl Drop for TestBox {
     }
 }
 
+/// Waits (hang guard: 20 s) until the LED shows `state`: an event, not a sleep.
+pub async fn shows(led: &bbedge::signal::LedHandle, state: bbedge::signal::DeviceState) {
+    let mut rx = led.watch();
+    let wait = std::time::Duration::from_secs(20);
+    tokio::time::timeout(wait, rx.wait_for(|v| v.state == state))
+        .await
+        .unwrap_or_else(|_| panic!("LED never showed {state}; shows {:?}", led.view()))
+        .expect("LED task alive");
+}
+
 /// A plain GET with reqwest; returns status and body.
 pub async fn http_get(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.expect("GET succeeds");

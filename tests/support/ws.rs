@@ -82,8 +82,14 @@ impl TestBox {
     /// `room_state` (returned).
     pub async fn join(&self, role: Role) -> (Client, Value) {
         let (t, _) = self.token(role, None).await;
+        self.join_with(&t).await
+    }
+
+    /// Joins this box's room with `token`, past `connection.ack` and `room_state`
+    /// (returned).
+    pub async fn join_with(&self, token: &str) -> (Client, Value) {
         let mut c = self
-            .connect(&self.device_path(), Some(&t))
+            .connect(&self.device_path(), Some(token))
             .await
             .expect("connects");
         let ack = c.next_json().await;
