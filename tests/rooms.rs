@@ -312,6 +312,8 @@ async fn commands_from_upstream_reach_the_agent_and_get_its_ack_or_not_connected
 async fn non_json_text_gets_an_invalid_frame_error_and_is_counted() {
     let tb = TestBox::start(&[]).await;
     let (mut c, _) = tb.join(Role::Agent).await;
+    let (mut other, _) = tb.join(Role::Observer).await;
+    assert_eq!(c.next_json().await["event"], "presence.joined");
     c.send_raw(Message::Text("{not json".into())).await;
     let e = c.next_json().await;
     same_shape(
@@ -322,6 +324,10 @@ async fn non_json_text_gets_an_invalid_frame_error_and_is_counted() {
     // The connection stays usable.
     c.send(&json!({"type": "ping"})).await;
     assert_eq!(c.next_json().await["type"], "pong");
+    // The other client never saw the garbage: its next frame is the agent's next status.
+    let st = status("idle");
+    c.send(&st).await;
+    assert_eq!(other.next_json().await, st);
     assert_eq!(
         tb.metric("bbedge_room_drops_total{reason=\"not_json\"}")
             .await,
@@ -332,11 +338,17 @@ async fn non_json_text_gets_an_invalid_frame_error_and_is_counted() {
 #[tokio::test]
 async fn binary_frames_are_refused_with_an_error_frame() {
     let tb = TestBox::start(&[]).await;
+    let (mut agent, _) = tb.join(Role::Agent).await;
     let (mut c, _) = tb.join(Role::Observer).await;
+    assert_eq!(agent.next_json().await["event"], "presence.joined");
     c.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
     let e = c.next_json().await;
     assert_eq!(e["error"]["code"], "INVALID_FRAME");
     assert!(e["error"]["message"].as_str().unwrap().contains("Binary"));
+    // Both connections carry on; the agent got nothing of the binary frame.
+    c.pongs().await;
+    agent.send(&json!({"type": "ping"})).await;
+    assert_eq!(agent.next_json().await["type"], "pong");
     assert_eq!(
         tb.metric("bbedge_room_drops_total{reason=\"binary\"}")
             .await,
@@ -391,6 +403,7 @@ async fn check_rs_agrees_with_the_schema_on_every_shared_vector() {
 async fn schema_invalid_frames_are_refused_for_every_role() {
     let tb = TestBox::start(&[("realtime.rate_limiting.messages_per_second", "1000")]).await;
     let invalid = schema::vectors("invalid");
+    let (mut watcher, _) = tb.join(Role::Observer).await;
     for role in [Role::Agent, Role::Operator, Role::Observer] {
         let (mut c, _) = tb.join(role).await;
         for (name, v) in &invalid {
@@ -398,6 +411,20 @@ async fn schema_invalid_frames_are_refused_for_every_role() {
             let e = c.next_non_presence().await;
             assert_eq!(e["error"]["code"], "INVALID_FRAME", "{role:?} {name}: {e}");
         }
+    }
+    // None of them was relayed: until a valid status, the watcher sees only presence.
+    let (mut agent, _) = tb.join(Role::Agent).await;
+    let st = status("idle");
+    agent.send(&st).await;
+    loop {
+        let f = watcher.next_json().await;
+        if f == st {
+            break;
+        }
+        assert!(
+            f["event"].as_str().unwrap_or("").starts_with("presence."),
+            "relayed: {f}"
+        );
     }
     let n = invalid.len() as f64 * 3.0;
     let counted = tb
@@ -455,6 +482,7 @@ async fn an_oversize_frame_closes_with_1009_and_others_carry_on() {
 async fn a_flood_over_the_rate_limit_gets_centrals_error_frame_then_1008() {
     let tb = TestBox::start(&[("realtime.rate_limiting.messages_per_second", "10")]).await;
     let (mut c, _) = tb.join(Role::Agent).await;
+    let (mut obs, _) = tb.join(Role::Observer).await;
     for _ in 0..40 {
         c.send(&frame("heartbeat", json!({}))).await;
     }
@@ -471,6 +499,8 @@ async fn a_flood_over_the_rate_limit_gets_centrals_error_frame_then_1008() {
             .await,
         1.0
     );
+    // The observer (which got the heartbeats within the limit) carries on.
+    obs.pongs().await;
 }
 
 #[tokio::test]
@@ -556,8 +586,7 @@ async fn connection_attempts_over_the_caps_are_refused_with_4029_and_counted() {
         300.0
     );
     // The held connections still work.
-    held[0].send(&json!({"type": "ping"})).await;
-    while held[0].next_json().await["type"] != "pong" {}
+    held[0].pongs().await;
     drop(held);
 }
 
@@ -583,12 +612,15 @@ async fn per_token_caps_close_with_4029() {
 #[tokio::test]
 async fn a_half_finished_handshake_is_dropped_after_the_timeout() {
     let tb = TestBox::start(&[("realtime.limits.handshake_timeout", "1")]).await;
+    let (mut present, _) = tb.join(Role::Observer).await;
     let mut tcp = tokio::net::TcpStream::connect(tb.realtime.unwrap())
         .await
         .unwrap();
     tcp.write_all(b"GET /realtime/devices/x HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
+    // While it hangs, others still join (the accept loop does not wait on it).
+    let (mut newcomer, _) = tb.join(Role::Observer).await;
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(FRAME_TIMEOUT, tcp.read(&mut buf))
         .await
@@ -599,11 +631,14 @@ async fn a_half_finished_handshake_is_dropped_after_the_timeout() {
             .await,
         1.0
     );
+    present.pongs().await;
+    newcomer.pongs().await;
 }
 
 #[tokio::test]
 async fn a_token_for_another_room_gets_auth_failed_then_4003() {
     let tb = TestBox::start(&[]).await;
+    let (mut present, _) = tb.join(Role::Observer).await;
     let (t, _) = tb.token(Role::Observer, Some("another-room")).await;
     let c = tb.connect(&tb.device_path(), Some(&t)).await.unwrap();
     let closed = c.closed().await;
@@ -634,6 +669,9 @@ async fn a_token_for_another_room_gets_auth_failed_then_4003() {
         tb.metric("bbedge_room_drops_total{reason=\"auth\"}").await,
         2.0
     );
+    // The client already in the room heard of none of it: its next frame is its pong.
+    present.send(&json!({"type": "ping"})).await;
+    assert_eq!(present.next_json().await["type"], "pong");
 }
 
 #[tokio::test]
@@ -733,8 +771,23 @@ async fn a_client_that_stops_answering_pings_is_closed_after_the_idle_timeout() 
         ("realtime.limits.idle_timeout", "2"),
     ])
     .await;
+    use futures_util::StreamExt;
     let mut events = tb.bus_events();
     let (quiet, _) = tb.join(Role::Observer).await;
+    let (mut lively, _) = tb.join(Role::Observer).await;
+    // `lively` keeps reading, so its WebSocket answers our pings; `quiet` never reads.
+    // Four pings answered span two idle timeouts: a silent client would be closed.
+    let mut pings = 0;
+    while pings < 4 {
+        let m = tokio::time::timeout(FRAME_TIMEOUT, lively.ws.next())
+            .await
+            .expect("ping hang guard")
+            .expect("lively stays open")
+            .expect("reads");
+        if m.is_ping() {
+            pings += 1;
+        }
+    }
     let reason = loop {
         if let HookEvent::ClientDisconnected { client, reason, .. } =
             tokio::time::timeout(FRAME_TIMEOUT, events.recv())
@@ -742,11 +795,20 @@ async fn a_client_that_stops_answering_pings_is_closed_after_the_idle_timeout() 
                 .unwrap()
                 .unwrap()
         {
-            assert_eq!(client, quiet.id);
+            assert_eq!(client, quiet.id, "only the quiet client is closed");
             break reason;
         }
     };
     assert_eq!(reason, "idle_timeout");
+    // Read without answering its pings: the close the quiet client was sent.
+    let (code, why) = quiet.raw_close().await;
+    assert_eq!((code, why.as_str()), (1001, "IDLE_TIMEOUT"));
+    lively.pongs().await;
+    assert_eq!(
+        tb.metric("bbedge_room_connections{role=\"observer\"}")
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
