@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use support::schema::{self, Schema};
 use support::ws::{frame, FRAME_TIMEOUT};
-use support::TestBox;
+use support::{next_event, TestBox};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -119,11 +119,7 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
     let (_late, state) = tb.join(Role::Observer).await;
     assert_eq!(state["state"]["agentStatus"], st);
     assert_eq!(state["state"]["activeSession"], "s-1");
-    assert_eq!(
-        tb.metric("bbedge_room_connections{role=\"observer\"}")
-            .await,
-        2.0
-    );
+    assert_eq!(tb.connections("observer").await, 2.0);
 }
 
 #[tokio::test]
@@ -139,7 +135,7 @@ async fn an_agent_that_disconnects_or_is_revoked_no_longer_counts_as_recording()
         schema.assert_valid(&st);
         agent.send(&st).await;
         tb.wait_facts("recording", |f| f.recording).await;
-        support::shows(&tb.led, DeviceState::Recording).await;
+        support::led::shows(&tb.led, DeviceState::Recording).await;
         let (_late, state) = tb.join(Role::Observer).await;
         assert_eq!(state["state"]["agentConnected"], true, "{state}");
         assert_eq!(state["state"]["activeSession"], "s-1");
@@ -153,7 +149,7 @@ async fn an_agent_that_disconnects_or_is_revoked_no_longer_counts_as_recording()
         // The fact clears (the LED stops saying "do not unplug") and the upstream's
         // view of the agent's status goes with it.
         tb.wait_facts("not recording", |f| !f.recording).await;
-        support::shows(&tb.led, DeviceState::Unpaired).await;
+        support::led::shows(&tb.led, DeviceState::Unpaired).await;
         tokio::time::timeout(FRAME_TIMEOUT, up.agent_status.wait_for(Option::is_none))
             .await
             .expect("agent status cleared")
@@ -171,17 +167,11 @@ async fn an_agent_that_disconnects_or_is_revoked_no_longer_counts_as_recording()
         assert_eq!(state["state"]["activeSession"], Value::Null, "{how}");
         assert_eq!(state["state"]["agentStatus"], st, "{how}");
         // The observer that was there all along heard the agent leave.
-        loop {
-            let f = watcher.next_json().await;
-            if f["event"] == "presence.left" && f["participant"]["role"] == "agent" {
-                break;
-            }
-        }
+        watcher
+            .until(|f| f["event"] == "presence.left" && f["participant"]["role"] == "agent")
+            .await;
     }
-    assert_eq!(
-        tb.metric("bbedge_room_connections{role=\"agent\"}").await,
-        0.0
-    );
+    assert_eq!(tb.connections("agent").await, 0.0);
 }
 
 #[tokio::test]
@@ -231,16 +221,8 @@ async fn a_room_state_larger_than_the_send_queue_is_trimmed_to_fit_and_marked() 
         assert_eq!(c.next_json().await["type"], "pong");
     }
     assert_eq!(tb.metric("bbedge_room_state_trimmed_total").await, 2.0);
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"slow_consumer\"}")
-            .await,
-        0.0
-    );
-    assert_eq!(
-        tb.metric("bbedge_room_connections{role=\"observer\"}")
-            .await,
-        2.0
-    );
+    assert_eq!(tb.drops("slow_consumer").await, 0.0);
+    assert_eq!(tb.connections("observer").await, 2.0);
 }
 
 #[tokio::test]
@@ -328,11 +310,7 @@ async fn non_json_text_gets_an_invalid_frame_error_and_is_counted() {
     let st = status("idle");
     c.send(&st).await;
     assert_eq!(other.next_json().await, st);
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"not_json\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("not_json").await, 1.0);
 }
 
 #[tokio::test]
@@ -349,11 +327,7 @@ async fn binary_frames_are_refused_with_an_error_frame() {
     c.pongs().await;
     agent.send(&json!({"type": "ping"})).await;
     assert_eq!(agent.next_json().await["type"], "pong");
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"binary\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("binary").await, 1.0);
     assert_eq!(tb.status().await["rooms"]["drops"]["binary"], 1);
 }
 
@@ -378,11 +352,7 @@ async fn unknown_types_are_refused_and_not_relayed() {
     let st = status("idle");
     agent.send(&st).await;
     assert_eq!(obs.next_json().await, st);
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"unknown_type\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("unknown_type").await, 1.0);
 }
 
 #[tokio::test]
@@ -427,11 +397,7 @@ async fn schema_invalid_frames_are_refused_for_every_role() {
         );
     }
     let n = invalid.len() as f64 * 3.0;
-    let counted = tb
-        .metric("bbedge_room_drops_total{reason=\"invalid\"}")
-        .await
-        + tb.metric("bbedge_room_drops_total{reason=\"unknown_type\"}")
-            .await;
+    let counted = tb.drops("invalid").await + tb.drops("unknown_type").await;
     assert_eq!(counted, n);
 }
 
@@ -447,11 +413,7 @@ async fn an_observer_command_gets_forbidden_and_never_reaches_the_agent() {
     obs.send(&answer).await;
     // The agent's next frame (after the presence) is the answer, not the command.
     assert_eq!(agent.next_non_presence().await, answer);
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"forbidden\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("forbidden").await, 1.0);
 }
 
 #[tokio::test]
@@ -471,11 +433,7 @@ async fn an_oversize_frame_closes_with_1009_and_others_carry_on() {
     assert_eq!(closed.frames[0]["error"]["code"], "FRAME_TOO_LARGE");
     obs.send(&json!({"type": "ping"})).await;
     assert_eq!(obs.next_non_presence().await["type"], "pong");
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"too_large\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("too_large").await, 1.0);
 }
 
 #[tokio::test]
@@ -494,11 +452,7 @@ async fn a_flood_over_the_rate_limit_gets_centrals_error_frame_then_1008() {
         &schema::vector("off-schema/control.error.rate-limit.server-to-device.json")
     );
     assert_eq!(tb.metric("bbedge_room_rate_limit_hits_total").await, 1.0);
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"rate_limited\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("rate_limited").await, 1.0);
     // The observer (which got the heartbeats within the limit) carries on.
     obs.pongs().await;
 }
@@ -533,11 +487,7 @@ async fn a_client_that_never_reads_is_closed_as_slow_consumer_and_others_are_una
         assert!(sent < 2000, "the slow client was never closed");
     };
     assert_eq!(closed, (slow.id.clone(), "slow_consumer".to_owned()));
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"slow_consumer\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("slow_consumer").await, 1.0);
     // Everyone else carries on.
     let st = status("idle");
     agent.send(&st).await;
@@ -580,11 +530,7 @@ async fn connection_attempts_over_the_caps_are_refused_with_4029_and_counted() {
     });
     let refused = futures_util::future::join_all(attempts).await;
     assert!(refused.iter().any(|r| *r));
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"connection_limit\"}")
-            .await,
-        300.0
-    );
+    assert_eq!(tb.drops("connection_limit").await, 300.0);
     // The held connections still work.
     held[0].pongs().await;
     drop(held);
@@ -626,11 +572,7 @@ async fn a_half_finished_handshake_is_dropped_after_the_timeout() {
         .await
         .expect("server drops it");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"handshake\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.drops("handshake").await, 1.0);
     present.pongs().await;
     newcomer.pongs().await;
 }
@@ -665,10 +607,7 @@ async fn a_token_for_another_room_gets_auth_failed_then_4003() {
         .await
         .unwrap();
     assert_eq!(c.closed().await.code, 4003);
-    assert_eq!(
-        tb.metric("bbedge_room_drops_total{reason=\"auth\"}").await,
-        2.0
-    );
+    assert_eq!(tb.drops("auth").await, 2.0);
     // The client already in the room heard of none of it: its next frame is its pong.
     present.send(&json!({"type": "ping"})).await;
     assert_eq!(present.next_json().await["type"], "pong");
@@ -788,27 +727,18 @@ async fn a_client_that_stops_answering_pings_is_closed_after_the_idle_timeout() 
             pings += 1;
         }
     }
-    let reason = loop {
-        if let HookEvent::ClientDisconnected { client, reason, .. } =
-            tokio::time::timeout(FRAME_TIMEOUT, events.recv())
-                .await
-                .unwrap()
-                .unwrap()
-        {
-            assert_eq!(client, quiet.id, "only the quiet client is closed");
-            break reason;
-        }
-    };
-    assert_eq!(reason, "idle_timeout");
+    let closed = next_event(&mut events, |e| match e {
+        HookEvent::ClientDisconnected { client, reason, .. } => Some((client, reason)),
+        _ => None,
+    })
+    .await;
+    // Only the quiet client is closed, for being idle.
+    assert_eq!(closed, (quiet.id.clone(), "idle_timeout".to_owned()));
     // Read without answering its pings: the close the quiet client was sent.
     let (code, why) = quiet.raw_close().await;
     assert_eq!((code, why.as_str()), (1001, "IDLE_TIMEOUT"));
     lively.pongs().await;
-    assert_eq!(
-        tb.metric("bbedge_room_connections{role=\"observer\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tb.connections("observer").await, 1.0);
 }
 
 #[tokio::test]
@@ -859,16 +789,11 @@ async fn snapshots_are_written_after_max_updates_changes_with_an_event() {
     for _ in 0..3 {
         agent.send(&status("idle")).await;
     }
-    let saved = loop {
-        if let HookEvent::SnapshotSaved { room, bytes } =
-            tokio::time::timeout(FRAME_TIMEOUT, events.recv())
-                .await
-                .unwrap()
-                .unwrap()
-        {
-            break (room, bytes);
-        }
-    };
+    let saved = next_event(&mut events, |e| match e {
+        HookEvent::SnapshotSaved { room, bytes } => Some((room, bytes)),
+        _ => None,
+    })
+    .await;
     assert_eq!(saved.0, format!("device:{}", tb.svc().device_id));
     assert!(saved.1 > 0);
     assert_eq!(tb.metric("bbedge_room_snapshots_total").await, 1.0);
@@ -896,11 +821,7 @@ async fn room_lifecycle_events_are_published_on_the_bus() {
     drop(c);
     let mut names = Vec::new();
     while names.last() != Some(&"realtime:room:destroyed") {
-        let e = tokio::time::timeout(FRAME_TIMEOUT, events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        names.push(e.name());
+        names.push(next_event(&mut events, |e| Some(e.name())).await);
     }
     assert_eq!(
         names,
@@ -1142,15 +1063,10 @@ async fn a_quick_reconnect_within_the_grace_period_is_not_announced_as_left_then
     let mut events = tb.bus_events();
     drop(first);
     // Wait until the room has seen it leave (the event follows the leave).
-    loop {
-        let e = tokio::time::timeout(FRAME_TIMEOUT, events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if matches!(e, HookEvent::ClientDisconnected { .. }) {
-            break;
-        }
-    }
+    next_event(&mut events, |e| {
+        matches!(e, HookEvent::ClientDisconnected { .. }).then_some(())
+    })
+    .await;
     let mut again = tb.connect(&tb.device_path(), Some(&t)).await.unwrap();
     let ack = again.next_json().await;
     // The agent's next presence frame is the rejoin naming the client it replaces.

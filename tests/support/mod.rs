@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod fake_central;
+pub mod led;
 pub mod schema;
 pub mod uplink;
 pub mod ws;
@@ -170,14 +171,20 @@ impl Drop for TestBox {
     }
 }
 
-/// Waits (hang guard: 20 s) until the LED shows `state`: an event, not a sleep.
-pub async fn shows(led: &bbedge::signal::LedHandle, state: bbedge::signal::DeviceState) {
-    let mut rx = led.watch();
-    let wait = std::time::Duration::from_secs(20);
-    tokio::time::timeout(wait, rx.wait_for(|v| v.state == state))
-        .await
-        .unwrap_or_else(|_| panic!("LED never showed {state}; shows {:?}", led.view()))
-        .expect("LED task alive");
+/// The next hook event `pick` accepts, skipping the others (hang guard: 10 s per event).
+pub async fn next_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<bbedge::bus::HookEvent>,
+    mut pick: impl FnMut(bbedge::bus::HookEvent) -> Option<T>,
+) -> T {
+    loop {
+        let e = tokio::time::timeout(ws::FRAME_TIMEOUT, events.recv())
+            .await
+            .expect("event hang guard")
+            .expect("bus open, subscriber not lagging");
+        if let Some(t) = pick(e) {
+            return t;
+        }
+    }
 }
 
 /// A plain GET with reqwest; returns status and body.

@@ -100,6 +100,18 @@ impl TestBox {
         (c, state)
     }
 
+    /// `bbedge_room_drops_total{reason="<reason>"}` from `/metrics`; 0 if absent.
+    pub async fn drops(&self, reason: &str) -> f64 {
+        let name = format!("bbedge_room_drops_total{{reason=\"{reason}\"}}");
+        self.metric(&name).await
+    }
+
+    /// `bbedge_room_connections{role="<role>"}` from `/metrics`; 0 if absent.
+    pub async fn connections(&self, role: &str) -> f64 {
+        let name = format!("bbedge_room_connections{{role=\"{role}\"}}");
+        self.metric(&name).await
+    }
+
     /// A metric's value from `/metrics` (`name` with its labels, as printed); 0 if absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
@@ -138,11 +150,21 @@ impl Client {
         }
     }
 
+    /// The next text frame `pred` accepts, skipping the others.
+    pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
     /// Sends a JSON `ping` and waits for its `pong`, skipping what comes first (presence,
     /// relayed frames): the connection, its room and the process still serve this client.
     pub async fn pongs(&mut self) {
         self.send(&json!({"type": "ping"})).await;
-        while self.next_json().await["type"] != "pong" {}
+        self.until(|f| f["type"] == "pong").await;
     }
 
     /// Sends a JSON frame.
