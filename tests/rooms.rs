@@ -123,12 +123,14 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
 }
 
 #[tokio::test]
-async fn an_agent_that_disconnects_or_is_revoked_no_longer_counts_as_recording() {
+async fn an_agent_that_closes_drops_or_is_revoked_no_longer_counts_as_recording() {
     let mut tb = TestBox::start(&[("realtime.rooms.grace_period", "0")]).await;
     let mut up = tb.upstream.take().unwrap();
     let schema = Schema::load();
     let (mut watcher, _) = tb.join(Role::Observer).await;
-    for how in ["close", "revoke"] {
+    // Three ways the agent's connection ends: a close frame, the socket dropped
+    // without one, its token revoked.
+    for how in ["close", "drop", "revoke"] {
         let (t, token_id) = tb.token(Role::Agent, None).await;
         let (mut agent, _) = tb.join_with(&t).await;
         let st = status("recording");
@@ -141,6 +143,7 @@ async fn an_agent_that_disconnects_or_is_revoked_no_longer_counts_as_recording()
         assert_eq!(state["state"]["activeSession"], "s-1");
         match how {
             "close" => agent.ws.close(None).await.unwrap(),
+            "drop" => drop(agent),
             _ => {
                 tb.svc().revoke(&token_id).await.unwrap();
                 assert_eq!(agent.closed().await.code, 4001);
