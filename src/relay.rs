@@ -49,7 +49,8 @@ pub struct UpstreamSide {
     pub to_agent: mpsc::Sender<ToAgent>,
     /// Receives agent frames for central.
     pub from_agent: mpsc::Receiver<Value>,
-    /// The agent's last `status` frame, if any agent has sent one.
+    /// The connected agent's last `status` frame; `None` before its first status and
+    /// once no agent is connected (the room never claims a departed agent records).
     pub agent_status: watch::Receiver<Option<Value>>,
 }
 
@@ -61,7 +62,7 @@ pub struct RoomSide {
     /// Sends agent frames towards central. `try_send` only: the room never waits; a full
     /// channel is counted and the frame refused.
     pub to_central: mpsc::Sender<Value>,
-    /// Publishes the agent's last `status`.
+    /// Publishes the connected agent's last `status`; `None` when the last agent leaves.
     pub agent_status: watch::Sender<Option<Value>>,
 }
 

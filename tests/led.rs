@@ -3,35 +3,11 @@
 
 mod support;
 
-use bbedge::signal::{DeviceState, Facts, LedHandle, Link};
+use bbedge::signal::{DeviceState, Facts, Link};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
+use support::led::{shows, FakeSysfs, WAIT};
 use support::TestBox;
-
-/// Hang guard for waiting on the LED (an event, not a sleep).
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn shows(led: &LedHandle, state: DeviceState) {
-    let mut rx = led.watch();
-    tokio::time::timeout(WAIT, rx.wait_for(|v| v.state == state))
-        .await
-        .unwrap_or_else(|_| panic!("LED never showed {state}; shows {:?}", led.view()))
-        .expect("LED task alive");
-}
-
-fn fake_sysfs(root: &Path) -> PathBuf {
-    let dir = root.join("leds/ACT");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("trigger"),
-        "none rc-feedback [mmc0] timer heartbeat\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("brightness"), "0\n").unwrap();
-    std::fs::write(dir.join("max_brightness"), "1\n").unwrap();
-    dir
-}
 
 /// A fact change, the state it leads to and that state's pattern.
 type Step = (fn(&mut Facts), DeviceState, &'static str);
@@ -200,9 +176,8 @@ async fn shutdown_shows_shutting_down_and_gives_the_led_back() {
 
 #[tokio::test]
 async fn auto_drives_a_writable_sysfs_led_and_restores_its_trigger_on_shutdown() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = fake_sysfs(root.path());
-    let sysfs_root = toml_str(&root.path().join("leds"));
+    let leds = FakeSysfs::new();
+    let sysfs_root = leds.sysfs_root();
     let tb = TestBox::start(&[
         ("status_led.backend", "\"auto\""),
         ("status_led.sysfs_root", &sysfs_root),
@@ -218,10 +193,7 @@ async fn auto_drives_a_writable_sysfs_led_and_restores_its_trigger_on_shutdown()
         "gpio is tried first: {reason}"
     );
     assert!(reason.contains("ACT is writable"), "{reason}");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "none"
-    );
+    assert_eq!(leds.trigger(), "none");
     let memo = tb.dir.path().join("led-ACT.trigger");
     assert_eq!(
         std::fs::read_to_string(memo).unwrap(),
@@ -229,23 +201,15 @@ async fn auto_drives_a_writable_sysfs_led_and_restores_its_trigger_on_shutdown()
         "kept for a crash"
     );
     tb.stop().await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "mmc0"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.join("brightness")).unwrap(),
-        "0"
-    );
+    leds.assert_given_back();
 }
 
 #[tokio::test]
 async fn an_unwritable_led_falls_back_to_sim_and_the_daemon_still_serves() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = fake_sysfs(root.path());
-    std::fs::remove_file(dir.join("brightness")).unwrap();
-    std::fs::create_dir(dir.join("brightness")).unwrap(); // unwritable, even for root
-    let sysfs_root = toml_str(&root.path().join("leds"));
+    let leds = FakeSysfs::new();
+    std::fs::remove_file(leds.dir.join("brightness")).unwrap();
+    std::fs::create_dir(leds.dir.join("brightness")).unwrap(); // unwritable, even for root
+    let sysfs_root = leds.sysfs_root();
     let tb = TestBox::start(&[
         ("status_led.backend", "\"sysfs\""),
         ("status_led.sysfs_root", &sysfs_root),
@@ -292,9 +256,8 @@ fn led_command(root: &Path, args: &[&str]) -> tokio::process::Command {
 
 #[tokio::test]
 async fn the_led_command_drives_the_led_itself_when_no_daemon_runs() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = fake_sysfs(root.path());
-    let run = led_command(root.path(), &["identify", "--seconds", "1"]).output();
+    let leds = FakeSysfs::new();
+    let run = led_command(leds.path(), &["identify", "--seconds", "1"]).output();
     let out = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
@@ -306,16 +269,9 @@ async fn the_led_command_drives_the_led_itself_when_no_daemon_runs() {
         "{stderr}"
     );
     assert!(stdout.contains("Blinking identify for 1 s"), "{stdout}");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "mmc0"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.join("brightness")).unwrap(),
-        "0"
-    );
+    leds.assert_given_back();
 
-    let run = led_command(root.path(), &["identify", "--seconds", "0"]).output();
+    let run = led_command(leds.path(), &["identify", "--seconds", "0"]).output();
     let out = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("allowed 1 to 3600"));
@@ -324,9 +280,8 @@ async fn the_led_command_drives_the_led_itself_when_no_daemon_runs() {
 #[tokio::test]
 async fn led_test_names_each_pattern_and_ctrl_c_gives_the_led_back() {
     use tokio::io::AsyncBufReadExt;
-    let root = tempfile::tempdir().unwrap();
-    let dir = fake_sysfs(root.path());
-    let mut child = led_command(root.path(), &["test"])
+    let leds = FakeSysfs::new();
+    let mut child = led_command(leds.path(), &["test"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -342,10 +297,7 @@ async fn led_test_names_each_pattern_and_ctrl_c_gives_the_led_back() {
         first.contains("medium blink") && first.contains("250 on, 250 off (white)"),
         "{first}"
     );
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "none"
-    );
+    assert_eq!(leds.trigger(), "none");
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -357,10 +309,7 @@ async fn led_test_names_each_pattern_and_ctrl_c_gives_the_led_back() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status}");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "mmc0"
-    );
+    assert_eq!(leds.trigger(), "mmc0");
 }
 
 #[tokio::test]

@@ -29,7 +29,8 @@ pub struct Links {
     /// Agent frames towards central. `try_send` only; a full channel is counted
     /// (`drops{reason="upstream_full"}`) and the frame is not sent upstream.
     pub to_central: mpsc::Sender<Value>,
-    /// The agent's last `status` frame, for the upstream link.
+    /// The connected agent's last `status` frame, for the upstream link; `None` once no
+    /// agent is connected.
     pub agent_status: watch::Sender<Option<Value>>,
     /// Gets the `recording` fact from the agent's status.
     pub hub: StatusHub,
@@ -260,17 +261,10 @@ impl DeviceRoom {
     }
 
     fn schedule(&self) -> Vec<Value> {
-        // Written by the upstream link as postcard-encoded JSON text per item; anything
-        // else is skipped. Absent: empty.
-        let Ok(tree) = self.schedule_store.tree(crate::store::Tree::Schedule) else {
-            return Vec::new();
-        };
-        tree.iter()
-            .flatten()
-            .filter_map(|(_, v)| crate::store::codec::decode::<String>(&v).ok())
-            .filter_map(|s| serde_json::from_str(&s).ok())
-            .take(MAX_SCHEDULE_ITEMS)
-            .collect()
+        // The upstream link's cache, in start order; absent or unreadable: empty.
+        let mut items = crate::upstream::schedule::sessions(&self.schedule_store);
+        items.truncate(MAX_SCHEDULE_ITEMS);
+        items
     }
 }
 
@@ -301,13 +295,27 @@ impl RoomLogic for DeviceRoom {
         }
     }
 
+    /// The last agent gone (closed, dropped, slow, revoked): its pending commands fail
+    /// with `AGENT_NOT_CONNECTED`, and the room stops claiming it records: the
+    /// `recording` fact clears, the active session ends, the upstream's agent status
+    /// becomes `None`. The last status stays in `room_state` as `agentStatus`, next to
+    /// `agentConnected: false`.
     fn on_leave(&mut self, ctx: &mut Ctx<'_>, who: &Participant) {
-        if who.role == Role::Agent && !ctx.participants.iter().any(|p| p.role == Role::Agent) {
-            for p in std::mem::take(&mut self.pending) {
-                let id = p.command_id.clone();
-                self.reply(ctx, p.origin, AgentReply::NotConnected, &id);
-            }
+        if who.role != Role::Agent || ctx.participants.iter().any(|p| p.role == Role::Agent) {
+            return;
         }
+        for p in std::mem::take(&mut self.pending) {
+            let id = p.command_id.clone();
+            self.reply(ctx, p.origin, AgentReply::NotConnected, &id);
+        }
+        if self.active_session.take().is_some() {
+            ctx.mark_changed();
+        }
+        if let Some(l) = &self.links {
+            l.hub.update(|f| f.recording = false);
+            l.agent_status.send_replace(None);
+        }
+        tracing::info!(operation = "room.agent", room = %ctx.room_id, "agent disconnected; recording cleared");
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, key: &str) {
@@ -327,8 +335,9 @@ impl RoomLogic for DeviceRoom {
         );
     }
 
-    fn state(&self) -> Value {
+    fn state(&self, participants: &[Participant]) -> Value {
         json!({
+            "agentConnected": participants.iter().any(|p| p.role == Role::Agent),
             "agentStatus": self.last_status,
             "activeSession": self.active_session.as_deref(),
             "schedule": self.schedule(),
@@ -349,10 +358,10 @@ impl RoomLogic for DeviceRoom {
             Some(s) => Some(serde_json::from_str(&s).map_err(|e| e.to_string())?),
             None => None,
         };
-        self.set_session(snap.active_session.as_deref());
-        if let (Some(l), Some(s)) = (&self.links, &self.last_status) {
-            l.agent_status.send_replace(Some(s.clone()));
-        }
+        // Context for late joiners only. No agent is connected yet, so there is no
+        // active session (`snap.active_session` is kept for older snapshots, unused), and
+        // nothing goes to the upstream's agent status or the `recording` fact until the
+        // agent sends a status.
         Ok(())
     }
 }

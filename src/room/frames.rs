@@ -60,8 +60,24 @@ pub fn pong() -> Utf8Bytes {
 /// Keeps the frame, and the write buffer it leaves behind, small in a crowded room.
 pub const ROOM_STATE_PARTICIPANTS: usize = 50;
 
-/// The state a joiner gets right after `connection.ack`.
-pub fn room_state(room_id: &str, participants: &[Participant], state: Value) -> Utf8Bytes {
+/// The `room_state` frame a joiner gets right after `connection.ack`, at most `max`
+/// bytes (the room passes what its send queue and the socket's write buffer can take).
+///
+/// A larger frame is trimmed, least useful first, and then carries `"truncated":true`:
+/// 1. listed participants from the end (the oldest listed observers first;
+///    `participantCount` still counts everyone);
+/// 2. items of array members of `state` from the end (the device room: the later
+///    schedule items);
+/// 3. object members of `state` become `null` (the device room: `agentStatus`).
+///
+/// Returns the frame and whether it was trimmed; `None` when even the bare frame is
+/// larger than `max`.
+pub fn room_state(
+    room_id: &str,
+    participants: &[Participant],
+    state: Value,
+    max: usize,
+) -> Option<(Utf8Bytes, bool)> {
     use super::tokens::Role;
     // Agents first, then operators, then the newest observers.
     let by = |r: Role| participants.iter().rev().filter(move |p| p.role == r);
@@ -71,10 +87,57 @@ pub fn room_state(room_id: &str, participants: &[Participant], state: Value) -> 
         .take(ROOM_STATE_PARTICIPANTS)
         .map(Participant::describe)
         .collect();
-    text(&json!({
+    let mut v = json!({
         "type":"control","event":"room_state","roomId":room_id,
         "participantCount":participants.len(),"participants":ps,"state":state
-    }))
+    });
+    let full = v.to_string();
+    if full.len() <= max {
+        return Some((Utf8Bytes::from(full), false));
+    }
+    v["truncated"] = json!(true);
+    trim_array(&mut v, "/participants", max);
+    let keys: Vec<String> = v["state"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    for k in &keys {
+        let pointer = format!("/state/{}", k.replace('~', "~0").replace('/', "~1"));
+        trim_array(&mut v, &pointer, max);
+    }
+    for k in &keys {
+        if v.to_string().len() <= max {
+            break;
+        }
+        if v["state"][k].is_object() {
+            v["state"][k] = Value::Null;
+        }
+    }
+    let text = v.to_string();
+    (text.len() <= max).then(|| (Utf8Bytes::from(text), true))
+}
+
+/// Pops items off the end of the array at `pointer` until `v` serialises within `max`
+/// (or the array is empty). Sizes are summed per item, so the frame is serialised once
+/// per round, not once per item.
+fn trim_array(v: &mut Value, pointer: &str, max: usize) {
+    loop {
+        let over = v.to_string().len().saturating_sub(max);
+        let Some(items) = v.pointer_mut(pointer).and_then(Value::as_array_mut) else {
+            return;
+        };
+        if over == 0 || items.is_empty() {
+            return;
+        }
+        let mut removed = 0;
+        while removed < over {
+            match items.pop() {
+                // The item and its separating comma.
+                Some(item) => removed += item.to_string().len() + 1,
+                None => break,
+            }
+        }
+    }
 }
 
 /// `presence.joined` / `presence.left` to the others. A quick reconnect of the same
@@ -113,17 +176,10 @@ mod tests {
 
     #[test]
     fn room_state_lists_at_most_fifty_with_the_agent_first() {
-        let stats = std::sync::Arc::new(crate::room::stats::Stats::default());
-        let ps: Vec<Participant> = (0..61)
-            .map(|i| Participant {
-                id: format!("c{i}"),
-                role: if i == 0 { Role::Agent } else { Role::Observer },
-                label: String::new(),
-                token_id: "t".into(),
-                out: crate::room::outbox::queue(1, 1024, stats.clone()).0,
-            })
-            .collect();
-        let v: Value = serde_json::from_str(&room_state("device:x", &ps, json!({}))).unwrap();
+        let ps = observers(61, "");
+        let (text, trimmed) = room_state("device:x", &ps, json!({}), usize::MAX).unwrap();
+        assert!(!trimmed);
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["participantCount"], 61);
         assert_eq!(
             v["participants"].as_array().unwrap().len(),
@@ -131,5 +187,58 @@ mod tests {
         );
         assert_eq!(v["participants"][0]["id"], "c0");
         assert_eq!(v["participants"][1]["id"], "c60");
+    }
+
+    fn observers(n: usize, label: &str) -> Vec<Participant> {
+        let stats = std::sync::Arc::new(crate::room::stats::Stats::default());
+        (0..n)
+            .map(|i| Participant {
+                id: format!("c{i}"),
+                role: if i == 0 { Role::Agent } else { Role::Observer },
+                label: label.to_owned(),
+                token_id: "t".into(),
+                out: crate::room::outbox::queue(1, 1024, stats.clone()).0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_oversize_room_state_is_trimmed_participants_then_arrays_then_objects() {
+        let ps = observers(20, &"l".repeat(100));
+        let schedule: Vec<Value> = (0..30)
+            .map(|i| json!({"id": i, "pad": "s".repeat(100)}))
+            .collect();
+        let state = json!({"agentStatus": {"pad": "a".repeat(300)}, "schedule": schedule});
+        let parse = |t: &Utf8Bytes| serde_json::from_str::<Value>(t).unwrap();
+
+        // Room for everything but some participants.
+        let full = room_state("device:x", &ps, state.clone(), usize::MAX)
+            .unwrap()
+            .0;
+        let (t, trimmed) = room_state("device:x", &ps, state.clone(), full.len() - 200).unwrap();
+        let v = parse(&t);
+        assert!(trimmed && t.len() <= full.len() - 200);
+        assert_eq!(v["truncated"], true);
+        assert_eq!(v["participantCount"], 20);
+        assert!(v["participants"].as_array().unwrap().len() < 20);
+        assert_eq!(v["participants"][0]["role"], "agent");
+        assert_eq!(v["state"]["schedule"].as_array().unwrap().len(), 30);
+
+        // Then schedule items from the end, the first ones kept.
+        let (t, _) = room_state("device:x", &ps, state.clone(), 2000).unwrap();
+        let v = parse(&t);
+        assert!(t.len() <= 2000);
+        assert_eq!(v["participants"], json!([]));
+        let kept = v["state"]["schedule"].as_array().unwrap();
+        assert!(!kept.is_empty() && kept.len() < 30);
+        assert_eq!(kept[0]["id"], 0);
+        assert!(v["state"]["agentStatus"].is_object());
+
+        // Then the agent status; a bare frame that still does not fit is refused.
+        let (t, _) = room_state("device:x", &ps, state.clone(), 300).unwrap();
+        let v = parse(&t);
+        assert_eq!(v["state"]["agentStatus"], Value::Null);
+        assert_eq!(v["state"]["schedule"], json!([]));
+        assert!(room_state("device:x", &ps, state, 100).is_none());
     }
 }

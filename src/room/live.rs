@@ -27,10 +27,20 @@ pub struct Room {
     /// Woken when a room reaches `max_updates` changes; the snapshot task listens.
     snapshot_due: Arc<Notify>,
     max_updates: u32,
+    settings: Settings,
+    me: Weak<Room>,
+}
+
+/// Per-room settings from `[realtime]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
     /// `realtime.rooms.grace_period`: how long a departed client's `presence.left` waits
     /// for the same token to come back.
-    grace: Duration,
-    me: Weak<Room>,
+    pub grace: Duration,
+    /// Largest `room_state` frame (`realtime.limits.max_frame_bytes`: what a client
+    /// accepts and the socket's write buffer takes). Within the joiner's free send-queue
+    /// bytes too; a larger state is trimmed (see [`frames::room_state`]).
+    pub state_max: usize,
 }
 
 /// Departures waiting out the grace period; when full, `presence.left` goes out at once.
@@ -73,7 +83,7 @@ impl Room {
         stats: Arc<Stats>,
         snapshot_due: Arc<Notify>,
         max_updates: u32,
-        grace: Duration,
+        settings: Settings,
     ) -> Arc<Room> {
         Arc::new_cyclic(|weak| Room {
             id,
@@ -91,7 +101,7 @@ impl Room {
             timer: timer_for(weak.clone()),
             snapshot_due,
             max_updates,
-            grace,
+            settings,
             me: weak.clone(),
         })
     }
@@ -124,14 +134,36 @@ impl Room {
         r
     }
 
-    /// Adds `p`: it gets `room_state`, the others a `presence.joined`.
+    /// Adds `p`: it gets `room_state` (trimmed to fit its queue, or, if even the bare
+    /// frame cannot fit, a close with 1009), the others a `presence.joined`.
     pub fn join(&self, p: Participant) {
         let mut g = self.lock();
         g.generation += 1;
-        let state = g.logic.state();
         g.participants.push(p.clone());
-        p.out
-            .push(frames::room_state(&self.id, &g.participants, state));
+        let state = g.logic.state(&g.participants);
+        let max = self.settings.state_max.min(p.out.space());
+        match frames::room_state(&self.id, &g.participants, state, max) {
+            Some((text, trimmed)) => {
+                if trimmed {
+                    self.stats.state_trimmed.inc();
+                    tracing::info!(operation = "room.join", room = %self.id, client = %p.id, max_bytes = max, "room_state trimmed to fit the send queue");
+                }
+                p.out.push(text);
+            }
+            None => {
+                self.stats.dropped(super::stats::reason::TOO_LARGE);
+                tracing::warn!(operation = "room.join", room = %self.id, client = %p.id, max_bytes = max, "room_state cannot fit the send queue; client closed");
+                p.out.close(Farewell {
+                    last: Some(frames::error(
+                        crate::protocol::RealtimeCode::FrameTooLarge.as_str(),
+                        &format!("Room state larger than {max} bytes"),
+                    )),
+                    code: Some(1009),
+                    reason: "FRAME_TOO_LARGE".into(),
+                    why: "too_large",
+                });
+            }
+        }
         let previous = g
             .departed
             .iter()
@@ -159,7 +191,7 @@ impl Room {
             let who = g.participants.remove(i);
             g.seq += 1;
             let seq = g.seq;
-            let held = !self.grace.is_zero()
+            let held = !self.settings.grace.is_zero()
                 && g.departed
                     .push(Departed {
                         token_id: who.token_id.clone(),
@@ -172,7 +204,7 @@ impl Room {
         };
         if held {
             let room = self.me.clone();
-            let grace = self.grace;
+            let grace = self.settings.grace;
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
                 if let Some(room) = room.upgrade() {

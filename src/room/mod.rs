@@ -144,7 +144,10 @@ pub async fn bind(
     let rooms = Arc::new(Rooms::new(
         cfg.rooms.max_rooms,
         Duration::from_secs(cfg.rooms.cleanup_timeout),
-        Duration::from_secs(cfg.rooms.grace_period),
+        live::Settings {
+            grace: Duration::from_secs(cfg.rooms.grace_period),
+            state_max: cfg.limits.max_frame_bytes,
+        },
         policy,
         stats.clone(),
         bus.clone(),

@@ -110,6 +110,12 @@ impl Outbox {
         self.farewell.lock().ok().and_then(|f| f.clone())
     }
 
+    /// Bytes that can still be queued before the byte bound is reached.
+    pub fn space(&self) -> usize {
+        self.max_bytes
+            .saturating_sub(self.bytes.load(Ordering::Acquire))
+    }
+
     /// Frames and bytes queued now.
     pub fn depth(&self) -> (usize, usize) {
         (

@@ -45,8 +45,8 @@ pub trait RoomLogic: Send + 'static {
     fn on_upstream(&mut self, _ctx: &mut Ctx<'_>, cmd: ToAgent) {
         let _ = cmd.reply.send(AgentReply::NotConnected);
     }
-    /// The state a late joiner gets in `room_state`.
-    fn state(&self) -> Value {
+    /// The state a late joiner gets in `room_state`; `participants` includes the joiner.
+    fn state(&self, _participants: &[Participant]) -> Value {
         json!({})
     }
     /// The state to keep on flash; `None`: nothing worth keeping.

@@ -1,7 +1,7 @@
 //! The live rooms: created on first join (restored from their snapshot), destroyed
 //! `cleanup_timeout` after the last client leaves, snapshotted to sled in batches.
 
-use super::live::Room;
+use super::live::{Room, Settings};
 use super::outbox::Farewell;
 use super::registry::{Participant, RoomType};
 use super::stats::Stats;
@@ -43,8 +43,8 @@ pub struct Rooms {
     max_rooms: usize,
     /// `realtime.rooms.cleanup_timeout`.
     cleanup_timeout: Duration,
-    /// `realtime.rooms.grace_period`.
-    grace_period: Duration,
+    /// Given to every room.
+    settings: Settings,
     /// Snapshot timing.
     pub policy: SnapshotPolicy,
     /// Woken when a room needs a snapshot now.
@@ -61,7 +61,7 @@ impl Rooms {
     pub fn new(
         max_rooms: usize,
         cleanup_timeout: Duration,
-        grace_period: Duration,
+        settings: Settings,
         policy: SnapshotPolicy,
         stats: Arc<Stats>,
         bus: Bus,
@@ -71,7 +71,7 @@ impl Rooms {
             map: Mutex::new(HashMap::new()),
             max_rooms,
             cleanup_timeout,
-            grace_period,
+            settings,
             policy,
             snapshot_due: Arc::new(Notify::new()),
             stats,
@@ -110,7 +110,7 @@ impl Rooms {
                     self.stats.clone(),
                     self.snapshot_due.clone(),
                     self.policy.max_updates,
-                    self.grace_period,
+                    self.settings,
                 );
                 map.insert(room_id.clone(), room.clone());
                 self.stats.rooms.set(map.len() as i64);

@@ -67,6 +67,9 @@ pub struct Stats {
     pub drops: Family<Label, Counter>,
     /// Connections closed for going over `messages_per_second`.
     pub rate_limit_hits: Counter,
+    /// `room_state` frames trimmed to fit a joiner's send queue (they carry
+    /// `"truncated":true`).
+    pub state_trimmed: Counter,
     /// Frames queued towards clients, summed over all clients (set at scrape).
     pub queue_frames: Gauge,
     /// Bytes queued towards clients, summed over all clients (set at scrape).
@@ -125,6 +128,11 @@ impl Stats {
             "rate_limit_hits",
             "Connections closed for exceeding messages_per_second",
             self.rate_limit_hits.clone(),
+        );
+        r.register(
+            "state_trimmed",
+            "room_state frames trimmed to fit a joiner's send queue",
+            self.state_trimmed.clone(),
         );
         r.register(
             "queue_frames",

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod fake_central;
+pub mod led;
 pub mod schema;
 pub mod uplink;
 pub mod ws;
@@ -167,6 +168,22 @@ impl TestBox {
 impl Drop for TestBox {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// The next hook event `pick` accepts, skipping the others (hang guard: 10 s per event).
+pub async fn next_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<bbedge::bus::HookEvent>,
+    mut pick: impl FnMut(bbedge::bus::HookEvent) -> Option<T>,
+) -> T {
+    loop {
+        let e = tokio::time::timeout(ws::FRAME_TIMEOUT, events.recv())
+            .await
+            .expect("event hang guard")
+            .expect("bus open, subscriber not lagging");
+        if let Some(t) = pick(e) {
+            return t;
+        }
     }
 }
 

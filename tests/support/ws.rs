@@ -82,8 +82,14 @@ impl TestBox {
     /// `room_state` (returned).
     pub async fn join(&self, role: Role) -> (Client, Value) {
         let (t, _) = self.token(role, None).await;
+        self.join_with(&t).await
+    }
+
+    /// Joins this box's room with `token`, past `connection.ack` and `room_state`
+    /// (returned).
+    pub async fn join_with(&self, token: &str) -> (Client, Value) {
         let mut c = self
-            .connect(&self.device_path(), Some(&t))
+            .connect(&self.device_path(), Some(token))
             .await
             .expect("connects");
         let ack = c.next_json().await;
@@ -92,6 +98,18 @@ impl TestBox {
         let state = c.next_json().await;
         assert_eq!(state["event"], "room_state", "{state}");
         (c, state)
+    }
+
+    /// `bbedge_room_drops_total{reason="<reason>"}` from `/metrics`; 0 if absent.
+    pub async fn drops(&self, reason: &str) -> f64 {
+        let name = format!("bbedge_room_drops_total{{reason=\"{reason}\"}}");
+        self.metric(&name).await
+    }
+
+    /// `bbedge_room_connections{role="<role>"}` from `/metrics`; 0 if absent.
+    pub async fn connections(&self, role: &str) -> f64 {
+        let name = format!("bbedge_room_connections{{role=\"{role}\"}}");
+        self.metric(&name).await
     }
 
     /// A metric's value from `/metrics` (`name` with its labels, as printed); 0 if absent.
@@ -132,6 +150,23 @@ impl Client {
         }
     }
 
+    /// The next text frame `pred` accepts, skipping the others.
+    pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a JSON `ping` and waits for its `pong`, skipping what comes first (presence,
+    /// relayed frames): the connection, its room and the process still serve this client.
+    pub async fn pongs(&mut self) {
+        self.send(&json!({"type": "ping"})).await;
+        self.until(|f| f["type"] == "pong").await;
+    }
+
     /// Sends a JSON frame.
     pub async fn send(&mut self, v: &Value) {
         self.ws
@@ -143,6 +178,41 @@ impl Client {
     /// Sends a raw message.
     pub async fn send_raw(&mut self, m: Message) {
         self.ws.send(m).await.expect("send");
+    }
+
+    /// Reads the raw socket to its end WITHOUT answering pings (tungstenite answers a
+    /// ping on its next read) and returns the close frame's code and reason: the close a
+    /// client that stopped answering gets. Plain `ws://` only; frames after `room_state`.
+    pub async fn raw_close(mut self) -> (u16, String) {
+        use tokio::io::AsyncReadExt;
+        let MaybeTlsStream::Plain(tcp) = self.ws.get_mut() else {
+            panic!("raw_close reads plain ws:// only");
+        };
+        let mut raw = Vec::new();
+        tokio::time::timeout(FRAME_TIMEOUT, tcp.read_to_end(&mut raw))
+            .await
+            .expect("close hang guard")
+            .expect("reads");
+        // Server frames are unmasked: opcode, 7-bit length (126: 16-bit, 127: 64-bit).
+        let mut at = 0;
+        while at + 2 <= raw.len() {
+            let (op, len7) = (raw[at] & 0x0f, raw[at + 1] & 0x7f);
+            let (len, head) = match len7 {
+                126 => (u16::from_be_bytes([raw[at + 2], raw[at + 3]]) as usize, 4),
+                127 => {
+                    let n: [u8; 8] = raw[at + 2..at + 10].try_into().unwrap();
+                    (u64::from_be_bytes(n) as usize, 10)
+                }
+                n => (n as usize, 2),
+            };
+            let body = &raw[at + head..at + head + len];
+            if op == 8 {
+                let reason = String::from_utf8_lossy(&body[2..]).into_owned();
+                return (u16::from_be_bytes([body[0], body[1]]), reason);
+            }
+            at += head + len;
+        }
+        panic!("no close frame in {} raw bytes", raw.len());
     }
 
     /// Reads until the connection closes; returns the close code, reason and frames.
