@@ -742,6 +742,7 @@ async fn a_client_that_stops_answering_pings_is_closed_after_the_idle_timeout() 
     assert_eq!((code, why.as_str()), (1001, "IDLE_TIMEOUT"));
     lively.pongs().await;
     assert_eq!(tb.connections("observer").await, 1.0);
+    assert_eq!(tb.drops("idle_timeout").await, 1.0);
 }
 
 #[tokio::test]

@@ -35,8 +35,10 @@ pub mod reason {
     pub const AUTH: &str = "auth";
     /// A handshake that did not finish in `handshake_timeout` or failed.
     pub const HANDSHAKE: &str = "handshake";
+    /// A client that answered none of our pings for `idle_timeout` (closed 1001).
+    pub const IDLE_TIMEOUT: &str = "idle_timeout";
     /// Every reason, for `/status`.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         NOT_JSON,
         BINARY,
         UNKNOWN_TYPE,
@@ -49,6 +51,7 @@ pub mod reason {
         CONNECTION_LIMIT,
         AUTH,
         HANDSHAKE,
+        IDLE_TIMEOUT,
     ];
 }
 

@@ -69,6 +69,7 @@ pub(super) async fn write<Si>(
             _ = ping.tick() => {
                 let seen = last_seen.load(Ordering::Relaxed);
                 if (started.elapsed().as_millis() as u64).saturating_sub(seen) > idle {
+                    svc.stats.dropped(super::stats::reason::IDLE_TIMEOUT);
                     out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
                     break;
                 }
