@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use support::fake_central::register::{Enrollment, Failure, FakeCentral, Tls};
+use support::logs::LogCapture;
 use support::{binary, TestBox};
 
 fn device() -> bbedge::config::Device {
@@ -900,35 +901,6 @@ async fn an_expired_box_warns_on_status_and_metrics_and_a_fresh_pair_recovers() 
     let (_, metrics) = tb.get("/metrics").await;
     assert!(metrics.contains("bbedge_token_expiring 0"), "{metrics}");
     tb.stop().await;
-}
-
-/// Every log line of this (current-thread) test runtime, at trace level, as JSON.
-#[derive(Clone, Default)]
-struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogCapture {
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-        let me = self.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || me.clone())
-            .finish()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 #[tokio::test]

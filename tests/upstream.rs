@@ -7,23 +7,7 @@ mod support;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::fake_central::FakeCentral;
-use support::uplink::{self, ack_ok, event, Opts, Up, DEVICE_ID, UUID};
-
-fn is(ty: &'static str) -> impl Fn(&Value) -> bool {
-    move |f| f["type"] == ty
-}
-
-async fn wait_outbox(up: &Up, frames: usize) {
-    let t0 = Instant::now();
-    while up.outbox.depth().frames != frames {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "outbox depth {} != {frames}",
-            up.outbox.depth().frames
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::uplink::{self, ack_ok, event, is, manifest, wait_outbox, Opts, Up, DEVICE_ID, UUID};
 
 #[tokio::test]
 async fn sends_nothing_before_the_ack_then_device_connected_then_status() {
@@ -482,17 +466,7 @@ async fn new_credentials_close_the_old_socket_cleanly_and_reconnect_with_the_new
     let fake = FakeCentral::start().await;
     let up = Up::start(&fake, Opts::default()).await;
     fake.wait_acked(1).await;
-    let tok = uplink::token(86_400 * 7, "t2");
-    fake.allow(
-        &tok,
-        support::fake_central::Device {
-            id: DEVICE_ID.into(),
-            uuid: UUID.into(),
-            key: None,
-        },
-    );
-    uplink::write_credentials(up.dir.path(), &fake, &tok, false);
-    up.creds.reload().unwrap();
+    up.re_pair(&fake, "t2", false);
     fake.wait_acked(2).await;
     let closes = fake.snapshot(|s| s.device_closes.clone());
     assert_eq!(
@@ -533,13 +507,6 @@ fn the_signer_reproduces_the_shared_signed_manifest_vector() {
     assert!(!schema.is_valid(&v));
 }
 
-fn manifest_frame() -> Value {
-    json!({"type":"session.manifest","id":"man-1","timestamp":bbedge::protocol::now_rfc3339(),
-        "payload":{"session_id":"record-1760000000000","capture":{"device":DEVICE_ID,
-        "started_at":"2026-06-20T19:00:00.950Z","ended_at":"2026-06-20T20:30:00.950Z","duration_s":5400,
-        "segments":[{"start":0,"end":5400,"visibility":"public"}]}}})
-}
-
 #[tokio::test]
 async fn manifests_are_signed_at_send_time_with_centrals_clock() {
     let mut fake = FakeCentral::start().await;
@@ -556,7 +523,7 @@ async fn manifests_are_signed_at_send_time_with_centrals_clock() {
     .await;
     fake.wait_acked(1).await;
     fake.stop().await;
-    up.agent_sends(manifest_frame());
+    up.agent_sends(manifest("man-1"));
     wait_outbox(&up, 1).await;
     fake.restart().await;
     let m = fake
@@ -585,7 +552,7 @@ async fn every_frame_kind_bbedge_relays_is_schema_valid() {
     let fake = FakeCentral::start().await;
     let up = Up::start(&fake, Opts::default()).await;
     fake.wait_frame("status", 0, is("status")).await;
-    up.agent_sends(manifest_frame());
+    up.agent_sends(manifest("man-1"));
     up.agent_sends(
         json!({"type":"event","event":"session.started","payload":{"sessionId":"s"},"junk":1}),
     );

@@ -57,6 +57,8 @@ pub struct Stats {
     pub rejections: AtomicU64,
     /// Commands answered by bbedge with `AGENT_NOT_CONNECTED`/`AGENT_TIMEOUT`.
     pub agent_failures: AtomicU64,
+    /// Whether the signing key could sign the last manifest that needed it.
+    pub signing: super::signing::KeyState,
 }
 
 /// Adds one.
@@ -81,6 +83,7 @@ impl Stats {
         let info = self.info.lock().map(|i| i.clone()).unwrap_or_default();
         let d = outbox.depth();
         let now = crate::protocol::now_ms();
+        let key = self.signing.problem();
         json!({
             "state": info.state,
             "url": info.url,
@@ -101,7 +104,14 @@ impl Stats {
             "outbox": {
                 "frames": d.frames,
                 "bytes": d.bytes,
+                "manifests": d.manifests,
                 "oldest_age_s": outbox.oldest_age_ms(now).map(|ms| ms / 1000),
+            },
+            "signing": {
+                "key": if key.is_some() { "unavailable" } else { "ok" },
+                "error": key.as_ref().map(|p| p.error.clone()),
+                "since": key.as_ref().map(|p| p.since.clone()),
+                "manifests_waiting": if key.is_some() { d.manifests } else { 0 },
             },
             "dropped": {
                 "outbox_overflow": d.dropped_overflow,
@@ -126,6 +136,7 @@ impl Stats {
         let depth = Gauge::<i64>::default();
         let bytes = Gauge::<i64>::default();
         let attempts = Counter::<u64>::default();
+        let waiting_for_key = Gauge::<i64>::default();
         let reg = metrics.registry();
         reg.register(
             "upstream_online",
@@ -153,6 +164,11 @@ impl Stats {
             "Connection attempts to central",
             attempts.clone(),
         );
+        reg.register(
+            "upstream_manifests_waiting_for_key",
+            "Session manifests held in the outbox because the signing key is unavailable",
+            waiting_for_key.clone(),
+        );
         let me = self.clone();
         let seen_attempts = AtomicU64::new(0);
         metrics.on_scrape(Box::new(move || {
@@ -161,6 +177,12 @@ impl Stats {
             online.set(info_online as i64);
             depth.set(d.frames as i64);
             bytes.set(d.bytes as i64);
+            let held = if me.signing.problem().is_some() {
+                d.manifests
+            } else {
+                0
+            };
+            waiting_for_key.set(held as i64);
             let a = get(&me.attempts);
             attempts.inc_by(a.saturating_sub(seen_attempts.swap(a, Ordering::Relaxed)));
             let l = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];

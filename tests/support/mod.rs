@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod fake_central;
+pub mod logs;
 pub mod schema;
 pub mod uplink;
 pub mod ws;
