@@ -114,3 +114,157 @@ async fn manifests_wait_for_a_broken_signing_key_and_go_signed_in_order_after_re
     fake.assert_no_violations();
     up.stop().await;
 }
+
+/// Polls `f` until it returns `Some` (hang guard 30 s). For state with no change signal
+/// (sled trees, in-memory depths); frames and facts are awaited instead.
+async fn eventually<R>(what: &str, mut f: impl FnMut() -> Option<R>) -> R {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(r) = f() {
+            return r;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The next `command` the agent's socket receives (hang guard 30 s: a scheduled
+/// action waits for the autonomy task's 5 s tick).
+async fn next_command(agent: &mut support::ws::Client) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let read = async {
+        loop {
+            match agent.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON from the room");
+                    if v["type"] == "command" {
+                        return v;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("agent socket ended: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("a command reaches the agent")
+}
+
+fn rfc3339_in(ms: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ms);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
+}
+
+/// The real app (local room + upstream link) paired with `fake`, state in `dir`.
+async fn paired_box(dir: tempfile::TempDir, fake: &FakeCentral) -> support::TestBox {
+    let tok = support::uplink::token(7 * 86_400, "t1");
+    fake.allow(
+        &tok,
+        support::fake_central::Device {
+            id: support::uplink::DEVICE_ID.into(),
+            uuid: support::uplink::UUID.into(),
+            key: None,
+        },
+    );
+    support::uplink::write_credentials(dir.path(), fake, &tok, false);
+    // A 1 s backoff cap so the link is back within a second of central.
+    let extra = [("upstream.enabled", "true"), ("upstream.backoff_max", "1")];
+    support::TestBox::start_in(dir, &extra).await
+}
+
+#[tokio::test]
+async fn a_session_scheduled_during_an_outage_is_started_and_stopped_by_the_box_and_reported() {
+    use bbedge::room::tokens::Role;
+    use bbedge::upstream::schedule::{self, Cached};
+    let schema = support::schema::Schema::load();
+    let mut fake = FakeCentral::start().await;
+    let tb = paired_box(tempfile::tempdir().unwrap(), &fake).await;
+    let (mut agent, _) = tb.join(Role::Agent).await;
+    fake.wait_acked(1).await;
+    tb.wait_facts("online", |f| f.link == bbedge::signal::Link::Online)
+        .await;
+    // Central pushes a session starting in 2 s and lasting 6 s (more than the
+    // autonomy task's 5 s tick, so one tick falls inside it).
+    const ID: &str = "record-1770000000000";
+    let mut push = support::schema::vector("schedule.push.json");
+    push["payload"]["sessions"][0]["id"] = ID.into();
+    push["payload"]["sessions"][0]["scheduled_start"] = rfc3339_in(2_000).into();
+    push["payload"]["sessions"][0]["scheduled_end"] = rfc3339_in(8_000).into();
+    schema.assert_valid(&push);
+    fake.send_raw(support::uplink::UUID, &push.to_string());
+    let store = tb.svc().store.clone();
+    eventually("the schedule cached", || {
+        (schedule::sessions(&store).len() == 1).then_some(())
+    })
+    .await;
+    // Central goes down before the start.
+    fake.stop().await;
+    tb.wait_facts("offline", |f| f.link != bbedge::signal::Link::Online)
+        .await;
+    // The box starts the session on its own; the agent acks.
+    let start = next_command(&mut agent).await;
+    schema.assert_valid(&start);
+    assert_eq!(start["action"], "start_session", "{start}");
+    assert_eq!(start["payload"]["civicpressSessionId"], ID);
+    let ack = support::ws::frame(
+        "ack",
+        serde_json::json!({"commandId": start["id"], "success": true}),
+    );
+    agent.send(&ack).await;
+    // At the scheduled end it stops it.
+    let stop = next_command(&mut agent).await;
+    schema.assert_valid(&stop);
+    assert_eq!(stop["action"], "stop_session", "{stop}");
+    assert_eq!(stop["payload"]["civicpressSessionId"], ID);
+    let ack = support::ws::frame(
+        "ack",
+        serde_json::json!({"commandId": stop["id"], "success": true}),
+    );
+    agent.send(&ack).await;
+    assert!(
+        fake.snapshot(|s| s.open.is_empty()),
+        "all of this happened with central down"
+    );
+    // Central comes back: the box reports both actions, in order, schema-valid.
+    fake.restart().await;
+    let autonomous = |f: &Value| f["event"] == "schedule.autonomous_action";
+    fake.wait_frame("the stop report", 0, |f| {
+        autonomous(f) && f["payload"]["action"] == "stop_session"
+    })
+    .await;
+    let reports: Vec<Value> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| autonomous(&r.frame))
+            .map(|r| r.frame.clone())
+            .collect()
+    });
+    let actions: Vec<&Value> = reports.iter().map(|r| &r["payload"]["action"]).collect();
+    assert_eq!(actions, ["start_session", "stop_session"]);
+    for r in &reports {
+        assert_eq!(r["payload"]["session_id"], ID, "{r}");
+        assert_eq!(r["payload"]["success"], true, "the agent acked: {r}");
+    }
+    fake.assert_no_violations();
+    // The cache and what the box did survive a restart of bbedge.
+    drop((store, agent));
+    let dir = tb.stop().await;
+    let tb = paired_box(dir, &fake).await;
+    let (_agent, state) = tb.join(Role::Agent).await;
+    let sched = &state["state"]["schedule"];
+    assert_eq!(sched[0]["id"], ID, "room_state after a restart: {state}");
+    let cached: Cached = tb
+        .svc()
+        .store
+        .get(bbedge::store::Tree::Schedule, ID.as_bytes())
+        .expect("store reads")
+        .expect("still cached");
+    assert!(cached.started && cached.stopped, "{cached:?}");
+    tb.stop().await;
+}

@@ -260,17 +260,11 @@ impl DeviceRoom {
     }
 
     fn schedule(&self) -> Vec<Value> {
-        // Written by the upstream link as postcard-encoded JSON text per item; anything
-        // else is skipped. Absent: empty.
-        let Ok(tree) = self.schedule_store.tree(crate::store::Tree::Schedule) else {
-            return Vec::new();
-        };
-        tree.iter()
-            .flatten()
-            .filter_map(|(_, v)| crate::store::codec::decode::<String>(&v).ok())
-            .filter_map(|s| serde_json::from_str(&s).ok())
-            .take(MAX_SCHEDULE_ITEMS)
-            .collect()
+        // The upstream link's cache, read through its own decoder (each entry also
+        // records what bbedge did offline), in start order.
+        let mut items = crate::upstream::schedule::sessions(&self.schedule_store);
+        items.truncate(MAX_SCHEDULE_ITEMS);
+        items
     }
 }
 
