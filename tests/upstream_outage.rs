@@ -6,6 +6,7 @@
 mod support;
 
 use serde_json::Value;
+use std::time::Duration;
 use support::fake_central::FakeCentral;
 use support::logs::LogCapture;
 use support::uplink::{event, manifest, wait_outbox, Opts, Up};
@@ -267,4 +268,103 @@ async fn a_session_scheduled_during_an_outage_is_started_and_stopped_by_the_box_
         .expect("still cached");
     assert!(cached.started && cached.stopped, "{cached:?}");
     tb.stop().await;
+}
+
+fn attempts(up: &Up) -> u64 {
+    up.status()["connect_attempts"].as_u64().unwrap_or(0)
+}
+
+/// When the link should try, by the production schedule (`backoff_initial` 1 s doubling
+/// to `backoff_max` 60 s, full jitter with a 1 s floor) and the same pinned jitter seed,
+/// for an outage in which every dial fails at once: offsets from the first attempt.
+fn scheduled_attempts(seed: u64, within: Duration) -> Vec<Duration> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut b =
+        bbedge::upstream::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut at = vec![Duration::ZERO];
+    loop {
+        let next = *at.last().unwrap() + b.next_delay(&mut rng);
+        if next > within {
+            return at;
+        }
+        at.push(next);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_minutes_without_central_follow_the_backoff_schedule_then_everything_drains() {
+    // Central's port refuses connections, so every dial fails at once and paused time
+    // runs ahead through the backoff sleeps: ten minutes take milliseconds, exactly.
+    let mut fake = FakeCentral::start().await;
+    fake.stop().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    for n in 0..20 {
+        up.agent_sends(event(n));
+    }
+    let t0 = tokio::time::Instant::now();
+    let outage = Duration::from_secs(600);
+    // Sample the attempt counter every 100 ms of (paused) time.
+    let mut times: Vec<Duration> = Vec::new();
+    while t0.elapsed() < outage {
+        let n = attempts(&up) as usize;
+        while times.len() < n {
+            times.push(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Never hammered, whatever the schedule: at least the 1 s floor between attempts,
+    // and never more than the 60 s cap of silence.
+    for w in times.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(900) && gap <= Duration::from_millis(60_100),
+            "gap {gap:?} in {times:?}"
+        );
+    }
+    // And exactly the production schedule: ramp 1, 2, 4, … then jitter under the cap.
+    let want = scheduled_attempts(Opts::default().seed, outage);
+    assert_eq!(times.len(), want.len(), "{times:?} vs {want:?}");
+    for (got, want) in times.iter().zip(&want) {
+        let off = (*got - times[0]).abs_diff(*want);
+        assert!(off <= Duration::from_millis(200), "{times:?} vs {want:?}");
+    }
+    assert!(
+        (10..=40).contains(&times.len()),
+        "{} attempts in ten minutes",
+        times.len()
+    );
+    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Connecting);
+    assert_eq!(up.outbox.depth().frames, 20, "the outbox kept everything");
+    // Central comes back: the next attempt of the schedule reaches it.
+    fake.restart().await;
+    while fake.snapshot(|s| s.attempts) == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reached = t0.elapsed() - times[0];
+    let next =
+        scheduled_attempts(Opts::default().seed, outage + Duration::from_secs(61))[want.len()];
+    assert!(
+        reached.abs_diff(next) <= Duration::from_millis(200),
+        "reached central at {reached:?}, scheduled {next:?}: the delay is the backoff, nothing more"
+    );
+    // From here on real time: with central's side in this runtime, paused time would
+    // jump to the next timer whenever both ends wait on a socket.
+    tokio::time::resume();
+    fake.wait_acked(1).await;
+    assert_eq!(fake.snapshot(|s| s.attempts), 1, "one dial reached central");
+    fake.wait_frame("the last event", 0, |f| f["id"] == "ev-00019")
+        .await;
+    wait_outbox(&up, 0).await;
+    let ids: Vec<Value> = fake.snapshot(|s| {
+        s.frames
+            .iter()
+            .filter(|r| r.frame["event"] == "upload.progress")
+            .map(|r| r.frame["id"].clone())
+            .collect()
+    });
+    let want: Vec<Value> = (0..20).map(|n| format!("ev-{n:05}").into()).collect();
+    assert_eq!(ids, want, "all delivered once, in order");
+    fake.assert_no_violations();
+    up.stop().await;
 }
