@@ -25,7 +25,8 @@ fn sent_manifests(fake: &FakeCentral) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn manifests_wait_for_a_broken_signing_key_and_go_signed_in_order_after_re_pairing() {
+async fn manifests_wait_for_a_broken_signing_key_never_overtake_each_other_and_go_signed_after_re_pairing(
+) {
     let logs = LogCapture::default();
     let _guard = tracing::subscriber::set_default(logs.subscriber());
     let mut fake = FakeCentral::start().await;
@@ -83,13 +84,32 @@ async fn manifests_wait_for_a_broken_signing_key_and_go_signed_in_order_after_re
         "one log line per change, not per attempt"
     );
     assert!(sent_manifests(&fake).is_empty());
-    // Re-pairing writes a good key; the link reconnects and sends both, signed, in order.
+    // The file is put back by hand on this live connection: a new manifest must not
+    // overtake the two stepped over, so it waits too, and /status says for what.
+    support::uplink::write_test_key(&up.key_path());
+    up.agent_sends(manifest("man-3"));
+    up.agent_sends(event(4));
+    fake.wait_frame("the event behind the third manifest", 0, |f| {
+        f["id"] == "ev-00004"
+    })
+    .await;
+    assert!(sent_manifests(&fake).is_empty());
+    let st = up.status();
+    assert_eq!(
+        st["signing"]["error"],
+        bbedge::upstream::signing::READABLE_AGAIN,
+        "{st}"
+    );
+    assert_eq!(st["signing"]["manifests_waiting"], 3, "{st}");
+    assert_eq!(logs.count("signing key readable again"), 1);
+    // Re-pairing (the key file is valid, so pairing keeps it) makes the link reconnect;
+    // the new connection sends all three, signed, in their original order.
     up.re_pair(&fake, "t2", true);
-    fake.wait_frame("the second manifest", 0, |f| f["id"] == "man-2")
+    fake.wait_frame("the third manifest", 0, |f| f["id"] == "man-3")
         .await;
     let sent = sent_manifests(&fake);
     let ids: Vec<&Value> = sent.iter().map(|m| &m["id"]).collect();
-    assert_eq!(ids, ["man-1", "man-2"], "same ids, original order");
+    assert_eq!(ids, ["man-1", "man-2", "man-3"], "same ids, original order");
     for m in &sent {
         assert_eq!(m["payload"]["alg"], "ed25519", "{m}");
         assert!(
@@ -99,8 +119,8 @@ async fn manifests_wait_for_a_broken_signing_key_and_go_signed_in_order_after_re
     }
     assert_eq!(
         fake.snapshot(|s| s.manifests_verified),
-        2,
-        "both verify with the registered public key"
+        3,
+        "all verify with the registered public key"
     );
     wait_outbox(&up, 0).await;
     let st = up.status();

@@ -44,10 +44,24 @@ impl Upstream {
         key: Option<&ed25519_dalek::SigningKey>,
         skew_ms: i64,
     ) -> Result<String, bool> {
+        let read_now = key.is_none();
         let key = match signing::key_for_send(creds.key_registered, key, &self.key_path) {
+            Ok(Some(_)) if read_now && self.stats.signing.problem().is_some() => {
+                // The file is usable again, but manifests waiting for it were stepped
+                // over on this connection (replay meets the oldest first): sending this
+                // one now would overtake them. The next connection sends all, in order.
+                if self.stats.signing.unavailable(signing::READABLE_AGAIN) != signing::Change::None
+                {
+                    tracing::info!(
+                        operation = "upstream.manifest",
+                        "signing key readable again; waiting session manifests go out in order on the next connection"
+                    );
+                }
+                return Err(true);
+            }
             Ok(k) => k,
             Err(e) => {
-                if self.stats.signing.unavailable(&e) == signing::Change::Lost {
+                if self.stats.signing.unavailable(&e) != signing::Change::None {
                     tracing::error!(
                         operation = "upstream.manifest",
                         error = %e,

@@ -10,6 +10,11 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Mutex;
 
+/// The reason shown while the key file is usable again but manifests stepped over on
+/// the current connection wait for the next one (so none overtakes another).
+pub const READABLE_AGAIN: &str =
+    "the key file is readable again; waiting manifests are sent in order on the next connection";
+
 /// Why the key could not be used, and since when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -33,6 +38,8 @@ pub enum Change {
     None,
     /// The key just became unusable.
     Lost,
+    /// Still unusable, for a different reason.
+    Reason,
     /// The key is usable again after being unusable.
     Back,
 }
@@ -44,9 +51,10 @@ impl KeyState {
             return Change::None;
         };
         match p.as_mut() {
+            Some(old) if old.error == error => Change::None,
             Some(old) => {
                 old.error = error.to_owned();
-                Change::None
+                Change::Reason
             }
             None => {
                 *p = Some(Problem {
@@ -100,7 +108,12 @@ mod tests {
         assert_eq!(s.available(), Change::None, "fine from the start");
         assert_eq!(s.unavailable("cannot read k"), Change::Lost);
         let since = s.problem().unwrap().since;
-        assert_eq!(s.unavailable("k is not a key"), Change::None);
+        assert_eq!(
+            s.unavailable("cannot read k"),
+            Change::None,
+            "same state, no line"
+        );
+        assert_eq!(s.unavailable("k is not a key"), Change::Reason);
         let p = s.problem().unwrap();
         assert_eq!(p.error, "k is not a key", "the latest reason is shown");
         assert_eq!(p.since, since, "since the first failure");

@@ -129,9 +129,14 @@ pub fn write_credentials(
         key_registered,
     };
     credentials::save(&path, &c).expect("save credentials");
-    let pem = test_key().to_pkcs8_pem(Default::default()).expect("pem");
-    std::fs::write(dir.join("device-key.pem"), pem.as_bytes()).expect("key");
+    write_test_key(&dir.join("device-key.pem"));
     path
+}
+
+/// Writes the test key as pairing does (PKCS#8 PEM).
+pub fn write_test_key(path: &std::path::Path) {
+    let pem = test_key().to_pkcs8_pem(Default::default()).expect("pem");
+    std::fs::write(path, pem.as_bytes()).expect("key");
 }
 
 impl Up {
