@@ -29,14 +29,7 @@ async fn sends_nothing_before_the_ack_then_device_connected_then_status() {
         !s.to_string().contains("mac-t1"),
         "the token never reaches /status"
     );
-    let mut facts = up.hub.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        facts.wait_for(|f| f.link == bbedge::signal::Link::Online),
-    )
-    .await
-    .expect("the link reports online after the ack")
-    .expect("hub alive");
+    up.wait_link(bbedge::signal::Link::Online).await;
     fake.assert_no_violations();
     up.stop().await;
     // The stop closed the socket with a close frame (1001), not a dropped TCP stream.
@@ -194,24 +187,18 @@ async fn events_queued_offline_replay_in_order_at_the_rate_budget_and_leave_the_
         f["id"] == format!("ev-{:05}", N - 1)
     })
     .await;
-    let (ids, times): (Vec<String>, Vec<Instant>) = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .skip(from)
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| (r.frame["id"].as_str().unwrap_or("").to_owned(), r.at))
-            .unzip()
-    });
-    let want: Vec<String> = (0..N).map(|n| format!("ev-{n:05}")).collect();
+    let (ids, times): (Vec<Value>, Vec<Instant>) = fake
+        .frames_where(from, |f| f["event"] == "upload.progress")
+        .into_iter()
+        .map(|r| (r.frame["id"].clone(), r.at))
+        .unzip();
+    let want: Vec<Value> = (0..N).map(|n| json!(format!("ev-{n:05}"))).collect();
     assert_eq!(ids, want, "every event once, in order");
-    let all: Vec<Instant> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .skip(from)
-            .filter(|r| r.frame["type"] != "ping")
-            .map(|r| r.at)
-            .collect()
-    });
+    let all: Vec<Instant> = fake
+        .frames_where(from, |f| f["type"] != "ping")
+        .iter()
+        .map(|r| r.at)
+        .collect();
     assert!(
         max_per_fixed_window(&all) <= 8,
         "{} frames in one of central's windows",
@@ -280,14 +267,7 @@ async fn central_down_is_retried_with_backoff_and_never_hammered() {
         1,
         "central saw exactly one connection"
     );
-    let mut facts = up.hub.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        facts.wait_for(|f| f.link == bbedge::signal::Link::Online),
-    )
-    .await
-    .expect("the link reports online after the ack")
-    .expect("hub alive");
+    up.wait_link(bbedge::signal::Link::Online).await;
     fake.assert_no_violations();
     up.stop().await;
 }
@@ -629,14 +609,7 @@ async fn a_full_disk_while_offline_refuses_new_frames_and_keeps_stored_ones() {
     fake.wait_frame("stored event 1", 0, |f| f["id"] == "ev-00001")
         .await;
     wait_outbox(&up, 0).await;
-    let got: Vec<Value> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| r.frame["id"].clone())
-            .collect()
-    });
-    assert_eq!(got, [json!("ev-00000"), json!("ev-00001")]);
+    assert_eq!(fake.progress_ids(0), [json!("ev-00000"), json!("ev-00001")]);
     fake.assert_no_violations();
     up.stop().await;
 }
@@ -740,22 +713,12 @@ async fn measure_reconnect_delay_and_a_1000_event_replay() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let took = t0.elapsed();
-    let (ids, all): (Vec<Value>, Vec<Instant>) = fake.snapshot(|s| {
-        (
-            s.frames
-                .iter()
-                .skip(from)
-                .filter(|r| r.frame["event"] == "upload.progress")
-                .map(|r| r.frame["id"].clone())
-                .collect(),
-            s.frames
-                .iter()
-                .skip(from)
-                .filter(|r| r.frame["type"] != "ping")
-                .map(|r| r.at)
-                .collect(),
-        )
-    });
+    let ids = fake.progress_ids(from);
+    let all: Vec<Instant> = fake
+        .frames_where(from, |f| f["type"] != "ping")
+        .iter()
+        .map(|r| r.at)
+        .collect();
     let want: Vec<Value> = (0..N).map(|n| json!(format!("ev-{n:05}"))).collect();
     assert_eq!(ids, want);
     let max = max_per_fixed_window(&all);
@@ -868,13 +831,11 @@ async fn a_url_outside_realtime_gets_http_401_and_is_reported() {
 /// The ids of the `upload.progress` events central received, each at its first arrival
 /// (delivery is at-least-once, so a reconnect may repeat some).
 fn first_copies_of_progress_events(fake: &FakeCentral) -> Vec<String> {
-    let ids: Vec<String> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
-            .collect()
-    });
+    let ids: Vec<String> = fake
+        .progress_ids(0)
+        .iter()
+        .map(|id| id.as_str().unwrap_or("").to_owned())
+        .collect();
     let mut firsts: Vec<String> = Vec::new();
     for id in ids {
         if !firsts.contains(&id) {

@@ -9,19 +9,16 @@ use serde_json::Value;
 use std::time::Duration;
 use support::fake_central::FakeCentral;
 use support::logs::LogCapture;
-use support::uplink::{event, manifest, wait_outbox, Opts, Up};
+use support::uplink::{event, is, manifest, wait_outbox, Opts, Up};
 
 const KEY_LOST: &str = "signing key unavailable";
 const KEY_BACK: &str = "signing key available again";
 
 fn sent_manifests(fake: &FakeCentral) -> Vec<Value> {
-    fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["type"] == "session.manifest")
-            .map(|r| r.frame.clone())
-            .collect()
-    })
+    fake.frames_where(0, is("session.manifest"))
+        .into_iter()
+        .map(|r| r.frame)
+        .collect()
 }
 
 #[tokio::test]
@@ -176,6 +173,25 @@ async fn next_command(agent: &mut support::ws::Client) -> Value {
         .expect("a command reaches the agent")
 }
 
+/// The agent's next command must be a schema-valid `action` for session `id`; the agent
+/// acks it with success.
+async fn agent_acks(
+    agent: &mut support::ws::Client,
+    schema: &support::schema::Schema,
+    action: &str,
+    id: &str,
+) {
+    let cmd = next_command(agent).await;
+    schema.assert_valid(&cmd);
+    assert_eq!(cmd["action"], action, "{cmd}");
+    assert_eq!(cmd["payload"]["civicpressSessionId"], id, "{cmd}");
+    let ack = support::ws::frame(
+        "ack",
+        serde_json::json!({"commandId": cmd["id"], "success": true}),
+    );
+    agent.send(&ack).await;
+}
+
 fn rfc3339_in(ms: i64) -> String {
     let t = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ms);
     t.format(&time::format_description::well_known::Rfc3339)
@@ -228,26 +244,10 @@ async fn a_session_scheduled_during_an_outage_is_started_and_stopped_by_the_box_
     fake.stop().await;
     tb.wait_facts("offline", |f| f.link != bbedge::signal::Link::Online)
         .await;
-    // The box starts the session on its own; the agent acks.
-    let start = next_command(&mut agent).await;
-    schema.assert_valid(&start);
-    assert_eq!(start["action"], "start_session", "{start}");
-    assert_eq!(start["payload"]["civicpressSessionId"], ID);
-    let ack = support::ws::frame(
-        "ack",
-        serde_json::json!({"commandId": start["id"], "success": true}),
-    );
-    agent.send(&ack).await;
-    // At the scheduled end it stops it.
-    let stop = next_command(&mut agent).await;
-    schema.assert_valid(&stop);
-    assert_eq!(stop["action"], "stop_session", "{stop}");
-    assert_eq!(stop["payload"]["civicpressSessionId"], ID);
-    let ack = support::ws::frame(
-        "ack",
-        serde_json::json!({"commandId": stop["id"], "success": true}),
-    );
-    agent.send(&ack).await;
+    // The box starts the session on its own, and at the scheduled end stops it; the
+    // agent acks both.
+    agent_acks(&mut agent, &schema, "start_session", ID).await;
+    agent_acks(&mut agent, &schema, "stop_session", ID).await;
     assert!(
         fake.snapshot(|s| s.open.is_empty()),
         "all of this happened with central down"
@@ -259,13 +259,11 @@ async fn a_session_scheduled_during_an_outage_is_started_and_stopped_by_the_box_
         autonomous(f) && f["payload"]["action"] == "stop_session"
     })
     .await;
-    let reports: Vec<Value> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| autonomous(&r.frame))
-            .map(|r| r.frame.clone())
-            .collect()
-    });
+    let reports: Vec<Value> = fake
+        .frames_where(0, autonomous)
+        .into_iter()
+        .map(|r| r.frame)
+        .collect();
     let actions: Vec<&Value> = reports.iter().map(|r| &r["payload"]["action"]).collect();
     assert_eq!(actions, ["start_session", "stop_session"]);
     for r in &reports {
@@ -376,15 +374,8 @@ async fn ten_minutes_without_central_follow_the_backoff_schedule_then_everything
     fake.wait_frame("the last event", 0, |f| f["id"] == "ev-00019")
         .await;
     wait_outbox(&up, 0).await;
-    let ids: Vec<Value> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| r.frame["id"].clone())
-            .collect()
-    });
     let want: Vec<Value> = (0..20).map(|n| format!("ev-{n:05}").into()).collect();
-    assert_eq!(ids, want, "all delivered once, in order");
+    assert_eq!(fake.progress_ids(0), want, "all delivered once, in order");
     fake.assert_no_violations();
     up.stop().await;
 }

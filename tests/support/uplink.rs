@@ -242,6 +242,18 @@ impl Up {
         self.creds.reload().expect("credentials reload");
     }
 
+    /// Waits (hang guard 30 s) until the link reports `link`.
+    pub async fn wait_link(&self, link: bbedge::signal::Link) {
+        let mut facts = self.hub.subscribe();
+        tokio::time::timeout(
+            super::fake_central::WAIT,
+            facts.wait_for(|f| f.link == link),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the link never became {link:?}: {:?}", self.hub.facts()))
+        .expect("hub alive");
+    }
+
     /// The signing key file.
     pub fn key_path(&self) -> std::path::PathBuf {
         self.dir.path().join("device-key.pem")
