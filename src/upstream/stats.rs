@@ -205,3 +205,40 @@ impl Stats {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::outbox::{Kind, Limits};
+
+    #[tokio::test]
+    async fn manifests_waiting_for_the_key_show_on_status_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = crate::store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let limits = Limits {
+            max_frames: 10,
+            max_bytes: 1 << 20,
+            max_age_ms: 60_000,
+            min_free_bytes: 0,
+        };
+        let outbox = Outbox::open(opened.store, limits).unwrap();
+        outbox.accept(Kind::Manifest, "{}".into(), 0).await.unwrap();
+        outbox.accept(Kind::Event, "{}".into(), 0).await.unwrap();
+        let stats = Arc::new(Stats::default());
+        let mut metrics = crate::health::metrics::Metrics::new();
+        stats.register(&mut metrics, outbox.clone());
+        let line = "bbedge_upstream_manifests_waiting_for_key ";
+        assert!(metrics.encode().contains(&format!("{line}0")), "key fine");
+        assert_eq!(stats.section(&outbox)["signing"]["key"], "ok");
+        stats.signing.unavailable("cannot read k");
+        let text = metrics.encode();
+        assert!(text.contains(&format!("{line}1")), "{text}");
+        let s = stats.section(&outbox);
+        assert_eq!(s["signing"]["key"], "unavailable");
+        assert_eq!(s["signing"]["error"], "cannot read k");
+        assert_eq!(s["signing"]["manifests_waiting"], 1);
+        assert_eq!(s["outbox"]["manifests"], 1, "the event is not counted");
+        stats.signing.available();
+        assert!(metrics.encode().contains(&format!("{line}0")));
+    }
+}
