@@ -44,14 +44,20 @@ impl Upstream {
         key: Option<&ed25519_dalek::SigningKey>,
         skew_ms: i64,
     ) -> Result<String, bool> {
-        let read_now = key.is_none();
+        let connection = self
+            .stats
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed);
         let key = match signing::key_for_send(creds.key_registered, key, &self.key_path) {
-            Ok(Some(_)) if read_now && self.stats.signing.problem().is_some() => {
+            Ok(Some(_)) if self.stats.signing.waited_on(connection) => {
                 // The file is usable again, but manifests waiting for it were stepped
                 // over on this connection (replay meets the oldest first): sending this
                 // one now would overtake them. The next connection sends all, in order.
-                if self.stats.signing.unavailable(signing::READABLE_AGAIN) != signing::Change::None
-                {
+                let change = self
+                    .stats
+                    .signing
+                    .unavailable(signing::READABLE_AGAIN, connection);
+                if change != signing::Change::None {
                     tracing::info!(
                         operation = "upstream.manifest",
                         "signing key readable again; waiting session manifests go out in order on the next connection"
@@ -61,7 +67,7 @@ impl Upstream {
             }
             Ok(k) => k,
             Err(e) => {
-                if self.stats.signing.unavailable(&e) != signing::Change::None {
+                if self.stats.signing.unavailable(&e, connection) != signing::Change::None {
                     tracing::error!(
                         operation = "upstream.manifest",
                         error = %e,

@@ -22,6 +22,9 @@ pub struct Problem {
     pub error: String,
     /// When a manifest first waited for it, RFC 3339.
     pub since: String,
+    /// The connection (`Stats::connects`) on which a manifest last waited: a manifest
+    /// sent later on the same connection would overtake it.
+    pub connection: u64,
 }
 
 /// The key's state as of the last manifest that needed it. Written by the link,
@@ -45,14 +48,17 @@ pub enum Change {
 }
 
 impl KeyState {
-    /// Records that the key could not be loaded.
-    pub fn unavailable(&self, error: &str) -> Change {
+    /// Records that a manifest waits on `connection` because of `error`.
+    pub fn unavailable(&self, error: &str, connection: u64) -> Change {
         let Ok(mut p) = self.problem.lock() else {
             return Change::None;
         };
         match p.as_mut() {
-            Some(old) if old.error == error => Change::None,
             Some(old) => {
+                old.connection = connection;
+                if old.error == error {
+                    return Change::None;
+                }
                 old.error = error.to_owned();
                 Change::Reason
             }
@@ -60,10 +66,16 @@ impl KeyState {
                 *p = Some(Problem {
                     error: error.to_owned(),
                     since: crate::protocol::now_rfc3339(),
+                    connection,
                 });
                 Change::Lost
             }
         }
+    }
+
+    /// Whether a manifest waited on `connection` (so a later one must wait too).
+    pub fn waited_on(&self, connection: u64) -> bool {
+        self.problem().is_some_and(|p| p.connection == connection)
     }
 
     /// Records that the key signed a manifest.
@@ -106,14 +118,16 @@ mod tests {
     fn only_changes_of_state_are_reported() {
         let s = KeyState::default();
         assert_eq!(s.available(), Change::None, "fine from the start");
-        assert_eq!(s.unavailable("cannot read k"), Change::Lost);
+        assert_eq!(s.unavailable("cannot read k", 1), Change::Lost);
         let since = s.problem().unwrap().since;
+        assert!(s.waited_on(1) && !s.waited_on(2));
         assert_eq!(
-            s.unavailable("cannot read k"),
+            s.unavailable("cannot read k", 2),
             Change::None,
             "same state, no line"
         );
-        assert_eq!(s.unavailable("k is not a key"), Change::Reason);
+        assert!(s.waited_on(2), "the latest connection counts");
+        assert_eq!(s.unavailable("k is not a key", 2), Change::Reason);
         let p = s.problem().unwrap();
         assert_eq!(p.error, "k is not a key", "the latest reason is shown");
         assert_eq!(p.since, since, "since the first failure");

@@ -230,7 +230,7 @@ mod tests {
         let line = "bbedge_upstream_manifests_waiting_for_key ";
         assert!(metrics.encode().contains(&format!("{line}0")), "key fine");
         assert_eq!(stats.section(&outbox)["signing"]["key"], "ok");
-        stats.signing.unavailable("cannot read k");
+        stats.signing.unavailable("cannot read k", 1);
         let text = metrics.encode();
         assert!(text.contains(&format!("{line}1")), "{text}");
         let s = stats.section(&outbox);
