@@ -233,45 +233,6 @@ async fn until(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
     }
 }
 
-fn attempts(up: &Up) -> u64 {
-    up.status()["connect_attempts"].as_u64().unwrap_or(0)
-}
-
-#[tokio::test]
-async fn central_down_is_retried_with_backoff_and_never_hammered() {
-    // Real time with a 4 s cap (paused time does not advance while the connector's
-    // blocking tasks run): the schedule is the production one, only shorter.
-    let mut fake = FakeCentral::start().await;
-    fake.stop().await;
-    let cfg = vec![("backoff_max", "4".to_owned())];
-    let up = Up::start(
-        &fake,
-        Opts {
-            config: cfg,
-            ..Opts::default()
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let n = attempts(&up);
-    // Every delay is at least 1 s and the ceiling reaches 4 s after three attempts: a
-    // tight loop would make thousands.
-    assert!((4..=16).contains(&n), "{n} attempts in 15 s");
-    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Connecting);
-    // Central comes back: the first attempt that reaches it connects and is
-    // acknowledged (no wall-clock bound, so a loaded CI machine cannot make this flaky).
-    fake.restart().await;
-    fake.wait_acked(1).await;
-    assert_eq!(
-        fake.snapshot(|s| s.attempts),
-        1,
-        "central saw exactly one connection"
-    );
-    up.wait_link(bbedge::signal::Link::Online).await;
-    fake.assert_no_violations();
-    up.stop().await;
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_rejected_token_backs_off_to_the_cap_and_asks_for_pairing_after_three() {
     let fake = FakeCentral::start().await;

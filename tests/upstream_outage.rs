@@ -288,10 +288,6 @@ async fn a_session_scheduled_during_an_outage_is_started_and_stopped_by_the_box_
     tb.stop().await;
 }
 
-fn attempts(up: &Up) -> u64 {
-    up.status()["connect_attempts"].as_u64().unwrap_or(0)
-}
-
 /// When the link should try, by the production schedule (`backoff_initial` 1 s doubling
 /// to `backoff_max` 60 s, full jitter with a 1 s floor) and the same pinned jitter seed,
 /// for an outage in which every dial fails at once: offsets from the first attempt.
@@ -325,7 +321,7 @@ async fn ten_minutes_without_central_follow_the_backoff_schedule_then_everything
     // Sample the attempt counter every 100 ms of (paused) time.
     let mut times: Vec<Duration> = Vec::new();
     while t0.elapsed() < outage {
-        let n = attempts(&up) as usize;
+        let n = up.attempts() as usize;
         while times.len() < n {
             times.push(t0.elapsed());
         }
@@ -371,6 +367,7 @@ async fn ten_minutes_without_central_follow_the_backoff_schedule_then_everything
     tokio::time::resume();
     fake.wait_acked(1).await;
     assert_eq!(fake.snapshot(|s| s.attempts), 1, "one dial reached central");
+    up.wait_link(bbedge::signal::Link::Online).await;
     fake.wait_frame("the last event", 0, |f| f["id"] == "ev-00019")
         .await;
     wait_outbox(&up, 0).await;

@@ -242,6 +242,11 @@ impl Up {
         self.creds.reload().expect("credentials reload");
     }
 
+    /// Connection attempts so far (`/status` `connect_attempts`).
+    pub fn attempts(&self) -> u64 {
+        self.status()["connect_attempts"].as_u64().unwrap_or(0)
+    }
+
     /// Waits (hang guard 30 s) until the link reports `link`.
     pub async fn wait_link(&self, link: bbedge::signal::Link) {
         let mut facts = self.hub.subscribe();
