@@ -454,16 +454,7 @@ async fn manifests_are_signed_at_send_time_with_centrals_clock() {
     // Central's clock is an hour ahead of ours: signing with our own clock would fail
     // its 15-minute freshness check silently.
     fake.shared.with(|s| s.wall_skew_ms = 3_600_000);
-    let up = Up::start(
-        &fake,
-        Opts {
-            key_registered: true,
-            ..Opts::default()
-        },
-    )
-    .await;
-    fake.wait_acked(1).await;
-    fake.stop().await;
+    let up = Up::signed_then_offline(&mut fake).await;
     up.agent_sends(manifest("man-1"));
     wait_outbox(&up, 1).await;
     fake.restart().await;

@@ -27,16 +27,7 @@ async fn manifests_wait_for_a_broken_signing_key_never_overtake_each_other_and_g
     let logs = LogCapture::default();
     let _guard = tracing::subscriber::set_default(logs.subscriber());
     let mut fake = FakeCentral::start().await;
-    let up = Up::start(
-        &fake,
-        Opts {
-            key_registered: true,
-            ..Opts::default()
-        },
-    )
-    .await;
-    fake.wait_acked(1).await;
-    fake.stop().await;
+    let up = Up::signed_then_offline(&mut fake).await;
     // Offline, the key file is damaged, and the agent finishes two recordings.
     std::fs::write(
         up.key_path(),

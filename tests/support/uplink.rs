@@ -204,6 +204,22 @@ impl Up {
         }
     }
 
+    /// A box that registered the test key (signed manifests), connected once, with
+    /// central now down: the start of every manifest-while-offline test.
+    pub async fn signed_then_offline(fake: &mut FakeCentral) -> Up {
+        let up = Self::start(
+            fake,
+            Opts {
+                key_registered: true,
+                ..Opts::default()
+            },
+        )
+        .await;
+        fake.wait_acked(1).await;
+        fake.stop().await;
+        up
+    }
+
     /// The agent sends a frame towards central.
     pub fn agent_sends(&self, frame: Value) {
         self.room
