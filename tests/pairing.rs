@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use support::fake_central::register::{Enrollment, Failure, FakeCentral, Tls};
+use support::logs::LogCapture;
 use support::{binary, TestBox};
 
 fn device() -> bbedge::config::Device {
@@ -443,6 +444,28 @@ async fn a_server_with_a_certificate_from_another_ca_fails_with_the_tls_sentence
     expect_failure(r, &case, &e.code).await;
 }
 
+/// `bbedge [before…] pair --server S --device-uuid U --code C [after…]`.
+fn pair_args<'a>(
+    before: &[&'a str],
+    server: &'a str,
+    uuid: &'a str,
+    code: &'a str,
+    after: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = before.to_vec();
+    v.extend([
+        "pair",
+        "--server",
+        server,
+        "--device-uuid",
+        uuid,
+        "--code",
+        code,
+    ]);
+    v.extend_from_slice(after);
+    v
+}
+
 /// Runs the real binary to completion; returns exit code, stdout, stderr.
 async fn run_bbedge(state: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     run_bbedge_stdin(state, args, env, "").await
@@ -503,18 +526,13 @@ async fn the_binary_pairs_at_trace_level_without_printing_the_code_or_the_token(
     let wrong = "WXYZ-2345-6789";
     let (code, out, err) = run_bbedge(
         &state,
-        &[
-            "-vv",
-            "--log-format",
-            "json",
-            "pair",
-            "--server",
+        &pair_args(
+            &["-vv", "--log-format", "json"],
             &fake.url(),
-            "--device-uuid",
             &e.device_uuid,
-            "--code",
             wrong,
-        ],
+            &[],
+        ),
         &env,
     )
     .await;
@@ -533,20 +551,13 @@ async fn the_binary_pairs_at_trace_level_without_printing_the_code_or_the_token(
 
     let (code, out, err) = run_bbedge(
         &state,
-        &[
-            "-vv",
-            "--log-format",
-            "json",
-            "pair",
-            "--server",
+        &pair_args(
+            &["-vv", "--log-format", "json"],
             &fake.url(),
-            "--device-uuid",
             &e.device_uuid,
-            "--code",
             &e.code,
-            "--name",
-            "Salle du conseil",
-        ],
+            &["--name", "Salle du conseil"],
+        ),
         &env,
     )
     .await;
@@ -579,15 +590,7 @@ async fn the_binary_pairs_at_trace_level_without_printing_the_code_or_the_token(
     // Exit 64 for a malformed code, without echoing it; unpair removes both files.
     let (code, _, err) = run_bbedge(
         &state,
-        &[
-            "pair",
-            "--server",
-            &fake.url(),
-            "--device-uuid",
-            &e.device_uuid,
-            "--code",
-            "QQQQ-QQQQ-QQQ1",
-        ],
+        &pair_args(&[], &fake.url(), &e.device_uuid, "QQQQ-QQQQ-QQQ1", &[]),
         &env,
     )
     .await;
@@ -614,15 +617,7 @@ async fn pairing_and_unpairing_while_the_daemon_runs_take_effect_without_a_resta
     // `--code -`: the code comes from stdin, never from the process's arguments.
     let (code, out, err) = run_bbedge_stdin(
         tb.dir.path(),
-        &[
-            "pair",
-            "--server",
-            &fake.url(),
-            "--device-uuid",
-            &e.device_uuid,
-            "--code",
-            "-",
-        ],
+        &pair_args(&[], &fake.url(), &e.device_uuid, "-", &[]),
         &[],
         &format!("{}\n", e.code),
     )
@@ -650,15 +645,7 @@ async fn pairing_and_unpairing_while_the_daemon_runs_take_effect_without_a_resta
     // A failed attempt shows on /status as the last pairing error.
     let (code, _, _) = run_bbedge(
         tb.dir.path(),
-        &[
-            "pair",
-            "--server",
-            &fake.url(),
-            "--device-uuid",
-            &e.device_uuid,
-            "--code",
-            "WXYZ-2345-6789",
-        ],
+        &pair_args(&[], &fake.url(), &e.device_uuid, "WXYZ-2345-6789", &[]),
         &[],
     )
     .await;
@@ -879,15 +866,7 @@ async fn an_expired_box_warns_on_status_and_metrics_and_a_fresh_pair_recovers() 
     let e = fake.enroll();
     let (code, out, err) = run_bbedge(
         tb.dir.path(),
-        &[
-            "pair",
-            "--server",
-            &fake.url(),
-            "--device-uuid",
-            &e.device_uuid,
-            "--code",
-            &e.code,
-        ],
+        &pair_args(&[], &fake.url(), &e.device_uuid, &e.code, &[]),
         &[],
     )
     .await;
@@ -900,35 +879,6 @@ async fn an_expired_box_warns_on_status_and_metrics_and_a_fresh_pair_recovers() 
     let (_, metrics) = tb.get("/metrics").await;
     assert!(metrics.contains("bbedge_token_expiring 0"), "{metrics}");
     tb.stop().await;
-}
-
-/// Every log line of this (current-thread) test runtime, at trace level, as JSON.
-#[derive(Clone, Default)]
-struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogCapture {
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-        let me = self.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || me.clone())
-            .finish()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 #[tokio::test]
@@ -997,15 +947,7 @@ async fn a_manual_pair_while_the_boot_file_waits_to_retry_ends_the_boot_attempts
     let fresh = fake.reissue(&e.device_uuid);
     let (code, out, err) = run_bbedge(
         tb.dir.path(),
-        &[
-            "pair",
-            "--server",
-            &fake.url(),
-            "--device-uuid",
-            &e.device_uuid,
-            "--code",
-            &fresh,
-        ],
+        &pair_args(&[], &fake.url(), &e.device_uuid, &fresh, &[]),
         &[],
     )
     .await;

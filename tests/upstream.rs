@@ -7,23 +7,7 @@ mod support;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::fake_central::FakeCentral;
-use support::uplink::{self, ack_ok, event, Opts, Up, DEVICE_ID, UUID};
-
-fn is(ty: &'static str) -> impl Fn(&Value) -> bool {
-    move |f| f["type"] == ty
-}
-
-async fn wait_outbox(up: &Up, frames: usize) {
-    let t0 = Instant::now();
-    while up.outbox.depth().frames != frames {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "outbox depth {} != {frames}",
-            up.outbox.depth().frames
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::uplink::{self, ack_ok, event, is, manifest, wait_outbox, Opts, Up, DEVICE_ID, UUID};
 
 #[tokio::test]
 async fn sends_nothing_before_the_ack_then_device_connected_then_status() {
@@ -45,14 +29,7 @@ async fn sends_nothing_before_the_ack_then_device_connected_then_status() {
         !s.to_string().contains("mac-t1"),
         "the token never reaches /status"
     );
-    let mut facts = up.hub.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        facts.wait_for(|f| f.link == bbedge::signal::Link::Online),
-    )
-    .await
-    .expect("the link reports online after the ack")
-    .expect("hub alive");
+    up.wait_link(bbedge::signal::Link::Online).await;
     fake.assert_no_violations();
     up.stop().await;
     // The stop closed the socket with a close frame (1001), not a dropped TCP stream.
@@ -210,24 +187,18 @@ async fn events_queued_offline_replay_in_order_at_the_rate_budget_and_leave_the_
         f["id"] == format!("ev-{:05}", N - 1)
     })
     .await;
-    let (ids, times): (Vec<String>, Vec<Instant>) = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .skip(from)
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| (r.frame["id"].as_str().unwrap_or("").to_owned(), r.at))
-            .unzip()
-    });
-    let want: Vec<String> = (0..N).map(|n| format!("ev-{n:05}")).collect();
+    let (ids, times): (Vec<Value>, Vec<Instant>) = fake
+        .frames_where(from, |f| f["event"] == "upload.progress")
+        .into_iter()
+        .map(|r| (r.frame["id"].clone(), r.at))
+        .unzip();
+    let want: Vec<Value> = (0..N).map(|n| json!(format!("ev-{n:05}"))).collect();
     assert_eq!(ids, want, "every event once, in order");
-    let all: Vec<Instant> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .skip(from)
-            .filter(|r| r.frame["type"] != "ping")
-            .map(|r| r.at)
-            .collect()
-    });
+    let all: Vec<Instant> = fake
+        .frames_where(from, |f| f["type"] != "ping")
+        .iter()
+        .map(|r| r.at)
+        .collect();
     assert!(
         max_per_fixed_window(&all) <= 8,
         "{} frames in one of central's windows",
@@ -260,52 +231,6 @@ async fn until(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
         assert!(t0.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn attempts(up: &Up) -> u64 {
-    up.status()["connect_attempts"].as_u64().unwrap_or(0)
-}
-
-#[tokio::test]
-async fn central_down_is_retried_with_backoff_and_never_hammered() {
-    // Real time with a 4 s cap (paused time does not advance while the connector's
-    // blocking tasks run): the schedule is the production one, only shorter.
-    let mut fake = FakeCentral::start().await;
-    fake.stop().await;
-    let cfg = vec![("backoff_max", "4".to_owned())];
-    let up = Up::start(
-        &fake,
-        Opts {
-            config: cfg,
-            ..Opts::default()
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let n = attempts(&up);
-    // Every delay is at least 1 s and the ceiling reaches 4 s after three attempts: a
-    // tight loop would make thousands.
-    assert!((4..=16).contains(&n), "{n} attempts in 15 s");
-    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Connecting);
-    // Central comes back: the first attempt that reaches it connects and is
-    // acknowledged (no wall-clock bound, so a loaded CI machine cannot make this flaky).
-    fake.restart().await;
-    fake.wait_acked(1).await;
-    assert_eq!(
-        fake.snapshot(|s| s.attempts),
-        1,
-        "central saw exactly one connection"
-    );
-    let mut facts = up.hub.subscribe();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        facts.wait_for(|f| f.link == bbedge::signal::Link::Online),
-    )
-    .await
-    .expect("the link reports online after the ack")
-    .expect("hub alive");
-    fake.assert_no_violations();
-    up.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -482,17 +407,7 @@ async fn new_credentials_close_the_old_socket_cleanly_and_reconnect_with_the_new
     let fake = FakeCentral::start().await;
     let up = Up::start(&fake, Opts::default()).await;
     fake.wait_acked(1).await;
-    let tok = uplink::token(86_400 * 7, "t2");
-    fake.allow(
-        &tok,
-        support::fake_central::Device {
-            id: DEVICE_ID.into(),
-            uuid: UUID.into(),
-            key: None,
-        },
-    );
-    uplink::write_credentials(up.dir.path(), &fake, &tok, false);
-    up.creds.reload().unwrap();
+    up.re_pair(&fake, "t2", false);
     fake.wait_acked(2).await;
     let closes = fake.snapshot(|s| s.device_closes.clone());
     assert_eq!(
@@ -533,30 +448,14 @@ fn the_signer_reproduces_the_shared_signed_manifest_vector() {
     assert!(!schema.is_valid(&v));
 }
 
-fn manifest_frame() -> Value {
-    json!({"type":"session.manifest","id":"man-1","timestamp":bbedge::protocol::now_rfc3339(),
-        "payload":{"session_id":"record-1760000000000","capture":{"device":DEVICE_ID,
-        "started_at":"2026-06-20T19:00:00.950Z","ended_at":"2026-06-20T20:30:00.950Z","duration_s":5400,
-        "segments":[{"start":0,"end":5400,"visibility":"public"}]}}})
-}
-
 #[tokio::test]
 async fn manifests_are_signed_at_send_time_with_centrals_clock() {
     let mut fake = FakeCentral::start().await;
     // Central's clock is an hour ahead of ours: signing with our own clock would fail
     // its 15-minute freshness check silently.
     fake.shared.with(|s| s.wall_skew_ms = 3_600_000);
-    let up = Up::start(
-        &fake,
-        Opts {
-            key_registered: true,
-            ..Opts::default()
-        },
-    )
-    .await;
-    fake.wait_acked(1).await;
-    fake.stop().await;
-    up.agent_sends(manifest_frame());
+    let up = Up::signed_then_offline(&mut fake).await;
+    up.agent_sends(manifest("man-1"));
     wait_outbox(&up, 1).await;
     fake.restart().await;
     let m = fake
@@ -585,7 +484,7 @@ async fn every_frame_kind_bbedge_relays_is_schema_valid() {
     let fake = FakeCentral::start().await;
     let up = Up::start(&fake, Opts::default()).await;
     fake.wait_frame("status", 0, is("status")).await;
-    up.agent_sends(manifest_frame());
+    up.agent_sends(manifest("man-1"));
     up.agent_sends(
         json!({"type":"event","event":"session.started","payload":{"sessionId":"s"},"junk":1}),
     );
@@ -662,14 +561,7 @@ async fn a_full_disk_while_offline_refuses_new_frames_and_keeps_stored_ones() {
     fake.wait_frame("stored event 1", 0, |f| f["id"] == "ev-00001")
         .await;
     wait_outbox(&up, 0).await;
-    let got: Vec<Value> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| r.frame["id"].clone())
-            .collect()
-    });
-    assert_eq!(got, [json!("ev-00000"), json!("ev-00001")]);
+    assert_eq!(fake.progress_ids(0), [json!("ev-00000"), json!("ev-00001")]);
     fake.assert_no_violations();
     up.stop().await;
 }
@@ -773,22 +665,12 @@ async fn measure_reconnect_delay_and_a_1000_event_replay() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let took = t0.elapsed();
-    let (ids, all): (Vec<Value>, Vec<Instant>) = fake.snapshot(|s| {
-        (
-            s.frames
-                .iter()
-                .skip(from)
-                .filter(|r| r.frame["event"] == "upload.progress")
-                .map(|r| r.frame["id"].clone())
-                .collect(),
-            s.frames
-                .iter()
-                .skip(from)
-                .filter(|r| r.frame["type"] != "ping")
-                .map(|r| r.at)
-                .collect(),
-        )
-    });
+    let ids = fake.progress_ids(from);
+    let all: Vec<Instant> = fake
+        .frames_where(from, |f| f["type"] != "ping")
+        .iter()
+        .map(|r| r.at)
+        .collect();
     let want: Vec<Value> = (0..N).map(|n| json!(format!("ev-{n:05}"))).collect();
     assert_eq!(ids, want);
     let max = max_per_fixed_window(&all);
@@ -901,13 +783,11 @@ async fn a_url_outside_realtime_gets_http_401_and_is_reported() {
 /// The ids of the `upload.progress` events central received, each at its first arrival
 /// (delivery is at-least-once, so a reconnect may repeat some).
 fn first_copies_of_progress_events(fake: &FakeCentral) -> Vec<String> {
-    let ids: Vec<String> = fake.snapshot(|s| {
-        s.frames
-            .iter()
-            .filter(|r| r.frame["event"] == "upload.progress")
-            .map(|r| r.frame["id"].as_str().unwrap_or("").to_owned())
-            .collect()
-    });
+    let ids: Vec<String> = fake
+        .progress_ids(0)
+        .iter()
+        .map(|id| id.as_str().unwrap_or("").to_owned())
+        .collect();
     let mut firsts: Vec<String> = Vec::new();
     for id in ids {
         if !firsts.contains(&id) {

@@ -261,7 +261,8 @@ impl DeviceRoom {
     }
 
     fn schedule(&self) -> Vec<Value> {
-        // The upstream link's cache, in start order; absent or unreadable: empty.
+        // The upstream link's cache, read through its own decoder (each entry also
+        // records what bbedge did offline), in start order.
         let mut items = crate::upstream::schedule::sessions(&self.schedule_store);
         items.truncate(MAX_SCHEDULE_ITEMS);
         items

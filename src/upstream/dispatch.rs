@@ -6,7 +6,7 @@ use super::core::{Core, Urgent, UrgentKind};
 use super::frames::{self, Inbound};
 use super::session::Why;
 use super::stats::inc;
-use super::{manifest, AckOut, Upstream};
+use super::{manifest, signing, AckOut, Upstream};
 use crate::pairing::Credentials;
 use crate::protocol::frame::format_rfc3339;
 use crate::protocol::now_ms;
@@ -32,6 +32,11 @@ impl Upstream {
 
     /// Builds a manifest at send time (signed when the key is registered).
     /// `Err(true)`: keep it for a later connection; `Err(false)`: unusable, drop it.
+    ///
+    /// A device that registered a key never sends the unsigned form (central drops it
+    /// silently, §d.8): without a usable key the manifest stays in the outbox and the
+    /// loop steps over it, so the frames behind it still flow. The key's state is
+    /// logged once per change and shown on `/status` ([`super::signing`]).
     pub(crate) fn manifest_text(
         &self,
         stored: &str,
@@ -39,19 +44,56 @@ impl Upstream {
         key: Option<&ed25519_dalek::SigningKey>,
         skew_ms: i64,
     ) -> Result<String, bool> {
-        if creds.key_registered && key.is_none() {
-            return Err(true);
-        }
+        let connection = self
+            .stats
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let key = match signing::key_for_send(creds.key_registered, key, &self.key_path) {
+            Ok(Some(_)) if self.stats.signing.waited_on(connection) => {
+                // The file is usable again, but manifests waiting for it were stepped
+                // over on this connection (replay meets the oldest first): sending this
+                // one now would overtake them. The next connection sends all, in order.
+                let change = self
+                    .stats
+                    .signing
+                    .unavailable(signing::READABLE_AGAIN, connection);
+                if change != signing::Change::None {
+                    tracing::info!(
+                        operation = "upstream.manifest",
+                        "signing key readable again; waiting session manifests go out in order on the next connection"
+                    );
+                }
+                return Err(true);
+            }
+            Ok(k) => k,
+            Err(e) => {
+                if self.stats.signing.unavailable(&e, connection) != signing::Change::None {
+                    tracing::error!(
+                        operation = "upstream.manifest",
+                        error = %e,
+                        "signing key unavailable; session manifests wait in the outbox until it is back (restore it or re-pair)"
+                    );
+                }
+                return Err(true);
+            }
+        };
         let v: Value = serde_json::from_str(stored).map_err(|_| false)?;
         let signed_at = rfc3339_from_ms(now_ms() + skew_ms);
         let form = manifest::Form {
-            key,
+            key: key.as_deref(),
             omit_capture_times: self.cfg.manifest_omit_capture_times,
             signed_at: &signed_at,
         };
-        manifest::prepare(&v, form)
+        let text = manifest::prepare(&v, form)
             .map(|f| f.to_string())
-            .ok_or(false)
+            .ok_or(false)?;
+        if key.is_some() && self.stats.signing.available() == signing::Change::Back {
+            tracing::info!(
+                operation = "upstream.manifest",
+                "signing key available again; waiting session manifests are sent signed"
+            );
+        }
+        Ok(text)
     }
 
     /// Handles one inbound text frame; `Some` ends the connection.

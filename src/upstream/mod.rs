@@ -10,6 +10,7 @@
 //! - [`intake`]: agent frames into the outbox or the live connection.
 //! - [`commands`]: central commands to the agent and the ack back, in time.
 //! - [`manifest`]: `session.manifest` signed at send time.
+//! - [`signing`]: the signing key at send time; manifests wait for it, never go unsigned.
 //! - [`dispatch`]: one inbound frame; manifests at send time.
 //! - [`frames`], [`token`], [`stats`]: frame builders and readers, token `exp`, counters.
 //!
@@ -28,6 +29,7 @@ pub mod outbox;
 pub mod reconnect;
 pub mod schedule;
 pub mod session;
+pub mod signing;
 pub mod stats;
 pub mod token;
 

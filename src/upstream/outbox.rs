@@ -92,6 +92,9 @@ pub struct Depth {
     pub frames: usize,
     /// Bytes of frame text stored.
     pub bytes: usize,
+    /// Of `frames`, how many are `session.manifest` (they wait for the signing key when
+    /// it is unavailable, see [`super::signing`]).
+    pub manifests: usize,
     /// Dropped because the outbox was over `max_frames` or `max_bytes`.
     pub dropped_overflow: u64,
     /// Dropped because they were older than `max_age`.
@@ -122,6 +125,12 @@ fn key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
+/// Whether a stored entry holds a `session.manifest` (an entry that does not decode
+/// counts as not).
+fn is_manifest(v: &[u8]) -> bool {
+    codec::decode::<Entry>(v).is_ok_and(|e| e.kind == Kind::Manifest)
+}
+
 fn seq_of(k: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = k.len().min(8);
@@ -138,6 +147,7 @@ impl Outbox {
             let (_, v) = item.map_err(store::Error::from_sled)?;
             depth.frames += 1;
             depth.bytes += v.len();
+            depth.manifests += is_manifest(&v) as usize;
         }
         let dir = store.path().to_owned();
         Ok(Self {
@@ -180,6 +190,7 @@ impl Outbox {
         self.with_depth(|d| {
             d.frames += 1;
             d.bytes += bytes.len();
+            d.manifests += (kind == Kind::Manifest) as usize;
         });
         match self.store.flush().await {
             Ok(_) => Ok(seq),
@@ -209,6 +220,7 @@ impl Outbox {
                     self.with_depth(|d| {
                         d.frames = d.frames.saturating_sub(1);
                         d.bytes = d.bytes.saturating_sub(v.len());
+                        d.manifests = d.manifests.saturating_sub(is_manifest(&v) as usize);
                         d.dropped_overflow += 1;
                     });
                     tracing::warn!(
@@ -266,6 +278,7 @@ impl Outbox {
                 self.with_depth(|d| {
                     d.frames = d.frames.saturating_sub(1);
                     d.bytes = d.bytes.saturating_sub(v.len());
+                    d.manifests = d.manifests.saturating_sub(is_manifest(&v) as usize);
                 });
             }
         }
@@ -360,6 +373,9 @@ mod tests {
         assert_eq!(e.kind, Kind::Manifest);
         assert_eq!(o.depth().dropped_age, 1);
         assert_eq!(o.depth().frames, 1);
+        assert_eq!(o.depth().manifests, 1, "the manifest is counted as one");
+        o.remove(&[o.next_after(None, 70_000).unwrap().0]);
+        assert_eq!(o.depth().manifests, 0);
     }
 
     #[tokio::test]

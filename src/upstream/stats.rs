@@ -57,6 +57,8 @@ pub struct Stats {
     pub rejections: AtomicU64,
     /// Commands answered by bbedge with `AGENT_NOT_CONNECTED`/`AGENT_TIMEOUT`.
     pub agent_failures: AtomicU64,
+    /// Whether the signing key could sign the last manifest that needed it.
+    pub signing: super::signing::KeyState,
 }
 
 /// Adds one.
@@ -81,6 +83,7 @@ impl Stats {
         let info = self.info.lock().map(|i| i.clone()).unwrap_or_default();
         let d = outbox.depth();
         let now = crate::protocol::now_ms();
+        let key = self.signing.problem();
         json!({
             "state": info.state,
             "url": info.url,
@@ -101,7 +104,14 @@ impl Stats {
             "outbox": {
                 "frames": d.frames,
                 "bytes": d.bytes,
+                "manifests": d.manifests,
                 "oldest_age_s": outbox.oldest_age_ms(now).map(|ms| ms / 1000),
+            },
+            "signing": {
+                "key": if key.is_some() { "unavailable" } else { "ok" },
+                "error": key.as_ref().map(|p| p.error.clone()),
+                "since": key.as_ref().map(|p| p.since.clone()),
+                "manifests_waiting": if key.is_some() { d.manifests } else { 0 },
             },
             "dropped": {
                 "outbox_overflow": d.dropped_overflow,
@@ -126,6 +136,7 @@ impl Stats {
         let depth = Gauge::<i64>::default();
         let bytes = Gauge::<i64>::default();
         let attempts = Counter::<u64>::default();
+        let waiting_for_key = Gauge::<i64>::default();
         let reg = metrics.registry();
         reg.register(
             "upstream_online",
@@ -153,6 +164,11 @@ impl Stats {
             "Connection attempts to central",
             attempts.clone(),
         );
+        reg.register(
+            "upstream_manifests_waiting_for_key",
+            "Session manifests held in the outbox because the signing key is unavailable",
+            waiting_for_key.clone(),
+        );
         let me = self.clone();
         let seen_attempts = AtomicU64::new(0);
         metrics.on_scrape(Box::new(move || {
@@ -161,6 +177,12 @@ impl Stats {
             online.set(info_online as i64);
             depth.set(d.frames as i64);
             bytes.set(d.bytes as i64);
+            let held = if me.signing.problem().is_some() {
+                d.manifests
+            } else {
+                0
+            };
+            waiting_for_key.set(held as i64);
             let a = get(&me.attempts);
             attempts.inc_by(a.saturating_sub(seen_attempts.swap(a, Ordering::Relaxed)));
             let l = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
@@ -181,5 +203,42 @@ impl Stats {
                 dropped.get_or_create(&l("reason", reason)).set(n as i64);
             }
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::outbox::{Kind, Limits};
+
+    #[tokio::test]
+    async fn manifests_waiting_for_the_key_show_on_status_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = crate::store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let limits = Limits {
+            max_frames: 10,
+            max_bytes: 1 << 20,
+            max_age_ms: 60_000,
+            min_free_bytes: 0,
+        };
+        let outbox = Outbox::open(opened.store, limits).unwrap();
+        outbox.accept(Kind::Manifest, "{}".into(), 0).await.unwrap();
+        outbox.accept(Kind::Event, "{}".into(), 0).await.unwrap();
+        let stats = Arc::new(Stats::default());
+        let mut metrics = crate::health::metrics::Metrics::new();
+        stats.register(&mut metrics, outbox.clone());
+        let line = "bbedge_upstream_manifests_waiting_for_key ";
+        assert!(metrics.encode().contains(&format!("{line}0")), "key fine");
+        assert_eq!(stats.section(&outbox)["signing"]["key"], "ok");
+        stats.signing.unavailable("cannot read k", 1);
+        let text = metrics.encode();
+        assert!(text.contains(&format!("{line}1")), "{text}");
+        let s = stats.section(&outbox);
+        assert_eq!(s["signing"]["key"], "unavailable");
+        assert_eq!(s["signing"]["error"], "cannot read k");
+        assert_eq!(s["signing"]["manifests_waiting"], 1);
+        assert_eq!(s["outbox"]["manifests"], 1, "the event is not counted");
+        stats.signing.available();
+        assert!(metrics.encode().contains(&format!("{line}0")));
     }
 }

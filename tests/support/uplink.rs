@@ -129,9 +129,14 @@ pub fn write_credentials(
         key_registered,
     };
     credentials::save(&path, &c).expect("save credentials");
-    let pem = test_key().to_pkcs8_pem(Default::default()).expect("pem");
-    std::fs::write(dir.join("device-key.pem"), pem.as_bytes()).expect("key");
+    write_test_key(&dir.join("device-key.pem"));
     path
+}
+
+/// Writes the test key as pairing does (PKCS#8 PEM).
+pub fn write_test_key(path: &std::path::Path) {
+    let pem = test_key().to_pkcs8_pem(Default::default()).expect("pem");
+    std::fs::write(path, pem.as_bytes()).expect("key");
 }
 
 impl Up {
@@ -199,6 +204,22 @@ impl Up {
         }
     }
 
+    /// A box that registered the test key (signed manifests), connected once, with
+    /// central now down: the start of every manifest-while-offline test.
+    pub async fn signed_then_offline(fake: &mut FakeCentral) -> Up {
+        let up = Self::start(
+            fake,
+            Opts {
+                key_registered: true,
+                ..Opts::default()
+            },
+        )
+        .await;
+        fake.wait_acked(1).await;
+        fake.stop().await;
+        up
+    }
+
     /// The agent sends a frame towards central.
     pub fn agent_sends(&self, frame: Value) {
         self.room
@@ -220,6 +241,45 @@ impl Up {
         (self.section)()
     }
 
+    /// Re-pairs as `bbedge pair` would: a new token `tag` the fake accepts, the test key
+    /// written (again) beside it, and the credentials reloaded, which makes the link
+    /// close its socket and reconnect with them.
+    pub fn re_pair(&self, fake: &FakeCentral, tag: &str, key_registered: bool) {
+        let tok = token(7 * 86_400, tag);
+        fake.allow(
+            &tok,
+            Device {
+                id: DEVICE_ID.into(),
+                uuid: UUID.into(),
+                key: key_registered.then(|| test_key().verifying_key()),
+            },
+        );
+        write_credentials(self.dir.path(), fake, &tok, key_registered);
+        self.creds.reload().expect("credentials reload");
+    }
+
+    /// Connection attempts so far (`/status` `connect_attempts`).
+    pub fn attempts(&self) -> u64 {
+        self.status()["connect_attempts"].as_u64().unwrap_or(0)
+    }
+
+    /// Waits (hang guard 30 s) until the link reports `link`.
+    pub async fn wait_link(&self, link: bbedge::signal::Link) {
+        let mut facts = self.hub.subscribe();
+        tokio::time::timeout(
+            super::fake_central::WAIT,
+            facts.wait_for(|f| f.link == link),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the link never became {link:?}: {:?}", self.hub.facts()))
+        .expect("hub alive");
+    }
+
+    /// The signing key file.
+    pub fn key_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("device-key.pem")
+    }
+
     /// Stops the service (closing its socket cleanly) and returns the state dir.
     pub async fn stop(self) -> tempfile::TempDir {
         self.token.cancel();
@@ -239,4 +299,31 @@ pub fn ack_ok(cmd: ToAgent, payload: Value) {
 pub fn event(n: usize) -> Value {
     serde_json::json!({"type": "event", "id": format!("ev-{n:05}"), "timestamp": bbedge::protocol::now_rfc3339(),
         "event": "upload.progress", "payload": {"sessionId": "s", "progress": n}})
+}
+
+/// Matches frames of type `ty`.
+pub fn is(ty: &'static str) -> impl Fn(&Value) -> bool {
+    move |f| f["type"] == ty
+}
+
+/// Waits until the outbox holds exactly `frames` entries (hang guard 30 s; the depth is
+/// in-memory state with no change signal, so this polls it).
+pub async fn wait_outbox(up: &Up, frames: usize) {
+    let t0 = std::time::Instant::now();
+    while up.outbox.depth().frames != frames {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "outbox depth {} != {frames}",
+            up.outbox.depth().frames
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A `session.manifest` as the agent sends it (unsigned; bbedge signs it at send time).
+pub fn manifest(id: &str) -> Value {
+    serde_json::json!({"type":"session.manifest","id":id,"timestamp":bbedge::protocol::now_rfc3339(),
+        "payload":{"session_id":"record-1760000000000","capture":{"device":DEVICE_ID,
+        "started_at":"2026-06-20T19:00:00.950Z","ended_at":"2026-06-20T20:30:00.950Z","duration_s":5400,
+        "segments":[{"start":0,"end":5400,"visibility":"public"}]}}})
 }

@@ -403,6 +403,27 @@ impl FakeCentral {
         });
     }
 
+    /// The frames received from index `from` on that `pred` accepts, in arrival order.
+    pub fn frames_where(&self, from: usize, pred: impl Fn(&Value) -> bool) -> Vec<Received> {
+        self.snapshot(|s| {
+            s.frames
+                .iter()
+                .skip(from)
+                .filter(|r| pred(&r.frame))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The `id`s of the test agent's `upload.progress` events received from index `from`
+    /// on, in arrival order (every copy: delivery is at-least-once).
+    pub fn progress_ids(&self, from: usize) -> Vec<Value> {
+        self.frames_where(from, |f| f["event"] == "upload.progress")
+            .into_iter()
+            .map(|r| r.frame["id"].clone())
+            .collect()
+    }
+
     /// A snapshot of the state's counters.
     pub fn snapshot<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.shared.state.lock().expect("state"))
