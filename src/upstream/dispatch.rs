@@ -11,7 +11,6 @@ use crate::pairing::Credentials;
 use crate::protocol::frame::format_rfc3339;
 use crate::protocol::now_ms;
 use serde_json::Value;
-use std::time::Instant;
 
 impl Upstream {
     pub(crate) fn take_ack(&self, core: &mut Core, a: AckOut, generation: u64) {
@@ -126,7 +125,7 @@ impl Upstream {
         frame: Value,
         generation: u64,
     ) {
-        let expires = Instant::now() + super::commands::server_deadline(&action);
+        let expires = super::online::clock() + super::commands::server_deadline(&action);
         tracing::info!(operation = "upstream.command", correlation_id = %id, action = %action, "command from central");
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             let ack = frames::ack(&id, Err(("ERR_DEVICE_BUSY", "too many commands in flight")));

@@ -59,7 +59,7 @@ impl Upstream {
         generation: u64,
         clean_after: Option<Duration>,
     ) -> (Why, Option<u16>) {
-        let now = Instant::now();
+        let now = clock();
         let clean_at = clean_after.map(|d| tokio::time::Instant::from_std(now + d));
         let secs = Duration::from_secs;
         let mut core = Core::new(
@@ -101,7 +101,7 @@ impl Upstream {
         let mut skew: Option<i64> = None;
         let hold_until = now + SKEW_WAIT;
         loop {
-            let now = Instant::now();
+            let now = clock();
             if core.dead(now) {
                 self.stats
                     .info(|i| i.last_error = Some("PONG_TIMEOUT".into()));
@@ -220,7 +220,7 @@ impl Upstream {
                 },
                 Some(a) = self.acks_rx.recv() => self.take_ack(&mut core, a, generation),
                 Some((kind, v)) = self.live_rx.recv() => {
-                    let expires = (kind == UrgentKind::Ack).then(|| Instant::now() + Duration::from_secs(5));
+                    let expires = (kind == UrgentKind::Ack).then(|| clock() + Duration::from_secs(5));
                     core.push(Urgent { kind, frame: v.to_string(), expires });
                 }
                 Ok(()) = agent_status.changed() => core.push(self.status_frame(creds)),
@@ -235,6 +235,12 @@ impl Upstream {
             }
         }
     }
+}
+
+/// The link's clock: tokio's, so every timer of the link follows paused time in tests;
+/// the same as `Instant::now()` in production.
+pub(crate) fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn send(ws: &mut link::Ws, msg: Message) -> Result<(), ()> {

@@ -9,7 +9,7 @@ use super::{link, Upstream};
 use crate::pairing::Credentials;
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -94,7 +94,7 @@ impl Upstream {
                 return End::new(why);
             }
         };
-        let acked = Instant::now();
+        let acked = super::online::clock();
         let generation = self.stats.connects.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats.rejections.store(0, Ordering::Relaxed);
         self.stats
@@ -112,7 +112,7 @@ impl Upstream {
             .online_loop(&mut ws, creds, creds_rx, token, generation, clean_after)
             .await;
         self.online.store(false, Ordering::SeqCst);
-        let connected_for = acked.elapsed();
+        let connected_for = super::online::clock().saturating_duration_since(acked);
         if let Some(code) = close_code {
             link::close(ws, code, "").await;
         }
