@@ -962,6 +962,13 @@ async fn a_revoked_device_asks_for_pairing_at_the_first_rejection_and_shows_the_
     assert_eq!(st["needs_pairing_reason"], "device_inactive", "{st}");
     assert_eq!(st["probes"]["device_inactive"], 1, "{st}");
     assert_eq!(st["last_error"], "CLOSE_4003");
+    let mut metrics = bbedge::health::metrics::Metrics::new();
+    up.stats.register(&mut metrics, up.outbox.clone());
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"bbedge_upstream_token_probes_total{outcome="device_inactive"} 1"#),
+        "{text}"
+    );
     let probes = fake.probes();
     assert_eq!(probes.len(), 1);
     assert_eq!(probes[0].query.as_deref(), Some("limit=1"));
@@ -1083,11 +1090,23 @@ async fn without_the_probe_route_three_rejections_in_a_row_ask_for_pairing() {
 #[tokio::test(start_paused = true)]
 async fn an_unclean_drop_brings_one_clean_reconnect_and_a_clean_drop_none() {
     let fake = FakeCentral::start().await;
-    let up = Up::start(&fake, Opts::default()).await;
+    // 290 s: between two pings (every 20 s from the ack), so a frame sent at 285 s is
+    // still unconfirmed when the link closes.
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: vec![("clean_reconnect_after", "290".to_owned())],
+            ..Opts::default()
+        },
+    )
+    .await;
     fake.wait_acked(1).await;
     fake.cut_all_mid_frame();
     fake.wait_acked(2).await;
-    // After the default 300 s: a close frame with 1000 on connection 2, then connection 3.
+    // Places the agent's event at 285 s on the paused clock (not a synchronisation).
+    tokio::time::sleep(Duration::from_secs(285)).await;
+    up.agent_sends(event(1));
+    // At 290 s: a close frame with 1000 on connection 2, then connection 3.
     let limit = Duration::from_secs(400);
     fake.wait_within(limit, "the voluntary close and a new connection", |s| {
         (s.acked.len() >= 3).then_some(())
@@ -1103,10 +1122,18 @@ async fn an_unclean_drop_brings_one_clean_reconnect_and_a_clean_drop_none() {
     let ticks = fake.snapshot(|s| s.attempt_ticks.clone());
     let waited = ticks[2].duration_since(ticks[1]);
     assert!(
-        waited >= Duration::from_secs(300) && waited < Duration::from_secs(310),
-        "clean_reconnect_after (300 s) after the reconnect: {waited:?}"
+        waited >= Duration::from_secs(290) && waited < Duration::from_secs(300),
+        "clean_reconnect_after (290 s) after the reconnect: {waited:?}"
     );
     assert_eq!(up.status()["clean_reconnects"], 1);
+    // Nothing is lost: the unconfirmed event is sent again on the new connection.
+    fake.wait_within(limit, "the event on connection 3", |s| {
+        s.frames
+            .iter()
+            .any(|r| r.conn == 3 && r.frame["id"] == "ev-00001")
+            .then_some(())
+    })
+    .await;
     // Only once per unclean drop: an hour later nothing else happened.
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(
