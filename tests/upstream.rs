@@ -1090,8 +1090,8 @@ async fn without_the_probe_route_three_rejections_in_a_row_ask_for_pairing() {
 #[tokio::test(start_paused = true)]
 async fn an_unclean_drop_brings_one_clean_reconnect_and_a_clean_drop_none() {
     let fake = FakeCentral::start().await;
-    // 290 s: between two pings (every 20 s from the ack), so a frame sent at 285 s is
-    // still unconfirmed when the link closes.
+    // 290 s: between two pings (every 20 s from the ack). A frame written at 289.5 s
+    // waits for the confirming ping 1 s later, so it is unconfirmed when the link closes.
     let up = Up::start(
         &fake,
         Opts {
@@ -1103,8 +1103,8 @@ async fn an_unclean_drop_brings_one_clean_reconnect_and_a_clean_drop_none() {
     fake.wait_acked(1).await;
     fake.cut_all_mid_frame();
     fake.wait_acked(2).await;
-    // Places the agent's event at 285 s on the paused clock (not a synchronisation).
-    tokio::time::sleep(Duration::from_secs(285)).await;
+    // Places the agent's event at 289.5 s on the paused clock (not a synchronisation).
+    tokio::time::sleep(Duration::from_millis(289_500)).await;
     up.agent_sends(event(1));
     // At 290 s: a close frame with 1000 on connection 2, then connection 3.
     let limit = Duration::from_secs(400);
@@ -1126,7 +1126,9 @@ async fn an_unclean_drop_brings_one_clean_reconnect_and_a_clean_drop_none() {
         "clean_reconnect_after (290 s) after the reconnect: {waited:?}"
     );
     assert_eq!(up.status()["clean_reconnects"], 1);
-    // Nothing is lost: the unconfirmed event is sent again on the new connection.
+    // Nothing is lost: whether the event went out on connection 2 just before the close
+    // (unconfirmed: its confirming ping would be 1 s later) or was still queued, it is
+    // sent on the new connection.
     fake.wait_within(limit, "the event on connection 3", |s| {
         s.frames
             .iter()
