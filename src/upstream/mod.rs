@@ -16,7 +16,8 @@
 //! - [`frames`], [`token`], [`stats`]: frame builders and readers, token `exp`, counters.
 //!
 //! - [`reconnect`]: the reconnect loop ([`Upstream::run`]).
-//! - [`probe`]: the §b.6 token probe that explains a 4003.
+//! - [`probe`]: the §b.6 token probe that explains a 4003; [`rejection`]: what a
+//!   rejection means for `needs_pairing`.
 
 pub mod backoff;
 pub mod budget;
@@ -31,6 +32,7 @@ pub mod online;
 pub mod outbox;
 pub mod probe;
 pub mod reconnect;
+pub mod rejection;
 pub mod schedule;
 pub mod session;
 pub mod stats;

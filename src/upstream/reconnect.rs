@@ -4,10 +4,8 @@
 //! rejection with an unexpired token is explained by the token probe ([`super::probe`]),
 //! and an unclean drop arms one voluntary clean reconnect on the next connection.
 
-use super::probe::{Outcome, Prober};
-use super::{
-    backoff, intake, link, session, stats, token, Error, Upstream, REJECTIONS_BEFORE_NEEDS_PAIRING,
-};
+use super::probe::Prober;
+use super::{backoff, intake, link, session, stats, token, Error, Upstream};
 use crate::error::ErrorCode;
 use crate::pairing::Credentials;
 use crate::signal::Link as LinkState;
@@ -228,89 +226,6 @@ impl Upstream {
             }
         };
         self.serve(ws, creds, creds_rx, token, clean_after).await
-    }
-
-    /// A rejection (4003/4001, or an `auth_failed` frame when `code` is 0): probes the
-    /// token unless it has expired, then decides `needs_pairing` (contract §c.4).
-    /// `true` when shutting down.
-    async fn rejected(
-        &self,
-        code: u16,
-        expired: bool,
-        prober: &Prober,
-        creds: &Credentials,
-        token: &CancellationToken,
-    ) -> bool {
-        let n = self.stats.rejections.fetch_add(1, Ordering::Relaxed) + 1;
-        let outcome = if expired {
-            None
-        } else {
-            tokio::select! {
-                _ = token.cancelled() => return true,
-                o = prober.probe(&creds.server, &creds.token) => Some(o),
-            }
-        };
-        let unexplained = match &outcome {
-            Some(Outcome::TokenOk) => {
-                self.stats
-                    .unexplained_rejections
-                    .store(0, Ordering::Relaxed);
-                0
-            }
-            Some(Outcome::Unknown { .. }) | None => {
-                self.stats
-                    .unexplained_rejections
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1
-            }
-            Some(_) => self.stats.unexplained_rejections.load(Ordering::Relaxed),
-        };
-        let reason = match &outcome {
-            _ if expired => Some("token_expired"),
-            Some(Outcome::DeviceInactive) => Some("device_inactive"),
-            Some(Outcome::TokenInvalid { .. }) => Some("token_invalid"),
-            // §b.5: treat a future `auth_failed` frame like an expired token.
-            _ if code == 0 => Some("auth_failed_frame"),
-            Some(Outcome::TokenOk) => None,
-            _ if unexplained >= REJECTIONS_BEFORE_NEEDS_PAIRING => Some("repeated_rejections"),
-            _ => None,
-        };
-        // The hub first, then the counters: whoever sees the count sees the decision.
-        if reason.is_some() {
-            self.hub.update(|f| f.needs_pairing = true);
-        }
-        self.stats.info(|i| {
-            if reason.is_some() {
-                i.needs_pairing_reason = reason;
-            }
-            i.last_probe = outcome.as_ref().map(|o| stats::ProbeReport {
-                outcome: o.label(),
-                detail: o.detail(),
-                at: crate::protocol::now_rfc3339(),
-            });
-        });
-        if let Some(o) = &outcome {
-            stats::inc(&self.stats.probes[o.index()]);
-        }
-        let probe = outcome.as_ref().map(Outcome::label).unwrap_or("skipped");
-        let detail = outcome.as_ref().map(Outcome::detail).unwrap_or_default();
-        let message = match &outcome {
-            Some(Outcome::DeviceInactive) => "central says the device is suspended or revoked; an operator must reactivate it in CivicPress",
-            Some(Outcome::TokenInvalid { .. }) => "central no longer accepts the device token; pair again with a fresh code",
-            Some(Outcome::TokenOk) => "central refused the connection but accepts the token; retrying later",
-            _ => "central rejected the device token",
-        };
-        tracing::warn!(
-            operation = "upstream.connect",
-            close_code = code,
-            rejections = n,
-            token_expired = expired,
-            probe,
-            probe_detail = %detail,
-            needs_pairing = reason.is_some(),
-            "{message}"
-        );
-        false
     }
 }
 
