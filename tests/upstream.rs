@@ -1196,3 +1196,37 @@ async fn a_connection_cap_backs_off_to_the_cap_and_is_counted_not_a_pairing_prob
     fake.assert_no_violations();
     up.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_central_no_longer_knows_asks_for_pairing_at_the_first_rejection() {
+    // (token known to central, device status) → the probe's code.
+    for (known, status, code) in [
+        (false, None, "AUTH_FAILED"),
+        (true, Some("deleted"), "DEVICE_NOT_FOUND"),
+    ] {
+        let fake = FakeCentral::start().await;
+        if let Some(st) = status {
+            fake.set_device_status(UUID, st);
+        }
+        let up = Up::start(
+            &fake,
+            Opts {
+                known_token: known,
+                api: true,
+                ..Opts::default()
+            },
+        )
+        .await;
+        let mut facts = up.hub.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
+            .await
+            .expect("needs_pairing after the first rejection")
+            .expect("hub alive");
+        assert_eq!(fake.snapshot(|s| s.attempts), 1, "{code}");
+        let st = up.status();
+        assert_eq!(st["last_probe"]["outcome"], "token_invalid", "{st}");
+        assert_eq!(st["last_probe"]["detail"], code, "{st}");
+        assert_eq!(st["needs_pairing_reason"], "token_invalid", "{st}");
+        up.stop().await;
+    }
+}

@@ -73,11 +73,14 @@ impl Upstream {
             if reason.is_some() {
                 i.needs_pairing_reason = reason;
             }
-            i.last_probe = outcome.as_ref().map(|o| stats::ProbeReport {
-                outcome: o.label(),
-                detail: o.detail(),
-                at: crate::protocol::now_rfc3339(),
-            });
+            // An expired token is not probed; the last probe stays on show.
+            if let Some(o) = &outcome {
+                i.last_probe = Some(stats::ProbeReport {
+                    outcome: o.label(),
+                    detail: o.detail(),
+                    at: crate::protocol::now_rfc3339(),
+                });
+            }
         });
         if let Some(o) = &outcome {
             stats::inc(&self.stats.probes[o.index()]);
