@@ -1,6 +1,6 @@
 //! What the online loop does with one inbound frame from central (commands, pongs,
 //! control errors, schedule pushes, observers' preview frames) and with manifests at
-//! send time. Split from [`super::session`] to keep each file on one screen.
+//! send time. Split from [`super::online`] to keep each file on one screen.
 
 use super::core::{Core, Urgent, UrgentKind};
 use super::frames::{self, Inbound};
