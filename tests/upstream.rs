@@ -796,3 +796,317 @@ fn first_copies_of_progress_events(fake: &FakeCentral) -> Vec<String> {
     }
     firsts
 }
+
+// ---------------------------------------------------------------------------------------
+// The §b.6 token probe, the §g.1 clean reconnect, and 4029 (§g.2). Paused time: the
+// capped backoff is 30–60 s and the clean reconnect 300 s; every wait is on the fake's
+// state or the hub, with a hang guard, and durations are read from the fake's
+// tokio-clock timestamps, which paused time makes exact.
+
+/// A minute beyond `n` capped backoffs (each at most `backoff_max` = 60 s).
+fn cap_guard(n: u64) -> Duration {
+    Duration::from_secs(60 * n + 60)
+}
+
+/// Gaps between consecutive connection attempts, on the fake's tokio clock.
+fn attempt_gaps(fake: &FakeCentral) -> Vec<Duration> {
+    fake.snapshot(|s| {
+        s.attempt_ticks
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .collect()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_device_asks_for_pairing_at_the_first_rejection_and_shows_the_probe() {
+    let fake = FakeCentral::start().await;
+    fake.set_device_status(UUID, "revoked");
+    let up = Up::start(
+        &fake,
+        Opts {
+            api: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let mut facts = up.hub.subscribe();
+    tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
+        .await
+        .expect("needs_pairing after the first rejection")
+        .expect("hub alive");
+    assert_eq!(fake.snapshot(|s| s.attempts), 1, "one rejection was enough");
+    let st = up.status();
+    assert_eq!(st["last_probe"]["outcome"], "device_inactive", "{st}");
+    assert_eq!(st["last_probe"]["detail"], "INVALID_STATUS", "{st}");
+    assert_eq!(st["needs_pairing_reason"], "device_inactive", "{st}");
+    assert_eq!(st["probes"]["device_inactive"], 1, "{st}");
+    assert_eq!(st["last_error"], "CLOSE_4003");
+    let mut metrics = bbedge::health::metrics::Metrics::new();
+    up.stats.register(&mut metrics, up.outbox.clone());
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"bbedge_upstream_token_probes_total{outcome="device_inactive"} 1"#),
+        "{text}"
+    );
+    let probes = fake.probes();
+    assert_eq!(probes.len(), 1);
+    assert_eq!(probes[0].query.as_deref(), Some("limit=1"));
+    let tok = up.creds.current().expect("paired").token;
+    assert_eq!(
+        probes[0].authorization.as_deref(),
+        Some(format!("Bearer {}", tok.expose()).as_str()),
+        "the token goes in the Bearer header"
+    );
+    // One probe per rejection, at the capped backoff: never a tight loop.
+    fake.wait_within(cap_guard(3), "three rejections", |s| {
+        (s.attempts >= 3 && s.probes.len() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(fake.snapshot(|s| s.attempts as usize), fake.probes().len());
+    for gap in attempt_gaps(&fake) {
+        assert!(gap >= Duration::from_secs(30), "capped backoff: {gap:?}");
+    }
+    // An operator reactivates the device: the next attempt connects and clears it all.
+    fake.set_device_status(UUID, "active");
+    fake.wait_within(cap_guard(1), "a connection", |s| {
+        (!s.acked.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        facts.wait_for(|f| !f.needs_pairing),
+    )
+    .await
+    .expect("needs_pairing cleared by the ack")
+    .expect("hub alive");
+    assert!(up.status()["needs_pairing_reason"].is_null());
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_central_vouches_for_is_retried_at_the_cap_and_never_asks_for_pairing() {
+    let fake = FakeCentral::start().await;
+    // Three 4003s as a database error in central's onConnect gives; the token is good.
+    fake.refuse_next(4003, 3);
+    let up = Up::start(
+        &fake,
+        Opts {
+            api: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let ever = uplink::needs_pairing_ever(&up.hub);
+    fake.wait_within(cap_guard(4), "the fourth attempt acknowledged", |s| {
+        (!s.acked.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(fake.snapshot(|s| s.attempts), 4);
+    assert!(
+        !ever.load(std::sync::atomic::Ordering::SeqCst),
+        "a token central accepts never means needs_pairing"
+    );
+    let statuses: Vec<u16> = fake.probes().iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [200, 200, 200], "one probe per rejection");
+    let st = up.status();
+    assert_eq!(st["probes"]["token_ok"], 3, "{st}");
+    assert_eq!(st["last_probe"]["outcome"], "token_ok", "{st}");
+    assert!(st["needs_pairing_reason"].is_null(), "{st}");
+    let gaps = attempt_gaps(&fake);
+    assert_eq!(gaps.len(), 3);
+    for gap in gaps {
+        assert!(
+            gap >= Duration::from_secs(30),
+            "still the long backoff: {gap:?}"
+        );
+    }
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_probe_route_three_rejections_in_a_row_ask_for_pairing() {
+    let fake = FakeCentral::start().await;
+    fake.unmount_uploads();
+    let up = Up::start(
+        &fake,
+        Opts {
+            known_token: false,
+            api: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let mut facts = up.hub.subscribe();
+    fake.wait_within(cap_guard(2), "two probes", |s| {
+        (s.probes.len() >= 2).then_some(())
+    })
+    .await;
+    // The link counts the answer right after deciding (the hub first), then waits
+    // 30–60 s: 100 ms steps cannot miss a decision.
+    until("the second probe counted", Duration::from_secs(5), || {
+        up.status()["probes"]["unknown"] == 2
+    })
+    .await;
+    let st = up.status();
+    assert_eq!(st["probes"]["unknown"], 2, "{st}");
+    assert!(
+        !up.hub.facts().needs_pairing,
+        "two unexplained rejections are not enough"
+    );
+    tokio::time::timeout(cap_guard(1), facts.wait_for(|f| f.needs_pairing))
+        .await
+        .expect("needs_pairing at the third rejection")
+        .expect("hub alive");
+    let st = up.status();
+    assert_eq!(st["needs_pairing_reason"], "repeated_rejections", "{st}");
+    assert_eq!(st["last_probe"]["detail"], "HTTP_404", "{st}");
+    assert_eq!(st["rejections_in_a_row"], 3, "{st}");
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unclean_drop_brings_one_clean_reconnect_and_a_clean_drop_none() {
+    let fake = FakeCentral::start().await;
+    // 290 s: between two pings (every 20 s from the ack). A frame written at 289.5 s
+    // waits for the confirming ping 1 s later, so it is unconfirmed when the link closes.
+    let up = Up::start(
+        &fake,
+        Opts {
+            config: vec![("clean_reconnect_after", "290".to_owned())],
+            ..Opts::default()
+        },
+    )
+    .await;
+    fake.wait_acked(1).await;
+    fake.cut_all_mid_frame();
+    fake.wait_acked(2).await;
+    // Places the agent's event at 289.5 s on the paused clock (not a synchronisation).
+    tokio::time::sleep(Duration::from_millis(289_500)).await;
+    up.agent_sends(event(1));
+    // At 290 s: a close frame with 1000 on connection 2, then connection 3.
+    let limit = Duration::from_secs(400);
+    fake.wait_within(limit, "the voluntary close and a new connection", |s| {
+        (s.acked.len() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        fake.snapshot(|s| s.device_closes.clone()),
+        [(2, Some(1000))],
+        "{} {:?}",
+        up.status(),
+        attempt_gaps(&fake)
+    );
+    let ticks = fake.snapshot(|s| s.attempt_ticks.clone());
+    let waited = ticks[2].duration_since(ticks[1]);
+    assert!(
+        waited >= Duration::from_secs(290) && waited < Duration::from_secs(300),
+        "clean_reconnect_after (290 s) after the reconnect: {waited:?}"
+    );
+    assert_eq!(up.status()["clean_reconnects"], 1);
+    // Nothing is lost: whether the event went out on connection 2 just before the close
+    // (unconfirmed: its confirming ping would be 1 s later) or was still queued, it is
+    // sent on the new connection.
+    fake.wait_within(limit, "the event on connection 3", |s| {
+        s.frames
+            .iter()
+            .any(|r| r.conn == 3 && r.frame["id"] == "ev-00001")
+            .then_some(())
+    })
+    .await;
+    // Only once per unclean drop: an hour later nothing else happened.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        fake.snapshot(|s| (s.acked.len(), s.device_closes.len())),
+        (3, 1)
+    );
+    // A clean drop (central's close frame) reconnects but schedules nothing.
+    fake.close_all(UUID, 1001);
+    fake.wait_within(limit, "a reconnect after the clean close", |s| {
+        (s.acked.len() >= 4).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        fake.snapshot(|s| (s.acked.len(), s.device_closes.len())),
+        (4, 1)
+    );
+    assert_eq!(up.status()["clean_reconnects"], 1);
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_cap_backs_off_to_the_cap_and_is_counted_not_a_pairing_problem() {
+    let fake = FakeCentral::start().await;
+    fake.refuse_next(4029, 2);
+    let up = Up::start(
+        &fake,
+        Opts {
+            api: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let ever = uplink::needs_pairing_ever(&up.hub);
+    fake.wait_within(cap_guard(3), "the third attempt acknowledged", |s| {
+        (!s.acked.is_empty()).then_some(())
+    })
+    .await;
+    let gaps = attempt_gaps(&fake);
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    for gap in gaps {
+        // backoff_max is 60 s: every delay after a 4029 is in [30 s, 60 s], where a
+        // first ordinary retry would wait backoff_initial (1 s).
+        assert!(
+            gap >= Duration::from_secs(30) && gap <= Duration::from_secs(61),
+            "capped backoff after 4029: {gap:?}"
+        );
+    }
+    assert!(!ever.load(std::sync::atomic::Ordering::SeqCst));
+    let st = up.status();
+    assert_eq!(st["connection_limit_closes"], 2, "{st}");
+    assert_eq!(st["rejections_in_a_row"], 0, "{st}");
+    assert!(
+        fake.probes().is_empty(),
+        "a cap is not a token problem: no probe"
+    );
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_central_no_longer_knows_asks_for_pairing_at_the_first_rejection() {
+    // (token known to central, device status) → the probe's code.
+    for (known, status, code) in [
+        (false, None, "AUTH_FAILED"),
+        (true, Some("deleted"), "DEVICE_NOT_FOUND"),
+    ] {
+        let fake = FakeCentral::start().await;
+        if let Some(st) = status {
+            fake.set_device_status(UUID, st);
+        }
+        let up = Up::start(
+            &fake,
+            Opts {
+                known_token: known,
+                api: true,
+                ..Opts::default()
+            },
+        )
+        .await;
+        let mut facts = up.hub.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
+            .await
+            .expect("needs_pairing after the first rejection")
+            .expect("hub alive");
+        assert_eq!(fake.snapshot(|s| s.attempts), 1, "{code}");
+        let st = up.status();
+        assert_eq!(st["last_probe"]["outcome"], "token_invalid", "{st}");
+        assert_eq!(st["last_probe"]["detail"], code, "{st}");
+        assert_eq!(st["needs_pairing_reason"], "token_invalid", "{st}");
+        up.stop().await;
+    }
+}

@@ -161,6 +161,11 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         1..=86_400,
     )?;
     range(
+        "upstream.clean_reconnect_after",
+        u.clean_reconnect_after,
+        0..=86_400,
+    )?;
+    range(
         "upstream.frames_per_second",
         u.frames_per_second as u64,
         1..=10,

@@ -172,6 +172,9 @@ pub struct Upstream {
     pub backoff_max: u64,
     /// Seconds a connection must stay up before the backoff starts over.
     pub backoff_reset_after: u64,
+    /// Seconds after reconnecting from an unclean drop before one voluntary clean
+    /// reconnect (§g.1: central may still hold the dead socket). 0: never.
+    pub clean_reconnect_after: u64,
     /// Frames per second sent upstream (central closes at more than 10).
     pub frames_per_second: u32,
     /// Most frames kept in the outbox while offline.

@@ -1,6 +1,6 @@
 //! What the online loop does with one inbound frame from central (commands, pongs,
 //! control errors, schedule pushes, observers' preview frames) and with manifests at
-//! send time. Split from [`super::session`] to keep each file on one screen.
+//! send time. Split from [`super::online`] to keep each file on one screen.
 
 use super::core::{Core, Urgent, UrgentKind};
 use super::frames::{self, Inbound};
@@ -11,7 +11,6 @@ use crate::pairing::Credentials;
 use crate::protocol::frame::format_rfc3339;
 use crate::protocol::now_ms;
 use serde_json::Value;
-use std::time::Instant;
 
 impl Upstream {
     pub(crate) fn take_ack(&self, core: &mut Core, a: AckOut, generation: u64) {
@@ -168,7 +167,7 @@ impl Upstream {
         frame: Value,
         generation: u64,
     ) {
-        let expires = Instant::now() + super::commands::server_deadline(&action);
+        let expires = super::online::clock() + super::commands::server_deadline(&action);
         tracing::info!(operation = "upstream.command", correlation_id = %id, action = %action, "command from central");
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             let ack = frames::ack(&id, Err(("ERR_DEVICE_BUSY", "too many commands in flight")));

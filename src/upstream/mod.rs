@@ -2,8 +2,10 @@
 //! for years through outages, reboots and power cuts (contract §c, §d, §f, §g).
 //!
 //! - [`link`]: TLS, the Bearer header, the clean close.
-//! - [`session`]: one connection's `select!` loop (send nothing before
-//!   `connection.ack`, then `device.connected`, status, replay, keepalive).
+//! - [`session`]: one connection from upgrade to close (send nothing before
+//!   `connection.ack`) and why it ended.
+//! - [`online`]: the acknowledged connection's `select!` loop (`device.connected`,
+//!   status, replay, keepalive, the clean reconnect after an unclean drop).
 //! - [`core`]: the I/O-free state of a connection (ping confirmations, live queue).
 //! - [`outbox`]: device → central frames on flash, per-type policy.
 //! - [`budget`], [`backoff`]: the rate budget and the reconnect schedule.
@@ -15,6 +17,8 @@
 //! - [`frames`], [`token`], [`stats`]: frame builders and readers, token `exp`, counters.
 //!
 //! - [`reconnect`]: the reconnect loop ([`Upstream::run`]).
+//! - [`probe`]: the §b.6 token probe that explains a 4003; [`rejection`]: what a
+//!   rejection means for `needs_pairing`.
 
 pub mod backoff;
 pub mod budget;
@@ -25,8 +29,11 @@ pub mod frames;
 pub mod intake;
 pub mod link;
 pub mod manifest;
+pub mod online;
 pub mod outbox;
+pub mod probe;
 pub mod reconnect;
+pub mod rejection;
 pub mod schedule;
 pub mod session;
 pub mod signing;
@@ -106,8 +113,9 @@ impl ErrorCode for Error {
     }
 }
 
-/// Rejections in a row (4003/4001) after which the box asks for re-pairing even if the
-/// token has not expired by its own clock.
+/// Rejections in a row (4003/4001) that the token probe could not explain (route not
+/// mounted, central down) after which the box asks for re-pairing even if the token has
+/// not expired by its own clock. A probe that names the cause decides at once.
 pub const REJECTIONS_BEFORE_NEEDS_PAIRING: u64 = 3;
 
 /// Commands' acks from their tasks to the connection. Bounded by the commands in flight.

@@ -1,9 +1,11 @@
 //! The reconnect loop: wait for credentials, back off with jitter, dial, serve, and
-//! decide the next delay from how the connection ended (contract §c.4, §g.1, §g.2).
+//! decide the next delay from how the connection ended (contract §c.4, §g.1, §g.2):
+//! rejections (4003/4001) and connection caps (4029) jump to the capped backoff, a
+//! rejection with an unexpired token is explained by the token probe ([`super::probe`]),
+//! and an unclean drop arms one voluntary clean reconnect on the next connection.
 
-use super::{
-    backoff, intake, link, session, stats, token, Error, Upstream, REJECTIONS_BEFORE_NEEDS_PAIRING,
-};
+use super::probe::Prober;
+use super::{backoff, intake, link, session, stats, token, Error, Upstream};
 use crate::error::ErrorCode;
 use crate::pairing::Credentials;
 use crate::signal::Link as LinkState;
@@ -50,8 +52,12 @@ impl Upstream {
         );
         let mut creds_rx = self.creds.subscribe();
         let dialer = link::Dialer::new(&self.cfg.extra_ca_file, self.cfg.allow_insecure);
+        let prober = Prober::new(&self.cfg.extra_ca_file, self.cfg.allow_insecure);
         let mut delay = Duration::ZERO;
         let mut was_online = false;
+        // Set by an unclean drop of an acknowledged link; the next acknowledged link
+        // closes cleanly and reconnects once, `clean_reconnect_after` after its ack.
+        let mut clean_pending = false;
         loop {
             let current = creds_rx.borrow_and_update().clone();
             let dialer = match (&dialer, current.as_ref()) {
@@ -101,6 +107,8 @@ impl Upstream {
             ) == Some(true);
             if expired {
                 self.hub.update(|f| f.needs_pairing = true);
+                self.stats
+                    .info(|i| i.needs_pairing_reason = Some("token_expired"));
             }
             self.set_state(
                 "connecting",
@@ -110,12 +118,16 @@ impl Upstream {
                     LinkState::Connecting
                 },
             );
+            let clean_after = (clean_pending && self.cfg.clean_reconnect_after > 0)
+                .then(|| Duration::from_secs(self.cfg.clean_reconnect_after));
             let end = self
-                .connect_once(&dialer, &creds, &mut creds_rx, &token)
+                .connect_once(&dialer, &creds, &mut creds_rx, &token, clean_after)
                 .await;
             let connected_for = end.connected_for;
             if connected_for.is_some() {
                 was_online = true;
+                // Once per unclean drop: whatever ended this link decides anew.
+                clean_pending = end.why == session::Why::Dropped;
             }
             if was_online {
                 self.set_state("offline", LinkState::Offline);
@@ -125,26 +137,22 @@ impl Upstream {
                 session::Why::Credentials => {
                     backoff.reset();
                     self.stats.rejections.store(0, Ordering::Relaxed);
+                    self.stats
+                        .unexplained_rejections
+                        .store(0, Ordering::Relaxed);
+                    self.stats.info(|i| i.needs_pairing_reason = None);
                     Duration::ZERO
                 }
                 session::Why::Rejected { code } => {
-                    let n = self.stats.rejections.fetch_add(1, Ordering::Relaxed) + 1;
-                    let needs = expired || n >= REJECTIONS_BEFORE_NEEDS_PAIRING;
-                    if needs {
-                        self.hub.update(|f| f.needs_pairing = true);
+                    if self.rejected(code, expired, &prober, &creds, &token).await {
+                        return;
                     }
-                    tracing::warn!(
-                        operation = "upstream.connect",
-                        close_code = code,
-                        rejections = n,
-                        token_expired = expired,
-                        needs_pairing = needs,
-                        "central rejected the device token"
-                    );
                     backoff.next_capped(&mut rng)
                 }
                 session::Why::ReEnrolled => {
                     self.hub.update(|f| f.needs_pairing = true);
+                    self.stats
+                        .info(|i| i.needs_pairing_reason = Some("re_enrolled"));
                     self.set_state("needs_pairing", LinkState::Offline);
                     tracing::warn!(
                         operation = "upstream.connect",
@@ -155,8 +163,21 @@ impl Upstream {
                     }
                     Duration::ZERO
                 }
-                session::Why::Limit => backoff.next_capped(&mut rng),
-                session::Why::Lost => {
+                session::Why::Limit => {
+                    // §g.2: a cap means too many sockets already; more attempts add to them.
+                    stats::inc(&self.stats.limited);
+                    let d = backoff.next_capped(&mut rng);
+                    tracing::warn!(
+                        operation = "upstream.connect",
+                        close_code = 4029,
+                        delay_ms = d.as_millis() as u64,
+                        "central's connection limit is reached; backing off to the cap"
+                    );
+                    d
+                }
+                // The old socket is closed (handshake done): reconnect at once.
+                session::Why::Voluntary => Duration::ZERO,
+                session::Why::Lost | session::Why::Dropped => {
                     if connected_for
                         .is_some_and(|d| d >= Duration::from_secs(self.cfg.backoff_reset_after))
                     {
@@ -179,6 +200,7 @@ impl Upstream {
         creds: &Credentials,
         creds_rx: &mut watch::Receiver<Option<Credentials>>,
         token: &CancellationToken,
+        clean_after: Option<Duration>,
     ) -> session::End {
         let url = creds.room_url();
         self.stats.info(|i| i.url = Some(url.clone()));
@@ -203,7 +225,7 @@ impl Upstream {
                 return session::End::new(session::Why::Lost);
             }
         };
-        self.serve(ws, creds, creds_rx, token).await
+        self.serve(ws, creds, creds_rx, token, clean_after).await
     }
 }
 

@@ -1,19 +1,15 @@
 //! One connection, from the upgrade to the close: wait for `connection.ack` sending
-//! nothing (§c.8), then `device.connected` and a status (§d.5, §f.2), then the outbox
-//! replay and live traffic through the rate budget, with status and WebSocket pings on
-//! their timers. Never disconnects over an inbound frame it does not understand.
+//! nothing (§c.8), hand over to the online loop ([`super::online`]), then close the
+//! socket completely and say why it ended ([`Why`]), which the reconnect loop turns into
+//! the next delay.
 
-use super::core::{Core, Urgent, UrgentKind};
 use super::frames::{self, Inbound};
-use super::outbox::Kind;
 use super::stats::inc;
-use super::{link, manifest, Upstream};
+use super::{link, Upstream};
 use crate::pairing::Credentials;
-use crate::protocol::now_ms;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,8 +38,14 @@ pub enum Why {
     ReEnrolled,
     /// 4029: a connection cap.
     Limit,
-    /// Anything else: network, server restart, pong timeout, 1008.
+    /// Central closed with a close frame (1000, 1005 on restart, 1008, …), or no
+    /// connection was made: central holds no stale socket of ours.
     Lost,
+    /// An acknowledged link died without a close frame from central (read error, EOF,
+    /// pong timeout, stuck write): central may still hold the dead socket (§g.1).
+    Dropped,
+    /// bbedge closed cleanly on purpose to reconnect, once after a [`Why::Dropped`].
+    Voluntary,
 }
 
 /// How a connection ended.
@@ -65,7 +67,7 @@ impl End {
     }
 }
 
-fn close_why(frame: Option<&CloseFrame>) -> (Why, u16) {
+pub(crate) fn close_why(frame: Option<&CloseFrame>) -> (Why, u16) {
     let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
     let why = match code {
         4001 | 4003 => Why::Rejected { code },
@@ -83,6 +85,7 @@ impl Upstream {
         creds: &Credentials,
         creds_rx: &mut watch::Receiver<Option<Credentials>>,
         token: &CancellationToken,
+        clean_after: Option<Duration>,
     ) -> End {
         let client_id = match self.await_ack(&mut ws, token).await {
             Ok(c) => c,
@@ -91,21 +94,25 @@ impl Upstream {
                 return End::new(why);
             }
         };
-        let acked = Instant::now();
+        let acked = super::online::clock();
         let generation = self.stats.connects.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats.rejections.store(0, Ordering::Relaxed);
+        self.stats
+            .unexplained_rejections
+            .store(0, Ordering::Relaxed);
         self.hub.update(|f| f.needs_pairing = false);
         self.stats.info(|i| {
+            i.needs_pairing_reason = None;
             i.connected_since = Some(crate::protocol::now_rfc3339());
             i.client_id = client_id.clone();
         });
         self.set_state("online", crate::signal::Link::Online);
         tracing::info!(operation = "upstream.connect", url = %creds.room_url(), client_id = client_id.as_deref().unwrap_or(""), "connected to central");
         let (why, close_code) = self
-            .online_loop(&mut ws, creds, creds_rx, token, generation)
+            .online_loop(&mut ws, creds, creds_rx, token, generation, clean_after)
             .await;
         self.online.store(false, Ordering::SeqCst);
-        let connected_for = acked.elapsed();
+        let connected_for = super::online::clock().saturating_duration_since(acked);
         if let Some(code) = close_code {
             link::close(ws, code, "").await;
         }
@@ -163,228 +170,6 @@ impl Upstream {
                 }
                 None => return Err(Why::Lost),
             }
-        }
-    }
-
-    pub(crate) fn edge(&self) -> Value {
-        let d = self.outbox.depth();
-        json!({
-            "version": crate::version::VERSION,
-            "uptime_s": self.started.elapsed().as_secs(),
-            "outbox_frames": d.frames,
-            "agent_connected": !self.relay.to_agent.is_closed(),
-        })
-    }
-
-    fn agent_status(&self) -> Option<Value> {
-        self.relay
-            .agent_status
-            .borrow()
-            .clone()
-            .or_else(|| self.intake_status.borrow().clone())
-    }
-
-    fn status_frame(&self, creds: &Credentials) -> Urgent {
-        let f = frames::status(&creds.device_id, self.agent_status().as_ref(), self.edge());
-        Urgent {
-            kind: UrgentKind::Status,
-            frame: f.to_string(),
-            expires: None,
-        }
-    }
-
-    /// The acknowledged connection. Returns why it ended and the close code to send
-    /// (`None` when central already closed it).
-    async fn online_loop(
-        &mut self,
-        ws: &mut link::Ws,
-        creds: &Credentials,
-        creds_rx: &mut watch::Receiver<Option<Credentials>>,
-        token: &CancellationToken,
-        generation: u64,
-    ) -> (Why, Option<u16>) {
-        let now = Instant::now();
-        let secs = Duration::from_secs;
-        let mut core = Core::new(
-            now,
-            super::budget::Budget::new(self.cfg.frames_per_second, super::budget::WINDOW),
-            secs(self.cfg.ping_interval),
-            secs(self.cfg.pong_timeout),
-            secs(self.cfg.status_interval),
-        );
-        let connected = frames::device_connected(self.agent_status().as_ref());
-        core.push(Urgent {
-            kind: UrgentKind::Event,
-            frame: connected.to_string(),
-            expires: None,
-        });
-        core.push(self.status_frame(creds));
-        let key = if creds.key_registered {
-            match manifest::load_key(&self.key_path) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    tracing::error!(operation = "upstream.manifest", error = %e, "cannot load the signing key; manifests wait in the outbox");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        // A JSON ping once per connection measures central's clock (the pong carries it).
-        let ping_sent_ms = now_ms();
-        if send(ws, Message::Text(r#"{"type":"ping"}"#.into()))
-            .await
-            .is_err()
-        {
-            return (Why::Lost, None);
-        }
-        let mut agent_status = self.relay.agent_status.clone();
-        let mut intake_status = self.intake_status.subscribe();
-        let mut waiting = false;
-        let mut skew: Option<i64> = None;
-        let hold_until = now + SKEW_WAIT;
-        loop {
-            let now = Instant::now();
-            if core.dead(now) {
-                self.stats
-                    .info(|i| i.last_error = Some("PONG_TIMEOUT".into()));
-                tracing::warn!(
-                    operation = "upstream.keepalive",
-                    "no pong from central in time; reconnecting"
-                );
-                return (Why::Lost, Some(1001));
-            }
-            if let Some(seq) = core.ping_due(now) {
-                if send(ws, Message::Ping(seq.to_be_bytes().to_vec().into()))
-                    .await
-                    .is_err()
-                {
-                    return (Why::Lost, None);
-                }
-            }
-            if core.status_due(now) {
-                core.push(self.status_frame(creds));
-            }
-            self.stats
-                .ack_expired
-                .store(core.dropped.ack_expired, Ordering::Relaxed);
-            let mut head = self.outbox.next_after(core.cursor(), now_ms());
-            // A manifest waits (briefly) for central's clock so `signed_at` is fresh by
-            // central's reckoning; everything behind it waits too, keeping the order.
-            let held = skew.is_none()
-                && now < hold_until
-                && head.as_ref().is_some_and(|(_, e)| e.kind == Kind::Manifest);
-            if held {
-                head = None;
-            }
-            let pending = core.has_urgent() || head.is_some();
-            if pending && core.budget.ready_at(now) <= now {
-                waiting = false;
-                let text = if let Some(u) = core.pop_urgent(now) {
-                    Some(u.frame)
-                } else if let Some((seq, entry)) = head {
-                    let text = match entry.kind {
-                        Kind::Event => Ok(entry.frame),
-                        Kind::Manifest => {
-                            self.manifest_text(&entry.frame, creds, key.as_ref(), skew.unwrap_or(0))
-                        }
-                    };
-                    match text {
-                        Ok(t) => {
-                            core.sent_outbox(seq, now);
-                            Some(t)
-                        }
-                        Err(keep) => {
-                            // Not sendable on this connection: step over it; keep it for
-                            // a later one (missing key) or drop it (unusable).
-                            core.skip(seq);
-                            if !keep {
-                                self.outbox.remove(&[seq]);
-                            }
-                            None
-                        }
-                    }
-                } else {
-                    None
-                };
-                if let Some(text) = text {
-                    core.budget.try_take(now);
-                    if send(ws, Message::Text(text.into())).await.is_err() {
-                        return (Why::Lost, None);
-                    }
-                    inc(&self.stats.frames_out);
-                }
-                continue;
-            }
-            if pending && !waiting {
-                waiting = true;
-                inc(&self.stats.budget_waits);
-            }
-            let mut wake = core.next_wake(now, pending);
-            if held {
-                wake = wake.min(hold_until);
-            }
-            let wake = tokio::time::Instant::from_std(wake);
-            tokio::select! {
-                _ = token.cancelled() => return (Why::Shutdown, Some(1001)),
-                Ok(()) = creds_rx.changed() => return (Why::Credentials, Some(1000)),
-                msg = ws.next() => match msg {
-                    None => return (Why::Lost, None),
-                    Some(Err(e)) => {
-                        self.stats.info(|i| i.last_error = Some("CONNECTION_LOST".into()));
-                        tracing::info!(operation = "upstream.read", error = %e, "connection lost");
-                        return (Why::Lost, None);
-                    }
-                    Some(Ok(Message::Close(f))) => {
-                        let (why, code) = close_why(f.as_ref());
-                        self.stats.info(|i| i.last_error = Some(format!("CLOSE_{code}")));
-                        tracing::info!(operation = "upstream.read", close_code = code, "central closed the connection");
-                        return (why, Some(1000));
-                    }
-                    Some(Ok(Message::Pong(p))) => {
-                        let seq = <[u8; 8]>::try_from(p.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
-                        let done = core.on_pong(seq);
-                        if !done.is_empty() {
-                            self.outbox.remove(&done);
-                            self.outbox.flush().await;
-                        }
-                    }
-                    Some(Ok(Message::Text(t))) => {
-                        inc(&self.stats.frames_in);
-                        if let Some(stop) = self.inbound(&t, &mut core, generation, ping_sent_ms, &mut skew) {
-                            return (stop, Some(1000));
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        inc(&self.stats.malformed_in);
-                        tracing::debug!(operation = "upstream.read", "binary frame from central ignored");
-                    }
-                    Some(Ok(_)) => {}
-                },
-                Some(a) = self.acks_rx.recv() => self.take_ack(&mut core, a, generation),
-                Some((kind, v)) = self.live_rx.recv() => {
-                    let expires = (kind == UrgentKind::Ack).then(|| Instant::now() + Duration::from_secs(5));
-                    core.push(Urgent { kind, frame: v.to_string(), expires });
-                }
-                Ok(()) = agent_status.changed() => core.push(self.status_frame(creds)),
-                Ok(()) = intake_status.changed() => core.push(self.status_frame(creds)),
-                _ = self.outbox_grew.notified() => {}
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-        }
-    }
-}
-
-async fn send(ws: &mut link::Ws, msg: Message) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            tracing::info!(operation = "upstream.write", error = %e, "write failed");
-            Err(())
-        }
-        Err(_) => {
-            tracing::warn!(operation = "upstream.write", "write timed out");
-            Err(())
         }
     }
 }

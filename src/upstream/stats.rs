@@ -26,6 +26,23 @@ pub struct LinkInfo {
     pub clock_skew_ms: Option<i64>,
     /// When the next connection attempt is due while backing off.
     pub retry_at: Option<std::time::Instant>,
+    /// The last token probe after a rejection (§b.6).
+    pub last_probe: Option<ProbeReport>,
+    /// Why the link set `needs_pairing` (`token_expired`, `device_inactive`,
+    /// `token_invalid`, `auth_failed_frame`, `repeated_rejections`, `re_enrolled`);
+    /// cleared by the next acknowledged connection.
+    pub needs_pairing_reason: Option<&'static str>,
+}
+
+/// One token probe as `/status` shows it.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    /// [`super::probe::Outcome::label`].
+    pub outcome: &'static str,
+    /// Central's `error.code`, `HTTP_<status>`, or what failed.
+    pub detail: String,
+    /// When, RFC 3339.
+    pub at: String,
 }
 
 /// Counters shared by the link task, the intake task, `/status` and `/metrics`.
@@ -53,8 +70,17 @@ pub struct Stats {
     pub preview_dropped: AtomicU64,
     /// Agent frames refused (`STORE_FULL`, store error, unknown type).
     pub refused: AtomicU64,
-    /// Auth rejections (4003/4001) in a row.
+    /// Auth rejections (4003/4001, `auth_failed`) in a row.
     pub rejections: AtomicU64,
+    /// Rejections in a row that the token probe could not explain (counted toward
+    /// [`super::REJECTIONS_BEFORE_NEEDS_PAIRING`]; a `token_ok` probe resets it).
+    pub unexplained_rejections: AtomicU64,
+    /// Token probes by outcome, in [`super::probe::LABELS`] order.
+    pub probes: [AtomicU64; 4],
+    /// Connections refused with 4029 (a connection cap, §g.2).
+    pub limited: AtomicU64,
+    /// Voluntary clean reconnects after an unclean drop (§g.1).
+    pub clean_reconnects: AtomicU64,
     /// Commands answered by bbedge with `AGENT_NOT_CONNECTED`/`AGENT_TIMEOUT`.
     pub agent_failures: AtomicU64,
     /// Whether the signing key could sign the last manifest that needed it.
@@ -95,6 +121,15 @@ impl Stats {
             "connect_attempts": get(&self.attempts),
             "reconnects": get(&self.connects).saturating_sub(1),
             "rejections_in_a_row": get(&self.rejections),
+            "needs_pairing_reason": info.needs_pairing_reason,
+            "last_probe": info.last_probe.as_ref().map(|p| json!({
+                "outcome": p.outcome, "detail": p.detail, "at": p.at,
+            })),
+            "probes": super::probe::LABELS.iter().zip(&self.probes)
+                .map(|(l, n)| (l.to_string(), json!(get(n))))
+                .collect::<serde_json::Map<_, _>>(),
+            "connection_limit_closes": get(&self.limited),
+            "clean_reconnects": get(&self.clean_reconnects),
             "frames_in": get(&self.frames_in),
             "frames_out": get(&self.frames_out),
             "malformed_in": get(&self.malformed_in),
@@ -137,7 +172,13 @@ impl Stats {
         let bytes = Gauge::<i64>::default();
         let attempts = Counter::<u64>::default();
         let waiting_for_key = Gauge::<i64>::default();
+        let probes = Family::<Vec<(String, String)>, Counter>::default();
         let reg = metrics.registry();
+        reg.register(
+            "upstream_token_probes",
+            "Token probes after a rejection, by outcome (contract b.6)",
+            probes.clone(),
+        );
         reg.register(
             "upstream_online",
             "1 while central has acknowledged the link",
@@ -171,6 +212,7 @@ impl Stats {
         );
         let me = self.clone();
         let seen_attempts = AtomicU64::new(0);
+        let seen_probes: [AtomicU64; 4] = Default::default();
         metrics.on_scrape(Box::new(move || {
             let d = outbox.depth();
             let info_online = me.info.lock().map(|i| i.state == "online").unwrap_or(false);
@@ -186,6 +228,12 @@ impl Stats {
             let a = get(&me.attempts);
             attempts.inc_by(a.saturating_sub(seen_attempts.swap(a, Ordering::Relaxed)));
             let l = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+            for (i, label) in super::probe::LABELS.iter().enumerate() {
+                let n = get(&me.probes[i]);
+                probes
+                    .get_or_create(&l("outcome", label))
+                    .inc_by(n.saturating_sub(seen_probes[i].swap(n, Ordering::Relaxed)));
+            }
             frames
                 .get_or_create(&l("direction", "in"))
                 .set(get(&me.frames_in) as i64);

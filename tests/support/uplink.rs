@@ -57,6 +57,9 @@ pub struct Opts {
     pub key_registered: bool,
     /// Pin the jitter.
     pub seed: u64,
+    /// Point the credentials' API base at the fake's API listener (the §b.6 probe
+    /// reaches it); otherwise at a closed port, so every probe fails to connect.
+    pub api: bool,
 }
 
 impl Default for Opts {
@@ -67,6 +70,7 @@ impl Default for Opts {
             exp_in: 7 * 86_400,
             key_registered: false,
             seed: 42,
+            api: false,
         }
     }
 }
@@ -109,6 +113,9 @@ pub fn config(over: &[(&str, String)]) -> bbedge::config::Upstream {
         .upstream
 }
 
+/// An API base nothing listens on: the token probe cannot connect.
+pub const NO_API: &str = "http://127.0.0.1:1";
+
 /// Writes credentials for `fake` into `dir`.
 pub fn write_credentials(
     dir: &std::path::Path,
@@ -116,9 +123,20 @@ pub fn write_credentials(
     tok: &str,
     key_registered: bool,
 ) -> std::path::PathBuf {
+    write_credentials_for(dir, fake, tok, key_registered, NO_API)
+}
+
+/// Writes credentials for `fake` into `dir` with `server` as the API base.
+pub fn write_credentials_for(
+    dir: &std::path::Path,
+    fake: &FakeCentral,
+    tok: &str,
+    key_registered: bool,
+    server: &str,
+) -> std::path::PathBuf {
     let path = dir.join("credentials.toml");
     let c = Credentials {
-        server: "http://127.0.0.1:1".into(),
+        server: server.into(),
         realtime_url: fake.realtime_url(),
         device_id: DEVICE_ID.into(),
         device_uuid: UUID.into(),
@@ -159,7 +177,12 @@ impl Up {
                 },
             );
         }
-        let path = write_credentials(dir.path(), fake, &tok, o.key_registered);
+        let server = if o.api {
+            fake.api_url()
+        } else {
+            NO_API.to_owned()
+        };
+        let path = write_credentials_for(dir.path(), fake, &tok, o.key_registered, &server);
         let opened = bbedge::store::open(&dir.path().join("db"), 1 << 20).expect("store");
         let store = opened.store;
         let (creds, _) = CredentialStore::open(path);
@@ -326,4 +349,23 @@ pub fn manifest(id: &str) -> Value {
         "payload":{"session_id":"record-1760000000000","capture":{"device":DEVICE_ID,
         "started_at":"2026-06-20T19:00:00.950Z","ended_at":"2026-06-20T20:30:00.950Z","duration_s":5400,
         "segments":[{"start":0,"end":5400,"visibility":"public"}]}}})
+}
+
+/// Set once the hub ever shows `needs_pairing` from now on (a task follows the hub; the
+/// flag stays set when the link clears it again).
+pub fn needs_pairing_ever(hub: &StatusHub) -> Arc<std::sync::atomic::AtomicBool> {
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = flag.clone();
+    let mut rx = hub.subscribe();
+    tokio::spawn(async move {
+        loop {
+            if rx.borrow_and_update().needs_pairing {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    flag
 }

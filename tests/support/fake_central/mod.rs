@@ -13,6 +13,7 @@
 //! documented off-schema ones, which get their own rules (`room.rs`), and records every
 //! violation so tests can assert there were none.
 
+pub mod api;
 pub mod certs;
 pub mod register;
 pub mod room;
@@ -102,6 +103,16 @@ pub struct State {
     pub acks: BTreeMap<String, Value>,
     /// Signed manifests whose signature verified.
     pub manifests_verified: u64,
+    /// When each attempt arrived on tokio's clock (paused in some tests).
+    pub attempt_ticks: Vec<tokio::time::Instant>,
+    /// Device statuses set by tests (absent: `active`); see [`FakeCentral::set_device_status`].
+    pub device_status: BTreeMap<String, String>,
+    /// The uploads route answers 404 (§b.6: the route needs the storage module).
+    pub uploads_unmounted: bool,
+    /// Requests to the uploads route (the §b.6 probe).
+    pub probes: Vec<api::Probe>,
+    /// Close codes for the next connections that pass auth (4003, 4029).
+    pub refuse_next: std::collections::VecDeque<u16>,
     next_conn: u64,
 }
 
@@ -141,6 +152,8 @@ pub struct FakeCentral {
     /// The certificate (PEM) when TLS is on.
     pub cert_pem: Option<String>,
     accept: Option<JoinHandle<()>>,
+    api_addr: SocketAddr,
+    api: JoinHandle<()>,
 }
 
 impl FakeCentral {
@@ -180,12 +193,15 @@ impl FakeCentral {
             changed: Arc::new(watch::Sender::new(0)),
             schema: Arc::new(Schema::load()),
         };
+        let (api_addr, api) = api::spawn(shared.clone(), tls.clone()).await;
         let mut me = FakeCentral {
             shared,
             addr,
             tls,
             cert_pem,
             accept: None,
+            api_addr,
+            api,
         };
         me.serve(listener);
         me
@@ -203,6 +219,7 @@ impl FakeCentral {
                 let (conn, tx, rx) = shared.with(|s| {
                     s.attempts += 1;
                     s.attempt_times.push(Instant::now());
+                    s.attempt_ticks.push(tokio::time::Instant::now());
                     s.next_conn += 1;
                     let (tx, rx) = mpsc::channel(64);
                     (s.next_conn, tx, rx)
@@ -445,6 +462,7 @@ impl FakeCentral {
 
 impl Drop for FakeCentral {
     fn drop(&mut self) {
+        self.api.abort();
         if let Some(h) = self.accept.take() {
             h.abort();
         }

@@ -84,7 +84,14 @@ pub async fn serve<S>(
         let _ = ws.send(Message::Close(None)).await;
         return;
     };
-    let device = shared.with(|s| s.tokens.get(&token).cloned());
+    // §b.3 step 8: only `active` and `enrolled` devices (absent here means `active`).
+    let device = shared.with(|s| {
+        s.tokens.get(&token).cloned().filter(|d| {
+            s.device_status
+                .get(&d.uuid)
+                .is_none_or(|st| st == "active" || st == "enrolled")
+        })
+    });
     let device = match device {
         Some(d) if segs.len() >= 3 && segs[0] == "realtime" && d.uuid == uuid => d,
         _ => {
@@ -96,11 +103,23 @@ pub async fn serve<S>(
             return;
         }
     };
+    // A test's refusal: 4003 as an exception in central's `onConnect` (§c.4).
+    let refuse = shared.with(|s| s.refuse_next.pop_front());
+    if refuse == Some(4003) {
+        let e = json!({"type":"control","event":"error","error":{"code":"UNKNOWN_ERROR","message":"database unavailable"}});
+        let _ = ws.send(Message::Text(e.to_string().into())).await;
+        let _ = ws
+            .send(close(4003, r#"{"code":"PERMISSION_DENIED"}"#))
+            .await;
+        drain(&mut ws).await;
+        return;
+    }
     // The tracker registers before the cap check (§g.2).
     let capped = shared.with(|s| {
         let now = s.now();
         s.tracker.insert(uuid.clone(), now);
-        s.open.values().filter(|(u, _)| *u == uuid).count() >= PER_DEVICE_CAP
+        refuse == Some(4029)
+            || s.open.values().filter(|(u, _)| *u == uuid).count() >= PER_DEVICE_CAP
     });
     if capped {
         let reason = r#"{"code":"CONNECTION_LIMIT_EXCEEDED","reason":"per-user connection limit reached (10)"}"#;
@@ -127,7 +146,7 @@ pub async fn serve<S>(
         s.acked.push((conn, uuid.clone(), Instant::now()));
         s.open.insert(conn, (uuid.clone(), tx));
     });
-    let mut window = (Instant::now(), 0u32);
+    let mut window = (tokio::time::Instant::now(), 0u32);
     let end = loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
@@ -191,7 +210,7 @@ fn on_text(
     conn: u64,
     device: &super::Device,
     shared: &Shared,
-    window: &mut (Instant, u32),
+    window: &mut (tokio::time::Instant, u32),
 ) -> Option<(String, Option<u16>)> {
     let Ok(v) = serde_json::from_str::<Value>(t) else {
         shared.with(|s| s.violations.push(format!("not JSON: {t}")));
@@ -203,7 +222,7 @@ fn on_text(
         .unwrap_or("")
         .to_owned();
     if ty != "ping" {
-        let now = Instant::now();
+        let now = tokio::time::Instant::now(); // tokio's clock: paused-time tests keep the window honest
         if now.duration_since(window.0) >= Duration::from_secs(1) {
             *window = (now, 0);
         }
