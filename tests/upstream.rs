@@ -137,6 +137,34 @@ async fn get_status_and_identify_are_answered_by_bbedge_itself() {
 }
 
 #[tokio::test]
+async fn a_departed_agent_is_not_reported_to_central_as_recording() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    // As the local room does: the agent's status goes on the watch and towards central;
+    // when the agent disconnects the watch says `None`.
+    let st = json!({"type": "status", "id": "st-1", "timestamp": bbedge::protocol::now_rfc3339(),
+        "payload": {"state": "recording", "session_id": "s9"}});
+    up.room.agent_status.send_replace(Some(st.clone()));
+    up.agent_sends(st);
+    let rec = fake
+        .wait_frame("recording status", 0, |f| {
+            f["type"] == "status" && f["payload"]["state"] == "recording"
+        })
+        .await;
+    assert_eq!(rec.frame["payload"]["edge"]["agent_connected"], true);
+    let seen = fake.frames_where(0, |_| true).len();
+    up.room.agent_status.send_replace(None);
+    let after = fake
+        .wait_frame("status after the agent left", seen, is("status"))
+        .await;
+    assert_eq!(after.frame["payload"]["state"], "idle");
+    assert_eq!(after.frame["payload"]["edge"]["agent_connected"], false);
+    assert!(after.frame["payload"].get("session_id").is_none());
+    support::schema::Schema::load().assert_valid(&after.frame);
+}
+
+#[tokio::test]
 async fn unknown_and_malformed_frames_from_central_are_counted_not_fatal() {
     let fake = FakeCentral::start().await;
     let mut up = Up::start(&fake, Opts::default()).await;

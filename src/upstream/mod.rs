@@ -167,7 +167,8 @@ pub struct Upstream {
     pub(crate) online: Arc<AtomicBool>,
     /// The intake wakes the connection when the outbox grew.
     pub(crate) outbox_grew: Arc<Notify>,
-    /// The agent's status as it came through `to_central`.
+    /// Changes when an agent status comes through `to_central`: wakes the link to send
+    /// a merged status (the content comes from the room's `agent_status` watch).
     pub(crate) intake_status: watch::Sender<Option<Value>>,
     /// Live frames from the intake (preview, agent acks).
     live_tx: mpsc::Sender<(core::UrgentKind, Value)>,

@@ -26,16 +26,16 @@ impl Upstream {
             "version": crate::version::VERSION,
             "uptime_s": self.started.elapsed().as_secs(),
             "outbox_frames": d.frames,
-            "agent_connected": !self.relay.to_agent.is_closed(),
+            "agent_connected": self.agent_status().is_some(),
         })
     }
 
+    /// The connected agent's last status, as the local room publishes it: `None` with
+    /// no agent, and again the moment the agent disconnects, so central is never told
+    /// that a departed agent is still recording. (The status that came through the
+    /// intake only wakes the link; it is not a second source that could go stale.)
     pub(crate) fn agent_status(&self) -> Option<Value> {
-        self.relay
-            .agent_status
-            .borrow()
-            .clone()
-            .or_else(|| self.intake_status.borrow().clone())
+        self.relay.agent_status.borrow().clone()
     }
 
     pub(crate) fn status_frame(&self, creds: &Credentials) -> Urgent {
@@ -76,14 +76,10 @@ impl Upstream {
             expires: None,
         });
         core.push(self.status_frame(creds));
+        // Loaded once per connection when it can be; when it cannot, `manifest_text` reads
+        // the file again per manifest and `signing` logs the change once, not here.
         let key = if creds.key_registered {
-            match manifest::load_key(&self.key_path) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    tracing::error!(operation = "upstream.manifest", error = %e, "cannot load the signing key; manifests wait in the outbox");
-                    None
-                }
-            }
+            manifest::load_key(&self.key_path).ok()
         } else {
             None
         };
