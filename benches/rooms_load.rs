@@ -451,9 +451,11 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let with = rss_kib(pid);
         println!(
-            "daemon RSS with {} idle connections: {with} KiB ({:.1} KiB per connection)",
+            "daemon RSS with {} idle connections: {with} KiB ({:.1} KiB per connection); \
+             closed as slow consumers while joining: {}",
             a.idle,
-            (with.saturating_sub(idle_rss)) as f64 / a.idle as f64
+            (with.saturating_sub(idle_rss)) as f64 / a.idle as f64,
+            slow_closed(&d).await
         );
         drop(held);
         tokio::time::sleep(Duration::from_millis(500)).await;
