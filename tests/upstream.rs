@@ -1138,3 +1138,36 @@ async fn a_token_central_no_longer_knows_asks_for_pairing_at_the_first_rejection
         up.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_token_probe_goes_over_https_with_the_configured_ca() {
+    let fake = FakeCentral::start_tls().await;
+    fake.set_device_status(UUID, "suspended");
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), fake.cert_pem.as_deref().unwrap()).unwrap();
+    let up = Up::start(
+        &fake,
+        Opts {
+            api: true,
+            config: vec![(
+                "extra_ca_file",
+                format!("{:?}", ca.path().display().to_string()),
+            )],
+            ..Opts::default()
+        },
+    )
+    .await;
+    let mut facts = up.hub.subscribe();
+    tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
+        .await
+        .expect("needs_pairing after the first rejection")
+        .expect("hub alive");
+    // The probe reached central's API over TLS (trusting the same extra CA as the link)
+    // and central's answer was read, not a TLS or network failure.
+    let st = up.status();
+    assert!(fake.api_url().starts_with("https://"), "{}", fake.api_url());
+    assert_eq!(st["last_probe"]["outcome"], "device_inactive", "{st}");
+    assert_eq!(st["needs_pairing_reason"], "device_inactive", "{st}");
+    assert_eq!(fake.probes().len(), 1);
+    up.stop().await;
+}
