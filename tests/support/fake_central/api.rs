@@ -170,29 +170,3 @@ impl FakeCentral {
         self.snapshot(|s| s.probes.clone())
     }
 }
-
-impl FakeCentral {
-    /// Waits until `pred` holds, with `limit` as the hang guard: for tests under paused
-    /// time, where the reconnect backoff (30–60 s at the cap) is longer than [`super::WAIT`].
-    pub async fn wait_within<R>(
-        &self,
-        limit: std::time::Duration,
-        what: &str,
-        mut pred: impl FnMut(&super::State) -> Option<R>,
-    ) -> R {
-        let mut rx = self.shared.changed.subscribe();
-        let fut = async {
-            loop {
-                if let Some(r) = pred(&self.shared.state.lock().expect("state")) {
-                    return r;
-                }
-                if rx.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or_else(|_| panic!("fake central: no {what} within {limit:?}"))
-    }
-}

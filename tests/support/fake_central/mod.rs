@@ -291,7 +291,19 @@ impl FakeCentral {
     }
 
     /// Waits until `pred` holds (hang guard [`WAIT`]).
-    pub async fn wait<R>(&self, what: &str, mut pred: impl FnMut(&State) -> Option<R>) -> R {
+    pub async fn wait<R>(&self, what: &str, pred: impl FnMut(&State) -> Option<R>) -> R {
+        self.wait_within(WAIT, what, pred).await
+    }
+
+    /// Waits until `pred` holds, with `limit` as the hang guard: for tests under paused
+    /// time, where the reconnect backoff (30–60 s at the cap) is longer than [`WAIT`].
+    /// On timeout the panic shows what the fake has seen.
+    pub async fn wait_within<R>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut pred: impl FnMut(&State) -> Option<R>,
+    ) -> R {
         let mut rx = self.shared.changed.subscribe();
         let fut = async {
             loop {
@@ -303,12 +315,12 @@ impl FakeCentral {
                 }
             }
         };
-        match tokio::time::timeout(WAIT, fut).await {
+        match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => {
                 let s = self.shared.state.lock().expect("state");
                 panic!(
-                    "fake central: timed out waiting for {what}; attempts={} acked={} frames={:?} violations={:?}",
+                    "fake central: no {what} within {limit:?}; attempts={} acked={} frames={:?} violations={:?}",
                     s.attempts,
                     s.acked.len(),
                     s.frames.iter().map(|f| f.frame["type"].to_string()).collect::<Vec<_>>(),
