@@ -850,14 +850,7 @@ fn attempt_gaps(fake: &FakeCentral) -> Vec<Duration> {
 async fn a_revoked_device_asks_for_pairing_at_the_first_rejection_and_shows_the_probe() {
     let fake = FakeCentral::start().await;
     fake.set_device_status(UUID, "revoked");
-    let up = Up::start(
-        &fake,
-        Opts {
-            api: true,
-            ..Opts::default()
-        },
-    )
-    .await;
+    let up = Up::start(&fake, Opts::with_api()).await;
     let mut facts = up.hub.subscribe();
     tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
         .await
@@ -918,14 +911,7 @@ async fn a_token_central_vouches_for_is_retried_at_the_cap_and_never_asks_for_pa
     let fake = FakeCentral::start().await;
     // Three 4003s as a database error in central's onConnect gives; the token is good.
     fake.refuse_next(4003, 3);
-    let up = Up::start(
-        &fake,
-        Opts {
-            api: true,
-            ..Opts::default()
-        },
-    )
-    .await;
+    let up = Up::start(&fake, Opts::with_api()).await;
     let ever = uplink::needs_pairing_ever(&up.hub);
     fake.wait_within(cap_guard(4), "the fourth attempt acknowledged", |s| {
         (!s.acked.is_empty()).then_some(())
@@ -1070,14 +1056,7 @@ async fn an_unclean_drop_brings_one_clean_reconnect_and_a_clean_drop_none() {
 async fn a_connection_cap_backs_off_to_the_cap_and_is_counted_not_a_pairing_problem() {
     let fake = FakeCentral::start().await;
     fake.refuse_next(4029, 2);
-    let up = Up::start(
-        &fake,
-        Opts {
-            api: true,
-            ..Opts::default()
-        },
-    )
-    .await;
+    let up = Up::start(&fake, Opts::with_api()).await;
     let ever = uplink::needs_pairing_ever(&up.hub);
     fake.wait_within(cap_guard(3), "the third attempt acknowledged", |s| {
         (!s.acked.is_empty()).then_some(())

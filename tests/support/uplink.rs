@@ -75,6 +75,16 @@ impl Default for Opts {
     }
 }
 
+impl Opts {
+    /// The defaults, with the credentials' API base at the fake's API (the §b.6 probe).
+    pub fn with_api() -> Self {
+        Self {
+            api: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// A running upstream service.
 pub struct Up {
     /// State dir (sled, credentials, key).
