@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench rooms_load -- [--observers 100] [--bytes 512] [--rate 1000]
-//!     [--seconds 5] [--idle 1000] [--churn-seconds 0] [--attempts 10000]
+//!     [--seconds 5] [--idle 1000] [--churn-seconds 0] [--attempts 10000] [--split-cores 1]
 //! ```
 //! Not a test: it asserts nothing, it prints numbers for docs/PERFORMANCE.md.
 
@@ -32,6 +32,9 @@ struct Args {
     idle: usize,
     churn_seconds: u64,
     attempts: usize,
+    /// `--split-cores 1`: the daemon on CPU 0, this tool (its clients, and the
+    /// baseline server) on CPU 1, with `taskset`, as if the clients were other hosts.
+    split_cores: bool,
 }
 
 fn args() -> Args {
@@ -43,6 +46,7 @@ fn args() -> Args {
         idle: 1000,
         churn_seconds: 0,
         attempts: 10_000,
+        split_cores: false,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -56,6 +60,7 @@ fn args() -> Args {
             "--idle" => a.idle = n as usize,
             "--churn-seconds" => a.churn_seconds = n,
             "--attempts" => a.attempts = n as usize,
+            "--split-cores" => a.split_cores = n != 0,
             _ => {
                 i += 1;
                 continue;
@@ -116,9 +121,17 @@ fn env(state: &std::path::Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn start_daemon() -> Daemon {
+async fn start_daemon(split_cores: bool) -> Daemon {
     let state = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bbedge"))
+    let bin = env!("CARGO_BIN_EXE_bbedge");
+    let mut cmd = if split_cores {
+        let mut c = tokio::process::Command::new("taskset");
+        c.args(["-c", "0", bin]);
+        c
+    } else {
+        tokio::process::Command::new(bin)
+    };
+    let mut child = cmd
         .args(["run", "--log-format", "json"])
         .envs(env(state.path()))
         .stdin(Stdio::null())
@@ -431,7 +444,20 @@ fn report(name: &str, r: &Run) {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let d = start_daemon().await;
+    if a.split_cores {
+        // Every thread of this process (the runtime's workers exist by now) to CPU 1.
+        let pinned = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            pinned,
+            "--split-cores needs taskset (util-linux) and two CPUs"
+        );
+        println!("split cores: daemon on CPU 0; clients and the baseline server on CPU 1");
+    }
+    let d = start_daemon(a.split_cores).await;
     let pid = d.child.id().expect("pid");
     let agent = token(&d, "agent").await;
     let observer = token(&d, "observer").await;
