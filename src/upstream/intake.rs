@@ -15,7 +15,7 @@ use crate::signal::StatusHub;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Live frames handed to the connection (preview, agent acks). When full, new ones are
@@ -36,8 +36,6 @@ pub struct Intake {
     pub online: Arc<AtomicBool>,
     /// Wakes the link when the outbox grew.
     pub outbox_grew: Arc<Notify>,
-    /// The agent's last status as it came through `to_central`.
-    pub status: watch::Sender<Option<Value>>,
 }
 
 /// Builds a clean envelope of `ty` from an agent frame, keeping `keep` keys.
@@ -74,8 +72,9 @@ pub enum Route {
     Store(Kind, Value),
     /// To the live connection.
     Live(UrgentKind, Value),
-    /// The agent's status.
-    Status(Value),
+    /// The agent's status: nothing to do here. The room publishes it on the relay's
+    /// `agent_status` watch, which wakes the link to send a merged status.
+    Status,
     /// Refused, with why.
     Refuse(&'static str),
 }
@@ -126,7 +125,7 @@ pub fn route(frame: Value) -> Route {
                 Value::Object(envelope(&ty, &f, &["payload"])),
             )
         }
-        "status" if payload_obj => Route::Status(Value::Object(f)),
+        "status" if payload_obj => Route::Status,
         "preview.offer" | "preview.ice_candidate" | "preview.stopped" => {
             if !payload_obj && ty != "preview.stopped" {
                 return Route::Refuse("preview frame without payload");
@@ -175,9 +174,7 @@ pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: Cance
                     );
                 }
             }
-            Route::Status(v) => {
-                let _ = me.status.send(Some(v));
-            }
+            Route::Status => {}
             Route::Refuse(why) => {
                 inc(&me.stats.refused);
                 tracing::warn!(
@@ -233,7 +230,7 @@ mod tests {
                     "store"
                 }
                 Route::Live(..) => "live",
-                Route::Status(_) => "status",
+                Route::Status => "status",
                 Route::Refuse(_) => "refuse",
             };
             assert_eq!(got, want, "{frame}");

@@ -51,7 +51,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -167,9 +167,6 @@ pub struct Upstream {
     pub(crate) online: Arc<AtomicBool>,
     /// The intake wakes the connection when the outbox grew.
     pub(crate) outbox_grew: Arc<Notify>,
-    /// Changes when an agent status comes through `to_central`: wakes the link to send
-    /// a merged status (the content comes from the room's `agent_status` watch).
-    pub(crate) intake_status: watch::Sender<Option<Value>>,
     /// Live frames from the intake (preview, agent acks).
     live_tx: mpsc::Sender<(core::UrgentKind, Value)>,
     pub(crate) live_rx: mpsc::Receiver<(core::UrgentKind, Value)>,
@@ -214,7 +211,6 @@ impl Upstream {
             from_agent: Some(from_agent),
             online: Arc::new(AtomicBool::new(false)),
             outbox_grew: Arc::new(Notify::new()),
-            intake_status: watch::Sender::new(None),
             live_tx,
             live_rx,
             acks_tx,

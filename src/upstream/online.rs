@@ -32,8 +32,8 @@ impl Upstream {
 
     /// The connected agent's last status, as the local room publishes it: `None` with
     /// no agent, and again the moment the agent disconnects, so central is never told
-    /// that a departed agent is still recording. (The status that came through the
-    /// intake only wakes the link; it is not a second source that could go stale.)
+    /// that a departed agent is still recording. (The intake ignores the status frame
+    /// itself: one source, nothing that could go stale.)
     pub(crate) fn agent_status(&self) -> Option<Value> {
         self.relay.agent_status.borrow().clone()
     }
@@ -92,7 +92,6 @@ impl Upstream {
             return (Why::Dropped, None);
         }
         let mut agent_status = self.relay.agent_status.clone();
-        let mut intake_status = self.intake_status.subscribe();
         let mut waiting = false;
         let mut skew: Option<i64> = None;
         let hold_until = now + SKEW_WAIT;
@@ -220,7 +219,6 @@ impl Upstream {
                     core.push(Urgent { kind, frame: v.to_string(), expires });
                 }
                 Ok(()) = agent_status.changed() => core.push(self.status_frame(creds)),
-                Ok(()) = intake_status.changed() => core.push(self.status_frame(creds)),
                 _ = self.outbox_grew.notified() => {}
                 _ = tokio::time::sleep_until(clean_at.unwrap_or(wake)), if clean_at.is_some() => {
                     inc(&self.stats.clean_reconnects);

@@ -32,7 +32,6 @@ impl Upstream {
                 live: self.live_tx.clone(),
                 online: self.online.clone(),
                 outbox_grew: self.outbox_grew.clone(),
-                status: self.intake_status.clone(),
             };
             tokio::spawn(intake::run(from_agent, intake, token.child_token()));
         }
