@@ -48,6 +48,14 @@ fn inputs(server: &str, e: &Enrollment) -> Inputs {
     }
 }
 
+/// `i` with another enrollment code.
+fn with_code(i: &Inputs, code: impl Into<String>) -> Inputs {
+    Inputs {
+        code: Secret::new(code.into()),
+        ..i.clone()
+    }
+}
+
 async fn try_pair(i: &Inputs, s: &Settings) -> Result<Credentials, PairError> {
     let req = i.check(&device(), s.allow_insecure)?;
     register::pair(&req, s).await
@@ -226,23 +234,14 @@ async fn every_server_answer_gives_one_sentence_and_its_own_exit_code() {
         exit: exit::CODE_REFUSED,
         says: "ask the operator for a fresh code",
     };
-    let unknown = Inputs {
-        code: Secret::new("ABCD-EFGH-JK23"),
-        ..ok.clone()
-    };
+    let unknown = with_code(&ok, "ABCD-EFGH-JK23");
     expect_failure(try_pair(&unknown, &s).await, &refused, "ABCD-EFGH-JK23").await;
     let other = fake.enroll();
-    let wrong_uuid = Inputs {
-        code: Secret::new(other.code.clone()),
-        ..ok.clone()
-    };
+    let wrong_uuid = with_code(&ok, other.code.clone());
     expect_failure(try_pair(&wrong_uuid, &s).await, &refused, &other.code).await;
     fake.advance(Duration::from_secs(16 * 60));
     expect_failure(try_pair(&ok, &s).await, &refused, &e.code).await;
-    let fresh = Inputs {
-        code: Secret::new(fake.reissue(&e.device_uuid)),
-        ..ok.clone()
-    };
+    let fresh = with_code(&ok, fake.reissue(&e.device_uuid));
     try_pair(&fresh, &s).await.expect("a fresh code pairs");
     let used = Case {
         name: "422 used",
@@ -258,10 +257,7 @@ async fn every_server_answer_gives_one_sentence_and_its_own_exit_code() {
         exit: exit::RATE_LIMITED,
         says: "wait 900 seconds",
     };
-    let same = Inputs {
-        code: Secret::new("WXYZ-2345-6789"),
-        ..ok.clone()
-    };
+    let same = with_code(&ok, "WXYZ-2345-6789");
     for _ in 0..3 {
         assert!(matches!(
             try_pair(&same, &s).await,
@@ -278,10 +274,7 @@ async fn every_server_answer_gives_one_sentence_and_its_own_exit_code() {
     );
     expect_failure(r, &limited, "WXYZ-2345-6789").await;
     // 5 attempts per IP per window, whatever the code: the 4 above plus one more.
-    let other_code = Inputs {
-        code: Secret::new("MNPQ-RSTU-VWXY"),
-        ..ok.clone()
-    };
+    let other_code = with_code(&ok, "MNPQ-RSTU-VWXY");
     assert!(matches!(
         try_pair(&other_code, &s).await,
         Err(PairError::CodeRefused)

@@ -851,11 +851,12 @@ async fn a_revoked_device_asks_for_pairing_at_the_first_rejection_and_shows_the_
     let fake = FakeCentral::start().await;
     fake.set_device_status(UUID, "revoked");
     let up = Up::start(&fake, Opts::with_api()).await;
-    let mut facts = up.hub.subscribe();
-    tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
-        .await
-        .expect("needs_pairing after the first rejection")
-        .expect("hub alive");
+    up.wait_needs_pairing(
+        true,
+        Duration::from_secs(30),
+        "needs_pairing after the first rejection",
+    )
+    .await;
     assert_eq!(fake.snapshot(|s| s.attempts), 1, "one rejection was enough");
     let st = up.status();
     assert_eq!(st["last_probe"]["outcome"], "device_inactive", "{st}");
@@ -891,16 +892,15 @@ async fn a_revoked_device_asks_for_pairing_at_the_first_rejection_and_shows_the_
     // An operator reactivates the device: the next attempt connects and clears it all.
     fake.set_device_status(UUID, "active");
     fake.wait_within(cap_guard(1), "a connection", |s| {
-        (!s.acked.is_empty()).then_some(())
+        s.acked.first().map(|_| ())
     })
     .await;
-    tokio::time::timeout(
+    up.wait_needs_pairing(
+        false,
         Duration::from_secs(30),
-        facts.wait_for(|f| !f.needs_pairing),
+        "needs_pairing cleared by the ack",
     )
-    .await
-    .expect("needs_pairing cleared by the ack")
-    .expect("hub alive");
+    .await;
     assert!(up.status()["needs_pairing_reason"].is_null());
     fake.assert_no_violations();
     up.stop().await;
@@ -914,7 +914,7 @@ async fn a_token_central_vouches_for_is_retried_at_the_cap_and_never_asks_for_pa
     let up = Up::start(&fake, Opts::with_api()).await;
     let ever = uplink::needs_pairing_ever(&up.hub);
     fake.wait_within(cap_guard(4), "the fourth attempt acknowledged", |s| {
-        (!s.acked.is_empty()).then_some(())
+        s.acked.first().map(|_| ())
     })
     .await;
     assert_eq!(fake.snapshot(|s| s.attempts), 4);
@@ -953,7 +953,6 @@ async fn without_the_probe_route_three_rejections_in_a_row_ask_for_pairing() {
         },
     )
     .await;
-    let mut facts = up.hub.subscribe();
     fake.wait_within(cap_guard(2), "two probes", |s| {
         (s.probes.len() >= 2).then_some(())
     })
@@ -970,10 +969,8 @@ async fn without_the_probe_route_three_rejections_in_a_row_ask_for_pairing() {
         !up.hub.facts().needs_pairing,
         "two unexplained rejections are not enough"
     );
-    tokio::time::timeout(cap_guard(1), facts.wait_for(|f| f.needs_pairing))
-        .await
-        .expect("needs_pairing at the third rejection")
-        .expect("hub alive");
+    up.wait_needs_pairing(true, cap_guard(1), "needs_pairing at the third rejection")
+        .await;
     let st = up.status();
     assert_eq!(st["needs_pairing_reason"], "repeated_rejections", "{st}");
     assert_eq!(st["last_probe"]["detail"], "HTTP_404", "{st}");
@@ -1059,7 +1056,7 @@ async fn a_connection_cap_backs_off_to_the_cap_and_is_counted_not_a_pairing_prob
     let up = Up::start(&fake, Opts::with_api()).await;
     let ever = uplink::needs_pairing_ever(&up.hub);
     fake.wait_within(cap_guard(3), "the third attempt acknowledged", |s| {
-        (!s.acked.is_empty()).then_some(())
+        s.acked.first().map(|_| ())
     })
     .await;
     let gaps = attempt_gaps(&fake);
@@ -1104,11 +1101,12 @@ async fn a_token_central_no_longer_knows_asks_for_pairing_at_the_first_rejection
             },
         )
         .await;
-        let mut facts = up.hub.subscribe();
-        tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
-            .await
-            .expect("needs_pairing after the first rejection")
-            .expect("hub alive");
+        up.wait_needs_pairing(
+            true,
+            Duration::from_secs(30),
+            "needs_pairing after the first rejection",
+        )
+        .await;
         assert_eq!(fake.snapshot(|s| s.attempts), 1, "{code}");
         let st = up.status();
         assert_eq!(st["last_probe"]["outcome"], "token_invalid", "{st}");
@@ -1136,11 +1134,12 @@ async fn the_token_probe_goes_over_https_with_the_configured_ca() {
         },
     )
     .await;
-    let mut facts = up.hub.subscribe();
-    tokio::time::timeout(Duration::from_secs(30), facts.wait_for(|f| f.needs_pairing))
-        .await
-        .expect("needs_pairing after the first rejection")
-        .expect("hub alive");
+    up.wait_needs_pairing(
+        true,
+        Duration::from_secs(30),
+        "needs_pairing after the first rejection",
+    )
+    .await;
     // The probe reached central's API over TLS (trusting the same extra CA as the link)
     // and central's answer was read, not a TLS or network failure.
     let st = up.status();

@@ -308,6 +308,16 @@ impl Up {
         .expect("hub alive");
     }
 
+    /// Waits until the hub's `needs_pairing` is `want` (hang guard `limit`; under paused
+    /// time the reconnect backoff can exceed the default guard).
+    pub async fn wait_needs_pairing(&self, want: bool, limit: std::time::Duration, what: &str) {
+        let mut facts = self.hub.subscribe();
+        tokio::time::timeout(limit, facts.wait_for(|f| f.needs_pairing == want))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: needs_pairing never became {want}"))
+            .expect("hub alive");
+    }
+
     /// The signing key file.
     pub fn key_path(&self) -> std::path::PathBuf {
         self.dir.path().join("device-key.pem")
