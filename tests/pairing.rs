@@ -716,8 +716,7 @@ async fn a_refused_boot_code_is_never_retried_and_asks_for_a_person() {
         ("pairing.retry_initial", "1"),
         ("pairing.retry_max", "1"),
     ];
-    let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let (logs, _guard) = LogCapture::install();
     let tb = TestBox::start(&extra).await;
     tb.wait_facts("needs_pairing", |f| f.needs_pairing && !f.pairing)
         .await;

@@ -24,8 +24,7 @@ fn sent_manifests(fake: &FakeCentral) -> Vec<Value> {
 #[tokio::test]
 async fn manifests_wait_for_a_broken_signing_key_never_overtake_each_other_and_go_signed_after_re_pairing(
 ) {
-    let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let (logs, _guard) = LogCapture::install();
     let mut fake = FakeCentral::start().await;
     let up = Up::signed_then_offline(&mut fake).await;
     // Offline, the key file is damaged, and the agent finishes two recordings.

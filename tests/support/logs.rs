@@ -29,6 +29,18 @@ impl LogCapture {
             .finish()
     }
 
+    /// Captures every line of this thread (the current-thread test runtime) until the
+    /// guard drops. The interest cache is rebuilt once the subscriber is in place:
+    /// otherwise a callsite (or tracing's global max level) decided by another test's
+    /// thread, which has no subscriber, while this one was being registered can stay
+    /// "off" and the capture stays empty (seen once under qemu).
+    pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let me = Self::default();
+        let guard = tracing::subscriber::set_default(me.subscriber());
+        tracing::callsite::rebuild_interest_cache();
+        (me, guard)
+    }
+
     /// Everything captured so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
