@@ -18,12 +18,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 impl Upstream {
-    /// Shows the link's state: the signal fact, the online flag the intake and the
-    /// schedule read, and the copy `/status` shows. The only writer of all three.
+    /// Shows the link's state: the signal fact (`offline` only while frames wait:
+    /// the outbox holds some, or the agent records), the online flag the intake and
+    /// the schedule read, and the copy `/status` shows. The only writer of all three.
     pub(crate) fn publish(&self) {
+        let buffering = self.outbox.depth().frames > 0 || self.hub.facts().recording;
         let state = self.link.state();
         self.online.store(state.is_online(), Ordering::SeqCst);
-        self.hub.update(|f| f.link = self.link.fact());
+        self.hub.update(|f| f.link = self.link.fact(buffering));
         let retry_at = match state {
             LinkState::Waiting { until } => {
                 Some(Instant::now() + until.saturating_duration_since(online::clock()))
@@ -32,12 +34,13 @@ impl Upstream {
         };
         let last = self.link.last_error();
         self.stats.info(|i| {
-            i.state = self.link.name();
-            i.online = state.is_online();
+            i.state = state;
             i.retry_at = retry_at;
             i.rejections = self.link.rejections();
             i.needs_pairing_reason = self.link.needs_pairing_reason();
             i.last_error = last.map(|e| e.code.clone());
+            i.last_error_attempt = last.map(|e| e.attempt);
+            i.last_error_at = last.and_then(|e| rfc3339(e.at_ms));
         });
     }
 
@@ -207,4 +210,11 @@ async fn wait_creds(
         _ = token.cancelled() => true,
         r = rx.changed() => r.is_err(),
     }
+}
+
+/// RFC 3339 for ms since the epoch.
+fn rfc3339(ms: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(crate::protocol::frame::format_rfc3339)
 }

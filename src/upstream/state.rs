@@ -48,13 +48,26 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// The `/status` name. `buffering`: frames wait for central (outbox not empty, or
+    /// the agent recording), which is what `offline` means, whatever restarts happened.
+    pub fn name(&self, buffering: bool) -> &'static str {
+        match self {
+            LinkState::Disabled => "disabled",
+            LinkState::Online { .. } => "online",
+            LinkState::NeedsPairing => "needs_pairing",
+            LinkState::Waiting { .. } | LinkState::Connecting { .. } if buffering => "offline",
+            LinkState::Waiting { .. } | LinkState::Connecting { .. } => "connecting",
+        }
+    }
+
     /// Whether central has acknowledged the link.
     pub fn is_online(&self) -> bool {
         matches!(self, LinkState::Online { .. })
     }
 }
 
-/// The last error and the attempt it belongs to.
+/// The last error and the attempt it belongs to. Cleared when central acknowledges a
+/// connection, so an old `CONNECT_FAILED` never sits next to `online`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastError {
     /// `CONNECT_FAILED`, `CLOSE_4003`, `PONG_TIMEOUT`, ….
@@ -163,25 +176,14 @@ impl Link {
         self.last_error.as_ref()
     }
 
-    /// The signal fact: `online` while acknowledged; `offline` once this process
-    /// has been online; `connecting` before.
-    pub fn fact(&self) -> Fact {
+    /// The signal fact: `online` only while acknowledged; otherwise `offline`
+    /// (buffering) while frames wait, `connecting` when nothing does.
+    pub fn fact(&self, buffering: bool) -> Fact {
         match self.state {
             LinkState::Online { .. } => Fact::Online,
             LinkState::Disabled => Fact::Disabled,
-            _ if self.generation > 0 => Fact::Offline,
+            _ if buffering => Fact::Offline,
             _ => Fact::Connecting,
-        }
-    }
-
-    /// The `/status` name.
-    pub fn name(&self) -> &'static str {
-        match self.state {
-            LinkState::Disabled => "disabled",
-            LinkState::Online { .. } => "online",
-            LinkState::NeedsPairing => "needs_pairing",
-            LinkState::Waiting { .. } if self.generation > 0 => "offline",
-            LinkState::Waiting { .. } | LinkState::Connecting { .. } => "connecting",
         }
     }
 
@@ -227,6 +229,7 @@ impl Link {
         self.rejections = 0;
         self.unexplained = 0;
         self.needs_pairing_reason = None;
+        self.last_error = None;
         let t = self.timing;
         let after = |on: bool, d: Duration, r| (on && !d.is_zero()).then_some((now + d, r));
         let clean = after(self.unclean_drop, t.clean_after, CleanReason::UncleanDrop);
@@ -357,6 +360,81 @@ mod tests {
         rand::rngs::StdRng::seed_from_u64(7)
     }
 
+    /// One event of the table.
+    #[derive(Debug, Clone, Copy)]
+    enum Ev {
+        Attempt,
+        Fail(&'static str),
+        Ack,
+        End(Why, Option<u64>),
+    }
+
+    /// After the event: (state name with nothing buffered, with frames buffered,
+    /// last error, clean reconnect after the ack).
+    type Want = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<(u64, CleanReason)>,
+    );
+
+    fn run(events: &[(Ev, Want)]) {
+        let t0 = Instant::now();
+        let mut l = link();
+        let mut r = rng();
+        let mut clean = None;
+        for (i, (ev, want)) in events.iter().enumerate() {
+            let now = t0 + s(i as u64 * 100);
+            match *ev {
+                Ev::Attempt => {
+                    l.attempt(false);
+                }
+                Ev::Fail(code) => l.failed(code, 0),
+                Ev::Ack => clean = l.acked(now).clean.map(|(at, why)| (at - now, why)),
+                Ev::End(why, up) => {
+                    l.ended(now, why, up.map(s), false, &mut r);
+                }
+            }
+            let got = (
+                l.state().name(false),
+                l.state().name(true),
+                l.last_error().map(|e| e.code.as_str()),
+                clean.map(|(d, w): (Duration, CleanReason)| (d.as_secs(), w)),
+            );
+            assert_eq!(got, *want, "event {i}: {ev:?}");
+        }
+    }
+
+    #[test]
+    fn a_restarted_box_buffers_whenever_frames_wait_and_an_ack_clears_the_last_error() {
+        // Item 3: per process there is no "was online"; only the queue decides, and the
+        // CONNECT_FAILED of an earlier attempt does not survive the acknowledgement.
+        run(&[
+            (Ev::Attempt, ("connecting", "offline", None, None)),
+            (
+                Ev::Fail("CONNECT_FAILED"),
+                ("connecting", "offline", Some("CONNECT_FAILED"), None),
+            ),
+            (
+                Ev::End(Why::Lost, None),
+                ("connecting", "offline", Some("CONNECT_FAILED"), None),
+            ),
+            (
+                Ev::Attempt,
+                ("connecting", "offline", Some("CONNECT_FAILED"), None),
+            ),
+            (Ev::Ack, ("online", "online", None, None)),
+            (
+                Ev::Fail("CLOSE_1001"),
+                ("online", "online", Some("CLOSE_1001"), None),
+            ),
+            (
+                Ev::End(Why::Lost, Some(5)),
+                ("connecting", "offline", Some("CLOSE_1001"), None),
+            ),
+        ]);
+    }
+
     #[test]
     fn an_unclean_drop_brings_one_clean_reconnect_after_the_next_ack() {
         let t0 = Instant::now();
@@ -388,20 +466,17 @@ mod tests {
     }
 
     #[test]
-    fn the_fact_is_offline_once_this_process_was_online() {
+    fn the_signal_fact_follows_the_queue_not_the_history() {
         let t0 = Instant::now();
         let mut l = link();
-        assert_eq!(l.fact(), Fact::Disabled);
+        assert_eq!(l.fact(true), Fact::Disabled, "not paired or disabled");
         l.attempt(false);
-        assert_eq!((l.fact(), l.name()), (Fact::Connecting, "connecting"));
-        l.failed("CONNECT_FAILED", 0);
-        l.ended(t0, Why::Lost, None, false, &mut rng());
-        assert_eq!((l.fact(), l.name()), (Fact::Connecting, "connecting"));
-        l.attempt(false);
+        assert_eq!(l.fact(false), Fact::Connecting);
+        assert_eq!(l.fact(true), Fact::Offline);
         l.acked(t0);
-        assert_eq!((l.fact(), l.name()), (Fact::Online, "online"));
+        assert_eq!(l.fact(true), Fact::Online);
         l.ended(t0, Why::Lost, Some(s(1)), false, &mut rng());
-        assert_eq!((l.fact(), l.name()), (Fact::Offline, "offline"));
+        assert_eq!(l.fact(false), Fact::Connecting, "was online, nothing waits");
         l.ended(t0, Why::ReEnrolled, None, false, &mut rng());
         assert_eq!(l.state(), LinkState::NeedsPairing);
         assert_eq!(l.needs_pairing_reason(), Some("re_enrolled"));

@@ -5,6 +5,7 @@
 //! exported as Prometheus counters (`…_total`), levels as gauges.
 
 use super::outbox::Outbox;
+use super::state::LinkState;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -15,19 +16,21 @@ use std::sync::{Arc, Mutex};
 /// Link facts that are not counters.
 #[derive(Debug, Default, Clone)]
 pub struct LinkInfo {
-    /// `connecting`, `online`, `offline`, `disabled`, `needs_pairing`
-    /// ([`super::state::Link::name`]).
-    pub state: &'static str,
-    /// Whether central has acknowledged the link.
-    pub online: bool,
+    /// The link's state ([`LinkState::name`] gives the `/status` text).
+    pub state: LinkState,
     /// Rejections in a row since the last acknowledged connection.
     pub rejections: u64,
     /// The room URL (never carries the token).
     pub url: Option<String>,
     /// When the current connection was acknowledged, RFC 3339.
     pub connected_since: Option<String>,
-    /// The last error code (close code name, `TLS_CERTIFICATE`, …).
+    /// The last error code (close code name, `TLS_CERTIFICATE`, …) since the last
+    /// acknowledged connection (an acknowledgement clears it).
     pub last_error: Option<String>,
+    /// The attempt [`LinkInfo::last_error`] belongs to.
+    pub last_error_attempt: Option<u64>,
+    /// When it happened, RFC 3339.
+    pub last_error_at: Option<String>,
     /// Central's `clientId` for this socket.
     pub client_id: Option<String>,
     /// Central's clock minus ours, ms (from the JSON pong).
@@ -114,11 +117,13 @@ impl Stats {
         let now = crate::protocol::now_ms();
         let key = self.signing.problem();
         json!({
-            "state": info.state,
+            "state": info.state.name(d.frames > 0),
             "url": info.url,
             "connected_since": info.connected_since,
             "client_id": info.client_id,
             "last_error": info.last_error,
+            "last_error_attempt": info.last_error_attempt,
+            "last_error_at": info.last_error_at,
             "clock_skew_ms": info.clock_skew_ms,
             "retry_in_ms": info.retry_at.map(|t| t.saturating_duration_since(std::time::Instant::now()).as_millis() as u64),
             "connect_attempts": get(&self.attempts),
@@ -224,7 +229,7 @@ impl Stats {
         let seen_dropped: [AtomicU64; 6] = Default::default();
         metrics.on_scrape(Box::new(move || {
             let d = outbox.depth();
-            let info_online = me.info.lock().map(|i| i.online).unwrap_or(false);
+            let info_online = me.info.lock().map(|i| i.state.is_online()).unwrap_or(false);
             online.set(info_online as i64);
             depth.set(d.frames as i64);
             bytes.set(d.bytes as i64);
