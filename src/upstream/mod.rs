@@ -199,6 +199,7 @@ impl Upstream {
         let link = state::Link::new(
             state::Timing {
                 clean_after: secs(p.config.clean_reconnect_after),
+                stale_after: secs(p.config.stale_attempt_reconnect_after),
                 backoff_reset_after: secs(p.config.backoff_reset_after),
             },
             backoff::Backoff::new(secs(p.config.backoff_initial), secs(p.config.backoff_max)),

@@ -245,6 +245,11 @@ fn log_clean_reconnect(reason: Option<CleanReason>) {
             reason = "unclean_drop",
             "clean reconnect after an unclean drop"
         ),
+        Some(CleanReason::StaleAttempt) => tracing::info!(
+            operation = "upstream.reconnect",
+            reason = "stale_attempt",
+            "clean reconnect after an attempt given up with its fate unknown"
+        ),
     }
 }
 

@@ -2,7 +2,8 @@
 //! decide the next delay from how the connection ended (contract §c.4, §g.1, §g.2):
 //! rejections (4003/4001) and connection caps (4029) jump to the capped backoff, a
 //! rejection with an unexpired token is explained by the token probe ([`super::probe`]),
-//! and an unclean drop arms one voluntary clean reconnect on the next connection. What to do is [`super::state::Link`]'s
+//! and an unclean drop or an attempt given up with its fate unknown arms one voluntary
+//! clean reconnect on the next connection. What to do is [`super::state::Link`]'s
 //! decision; this loop only does the I/O and shows the result ([`Upstream::publish`]).
 
 use super::probe::Prober;
@@ -194,7 +195,13 @@ impl Upstream {
                         tracing::info!(operation = "upstream.connect", code = e.code(), url = %url, error = %e, "cannot connect to central")
                     }
                 }
-                return session::End::new(session::Why::Lost);
+                // A timeout gives up with TCP, TLS or the upgrade maybe still in
+                // flight: central may yet register it (contract 0.13).
+                let why = match e {
+                    Error::Timeout => session::Why::Abandoned,
+                    _ => session::Why::Lost,
+                };
+                return session::End::new(why);
             }
         };
         self.serve(ws, creds, creds_rx, token).await

@@ -41,6 +41,10 @@ pub enum Why {
     /// Central closed with a close frame (1000, 1005 on restart, 1008, …), or no
     /// connection was made: central holds no stale socket of ours.
     Lost,
+    /// bbedge gave up on an attempt whose fate is unknown (connect, TLS, upgrade or
+    /// `connection.ack` timed out): central may still register it late and forget the
+    /// device when it closes (contract 0.13, §g.1).
+    Abandoned,
     /// An acknowledged link died without a close frame from central (read error, EOF,
     /// pong timeout, stuck write): central may still hold the dead socket (§g.1).
     Dropped,
@@ -132,7 +136,7 @@ impl Upstream {
                 _ = token.cancelled() => return Err(Why::Shutdown),
                 _ = &mut deadline => {
                     self.link.failed("ACK_TIMEOUT", now_ms());
-                    return Err(Why::Lost);
+                    return Err(Why::Abandoned);
                 }
                 m = ws.next() => m,
             };

@@ -3,8 +3,9 @@
 //! Everything that decides what the link does next lives here: the [`LinkState`], the
 //! attempt and connection numbers (the generation commands' acks are matched
 //! against), the rejections in a row and the `needs_pairing` reason (§c.4, §b.6), the
-//! reconnect backoff (§g.2), the one clean reconnect after an unclean drop (§g.1), the
-//! signing hold (§d.8) and the last error with the attempt it belongs to. The I/O loop
+//! reconnect backoff (§g.2), the one clean reconnect after an unclean drop or after an
+//! attempt given up with its fate unknown (§g.1, contract 0.13), the signing hold
+//! (§d.8) and the last error with the attempt it belongs to. The I/O loop
 //! ([`super::reconnect`], [`super::session`]) tells it what happened and does what it
 //! says; [`super::stats`] only shows a copy. Tests drive it with plain `Instant`s.
 
@@ -83,6 +84,8 @@ pub struct LastError {
 pub struct Timing {
     /// `clean_reconnect_after` (zero: never).
     pub clean_after: Duration,
+    /// `stale_attempt_reconnect_after` (zero: never).
+    pub stale_after: Duration,
     /// `backoff_reset_after`.
     pub backoff_reset_after: Duration,
 }
@@ -92,6 +95,9 @@ pub struct Timing {
 pub enum CleanReason {
     /// The previous acknowledged link died without a close frame (§g.1).
     UncleanDrop,
+    /// An attempt was given up with its fate unknown: central may register it late
+    /// and forget the device when it closes (contract 0.13).
+    StaleAttempt,
 }
 
 impl CleanReason {
@@ -99,6 +105,7 @@ impl CleanReason {
     pub fn label(self) -> &'static str {
         match self {
             CleanReason::UncleanDrop => "unclean_drop",
+            CleanReason::StaleAttempt => "stale_attempt",
         }
     }
 }
@@ -125,6 +132,7 @@ pub struct Link {
     needs_pairing_reason: Option<&'static str>,
     last_error: Option<LastError>,
     unclean_drop: bool,
+    stale_attempt: bool,
     signing_hold: Option<u64>,
 }
 
@@ -142,6 +150,7 @@ impl Link {
             needs_pairing_reason: None,
             last_error: None,
             unclean_drop: false,
+            stale_attempt: false,
             signing_hold: None,
         }
     }
@@ -232,8 +241,15 @@ impl Link {
         self.last_error = None;
         let t = self.timing;
         let after = |on: bool, d: Duration, r| (on && !d.is_zero()).then_some((now + d, r));
-        let clean = after(self.unclean_drop, t.clean_after, CleanReason::UncleanDrop);
+        let drop = after(self.unclean_drop, t.clean_after, CleanReason::UncleanDrop);
+        let stale = after(self.stale_attempt, t.stale_after, CleanReason::StaleAttempt);
+        // Both armed: the earlier wins; one clean reconnect settles both.
+        let clean = match (drop, stale) {
+            (Some(a), Some(b)) => Some(if b.0 <= a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
         self.unclean_drop = false;
+        self.stale_attempt = false;
         self.state = LinkState::Online {
             generation: self.generation,
             since: now,
@@ -290,7 +306,10 @@ impl Link {
             }
             // §c.4, §g.2: a rejection or a connection cap jumps to the capped backoff.
             Why::Rejected { .. } | Why::Limit => self.backoff.next_capped(rng),
-            Why::Lost | Why::Dropped => {
+            Why::Lost | Why::Dropped | Why::Abandoned => {
+                if why == Why::Abandoned {
+                    self.stale_attempt = true;
+                }
                 if connected_for.is_some_and(|d| d >= self.timing.backoff_reset_after) {
                     self.backoff.reset();
                 }
@@ -350,6 +369,7 @@ mod tests {
         Link::new(
             Timing {
                 clean_after: s(300),
+                stale_after: s(20),
                 backoff_reset_after: s(60),
             },
             Backoff::new(s(1), s(60)),
@@ -432,6 +452,80 @@ mod tests {
                 Ev::End(Why::Lost, Some(5)),
                 ("connecting", "offline", Some("CLOSE_1001"), None),
             ),
+        ]);
+    }
+
+    #[test]
+    fn an_attempt_given_up_brings_one_clean_reconnect_soon_after_the_next_ack() {
+        // Item 4: the fate of a timed-out attempt is unknown (contract 0.13), so the
+        // next acknowledged link reconnects cleanly once, stale_after (20 s) after its
+        // ack; an unclean drop alone waits clean_after (300 s); both: the earlier.
+        use CleanReason::*;
+        run(&[
+            (Ev::Attempt, ("connecting", "offline", None, None)),
+            (
+                Ev::Fail("CONNECT_TIMEOUT"),
+                ("connecting", "offline", Some("CONNECT_TIMEOUT"), None),
+            ),
+            (
+                Ev::End(Why::Abandoned, None),
+                ("connecting", "offline", Some("CONNECT_TIMEOUT"), None),
+            ),
+            (
+                Ev::Attempt,
+                ("connecting", "offline", Some("CONNECT_TIMEOUT"), None),
+            ),
+            (
+                Ev::Ack,
+                ("online", "online", None, Some((20, StaleAttempt))),
+            ),
+            (
+                Ev::End(Why::Voluntary, Some(20)),
+                ("connecting", "offline", None, Some((20, StaleAttempt))),
+            ),
+            (
+                Ev::Attempt,
+                ("connecting", "offline", None, Some((20, StaleAttempt))),
+            ),
+            (Ev::Ack, ("online", "online", None, None)),
+            (
+                Ev::End(Why::Dropped, Some(1000)),
+                ("connecting", "offline", None, None),
+            ),
+            (Ev::Attempt, ("connecting", "offline", None, None)),
+            (
+                Ev::Ack,
+                ("online", "online", None, Some((300, UncleanDrop))),
+            ),
+            (
+                Ev::End(Why::Dropped, Some(1000)),
+                ("connecting", "offline", None, Some((300, UncleanDrop))),
+            ),
+            (
+                Ev::Attempt,
+                ("connecting", "offline", None, Some((300, UncleanDrop))),
+            ),
+            (
+                Ev::End(Why::Abandoned, None),
+                ("connecting", "offline", None, Some((300, UncleanDrop))),
+            ),
+            (
+                Ev::Attempt,
+                ("connecting", "offline", None, Some((300, UncleanDrop))),
+            ),
+            (
+                Ev::Ack,
+                ("online", "online", None, Some((20, StaleAttempt))),
+            ),
+            (
+                Ev::End(Why::Lost, Some(1000)),
+                ("connecting", "offline", None, Some((20, StaleAttempt))),
+            ),
+            (
+                Ev::Attempt,
+                ("connecting", "offline", None, Some((20, StaleAttempt))),
+            ),
+            (Ev::Ack, ("online", "online", None, None)),
         ]);
     }
 
