@@ -135,12 +135,11 @@ impl Upstream {
                 expired,
                 &mut rng,
             );
-            match end.why {
-                session::Why::Shutdown => return,
+            // `true`: shutting down.
+            let stop = match end.why {
+                session::Why::Shutdown => true,
                 session::Why::Rejected { code } => {
-                    if self.rejected(code, expired, &prober, &creds, &token).await {
-                        return;
-                    }
+                    self.rejected(code, expired, &prober, &creds, &token).await
                 }
                 session::Why::ReEnrolled => {
                     self.hub.update(|f| f.needs_pairing = true);
@@ -149,9 +148,7 @@ impl Upstream {
                         operation = "upstream.connect",
                         "central says the device was re-enrolled; re-pair with a fresh code"
                     );
-                    if wait_creds(&mut creds_rx, &token).await {
-                        return;
-                    }
+                    wait_creds(&mut creds_rx, &token).await
                 }
                 session::Why::Limit => {
                     // §g.2: a cap means too many sockets already; more attempts add to them.
@@ -162,8 +159,12 @@ impl Upstream {
                         delay_ms = delay.as_millis() as u64,
                         "central's connection limit is reached; backing off to the cap"
                     );
+                    false
                 }
-                _ => {}
+                _ => false,
+            };
+            if stop {
+                return;
             }
             self.publish();
         }
