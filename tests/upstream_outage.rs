@@ -412,6 +412,16 @@ async fn a_box_restarted_during_an_outage_shows_buffering_while_frames_wait() {
     assert_eq!(st["state"], "online", "{st}");
     assert_eq!(st["last_error"], Value::Null, "{st}");
     assert_eq!(st["last_error_attempt"], Value::Null, "{st}");
+    // An error central reports on the live link shows at once, with its attempt.
+    fake.send_raw(
+        support::uplink::UUID,
+        r#"{"type":"control","event":"error","error":{"code":"UNKNOWN_ERROR","message":"db"}}"#,
+    );
+    eventually("the control error on /status", || {
+        (up.status()["last_error"] == "UNKNOWN_ERROR").then_some(())
+    })
+    .await;
+    assert_eq!(up.status()["last_error_attempt"], up.attempts());
     // Central goes again with nothing waiting: connecting, not buffering.
     fake.stop().await;
     up.wait_link(Link::Connecting).await;

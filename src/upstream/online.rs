@@ -210,8 +210,13 @@ impl Upstream {
                     }
                     Some(Ok(Message::Text(t))) => {
                         inc(&self.stats.frames_in);
+                        let errors = self.link.last_error().cloned();
                         if let Some(stop) = self.inbound(&t, &mut core, generation, ping_sent_ms, &mut skew) {
                             return (stop, Some(1000));
+                        }
+                        // A control error from central shows on /status at once.
+                        if self.link.last_error() != errors.as_ref() {
+                            self.publish();
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
