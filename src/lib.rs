@@ -36,5 +36,6 @@ pub mod signal;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod trust;
 pub mod upstream;
 pub mod version;

@@ -1149,3 +1149,68 @@ async fn the_token_probe_goes_over_https_with_the_configured_ca() {
     assert_eq!(fake.probes().len(), 1);
     up.stop().await;
 }
+
+/// Issue 10 item 4 (§g.1, contract 0.13): central processes the first attempt's upgrade
+/// 20 s late, after bbedge gave up on it (15 s connect timeout) and after its next
+/// attempt was acknowledged. The stale attempt registers the device, and its close
+/// unregisters it while bbedge shows `online`: central refuses commands. The link
+/// knows that attempt's fate was unknown, so it reconnects cleanly once,
+/// `stale_attempt_reconnect_after` (20 s by default) after the acknowledgement, and
+/// central knows the device again well within 30 s.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_central_processes_late_is_healed_by_one_clean_reconnect_within_30_s() {
+    let fake = FakeCentral::start().await;
+    fake.stall_next(Duration::from_secs(20));
+    let up = Up::start(&fake, Opts::default()).await;
+    let limit = Duration::from_secs(120);
+    fake.wait_within(limit, "the second attempt acknowledged", |s| {
+        s.acked.first().map(|a| a.0)
+    })
+    .await;
+    // The stale attempt lands and closes: central forgets the device that shows green.
+    fake.wait_within(limit, "the stale attempt unregistering the device", |s| {
+        s.stale_unregistered.first().copied()
+    })
+    .await;
+    assert_eq!(fake.snapshot(|s| s.late_registrations.clone()), [1]);
+    assert!(!fake.knows(UUID), "central forgot the device");
+    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Online);
+    assert_eq!(
+        fake.send_command(UUID, "get_status", json!({})),
+        Err("DEVICE_NOT_CONNECTED")
+    );
+    let st = up.status();
+    assert_eq!(st["state"], "online", "{st}");
+    assert_eq!(
+        st["last_error"],
+        Value::Null,
+        "the acknowledgement clears the timed-out attempt's error: {st}"
+    );
+    // One clean reconnect: central knows the device again.
+    fake.wait_within(limit, "the device known again", |s| {
+        (s.acked.len() >= 2 && s.tracker.contains_key(UUID)).then_some(())
+    })
+    .await;
+    let ticks = fake.snapshot(|s| s.attempt_ticks.clone());
+    let after_ack = ticks[2].duration_since(ticks[1]);
+    assert!(
+        after_ack >= Duration::from_secs(20) && after_ack <= Duration::from_secs(30),
+        "the clean reconnect {after_ack:?} after the acknowledged attempt (default 20 s, at most 30 s)"
+    );
+    assert_eq!(
+        fake.snapshot(|s| s.device_closes.clone()),
+        [(2, Some(1000))],
+        "the old socket is closed cleanly before the new one"
+    );
+    let id = fake
+        .send_command(UUID, "get_status", json!({}))
+        .expect("central reaches the device again");
+    assert_eq!(fake.wait_ack(&id).await["success"], true);
+    assert_eq!(up.status()["clean_reconnects"], 1);
+    // Only once: an hour later nothing else happened.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(fake.snapshot(|s| s.acked.len()), 2);
+    assert!(fake.knows(UUID));
+    fake.assert_no_violations();
+    up.stop().await;
+}

@@ -338,7 +338,9 @@ async fn ten_minutes_without_central_follow_the_backoff_schedule_then_everything
         "{} attempts in ten minutes",
         times.len()
     );
-    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Connecting);
+    // Issue 10 item 3: frames wait, so the box shows buffering (this process was never
+    // online: what used to be `Connecting` here).
+    assert_eq!(up.hub.facts().link, bbedge::signal::Link::Offline);
     assert_eq!(up.outbox.depth().frames, 20, "the outbox kept everything");
     // Central comes back: the next attempt of the schedule reaches it.
     fake.restart().await;
@@ -363,6 +365,67 @@ async fn ten_minutes_without_central_follow_the_backoff_schedule_then_everything
     wait_outbox(&up, 0).await;
     let want: Vec<Value> = (0..20).map(|n| format!("ev-{n:05}").into()).collect();
     assert_eq!(fake.progress_ids(0), want, "all delivered once, in order");
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
+/// Issue 10 item 3: what the box shows follows "paired, not connected, and something
+/// waiting" whatever restarts happened ("was online" used to be per process, so a box
+/// restarted during an outage showed `connecting` with frames queued). And
+/// `last_error` belongs to its attempt: an acknowledgement clears it.
+#[tokio::test(start_paused = true)]
+async fn a_box_restarted_during_an_outage_shows_buffering_while_frames_wait() {
+    use bbedge::signal::Link;
+    let mut fake = FakeCentral::start().await;
+    fake.stop().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    eventually("a first attempt", || (up.attempts() >= 1).then_some(())).await;
+    assert_eq!(up.hub.facts().link, Link::Connecting, "nothing waits yet");
+    let st = up.status();
+    assert_eq!(st["state"], "connecting", "{st}");
+    assert_eq!(st["last_error"], "CONNECT_FAILED", "{st}");
+    assert_eq!(st["last_error_attempt"], 1, "{st}");
+    assert!(st["last_error_at"].is_string(), "{st}");
+    up.agent_sends(event(1));
+    up.wait_link(Link::Offline).await;
+    // For as long as the outage lasts, through every attempt.
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(up.hub.facts().link, Link::Offline, "{}", up.status());
+    }
+    assert!(up.attempts() >= 5, "{}", up.status());
+    assert_eq!(up.status()["state"], "offline");
+    // bbedge restarts, central still down: buffering from its first attempt.
+    let dir = up.stop().await;
+    let up = Up::start_in(dir, &fake, Opts::default()).await;
+    eventually("a first attempt after the restart", || {
+        (up.attempts() >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(up.hub.facts().link, Link::Offline, "{}", up.status());
+    // Central is back: online, and the old CONNECT_FAILED is gone.
+    fake.restart().await;
+    tokio::time::resume();
+    up.wait_link(Link::Online).await;
+    wait_outbox(&up, 0).await;
+    let st = up.status();
+    assert_eq!(st["state"], "online", "{st}");
+    assert_eq!(st["last_error"], Value::Null, "{st}");
+    assert_eq!(st["last_error_attempt"], Value::Null, "{st}");
+    // An error central reports on the live link shows at once, with its attempt.
+    fake.send_raw(
+        support::uplink::UUID,
+        r#"{"type":"control","event":"error","error":{"code":"UNKNOWN_ERROR","message":"db"}}"#,
+    );
+    eventually("the control error on /status", || {
+        (up.status()["last_error"] == "UNKNOWN_ERROR").then_some(())
+    })
+    .await;
+    assert_eq!(up.status()["last_error_attempt"], up.attempts());
+    // Central goes again with nothing waiting: connecting, not buffering.
+    fake.stop().await;
+    up.wait_link(Link::Connecting).await;
+    assert_eq!(up.status()["state"], "connecting");
     fake.assert_no_violations();
     up.stop().await;
 }

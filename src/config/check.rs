@@ -166,6 +166,11 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         0..=86_400,
     )?;
     range(
+        "upstream.stale_attempt_reconnect_after",
+        u.stale_attempt_reconnect_after,
+        0..=30,
+    )?;
+    range(
         "upstream.frames_per_second",
         u.frames_per_second as u64,
         1..=10,

@@ -175,6 +175,9 @@ pub struct Upstream {
     /// Seconds after reconnecting from an unclean drop before one voluntary clean
     /// reconnect (§g.1: central may still hold the dead socket). 0: never.
     pub clean_reconnect_after: u64,
+    /// Seconds after an acknowledged connection before one voluntary clean reconnect
+    /// when an earlier attempt was given up with its fate unknown (§g.1). 0: never.
+    pub stale_attempt_reconnect_after: u64,
     /// Frames per second sent upstream (central closes at more than 10).
     pub frames_per_second: u32,
     /// Most frames kept in the outbox while offline.

@@ -7,7 +7,6 @@
 
 use super::failure::PairError;
 use rustls::CertificateError;
-use std::path::Path;
 use std::time::Duration;
 
 /// Builds the client. `extra_ca_file` is a PEM bundle; an empty path means none.
@@ -17,10 +16,15 @@ pub fn client(
     timeout: Duration,
     loopback: bool,
 ) -> Result<reqwest::Client, PairError> {
+    // The one trust builder for pairing, the probe and the link (TLS 1.2+ inside).
+    let tls = crate::trust::client_config(extra_ca_file).map_err(|e| match e {
+        crate::trust::TrustError::CaFile { path, detail } => PairError::CaFile {
+            path,
+            reason: detail,
+        },
+    })?;
     let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(true)
-        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+        .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -28,29 +32,10 @@ pub fn client(
     if loopback {
         builder = builder.no_proxy();
     }
-    if !extra_ca_file.is_empty() {
-        for cert in extra_roots(Path::new(extra_ca_file))? {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
     builder.build().map_err(|e| PairError::Network {
         host: "the server".into(),
         reason: format!("cannot build the HTTP client: {e}"),
     })
-}
-
-fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, PairError> {
-    let fail = |reason: String| PairError::CaFile {
-        path: path.display().to_string(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|_| fail("not a PEM certificate bundle".into()))?;
-    if certs.is_empty() {
-        return Err(fail("it holds no certificate".into()));
-    }
-    Ok(certs)
 }
 
 /// Turns a transport failure into the sentence for it.

@@ -16,11 +16,12 @@ pub enum Link {
     /// No upstream: not paired, or `[upstream] enabled = false`.
     #[default]
     Disabled,
-    /// Trying to connect (never connected since start, or backing off).
+    /// Paired, not connected (connecting or backing off), and nothing waits for central.
     Connecting,
     /// Connected and acknowledged by central.
     Online,
-    /// Was online, now down; frames are kept in the outbox.
+    /// Paired, not connected, and something waits for central (outbox frames, or the
+    /// agent recording), whatever restarts happened: shown as `offline_buffering`.
     Offline,
 }
 

@@ -37,25 +37,18 @@ impl Upstream {
     /// loop steps over it, so the frames behind it still flow. The key's state is
     /// logged once per change and shown on `/status` ([`super::signing`]).
     pub(crate) fn manifest_text(
-        &self,
+        &mut self,
         stored: &str,
         creds: &Credentials,
         key: Option<&ed25519_dalek::SigningKey>,
         skew_ms: i64,
     ) -> Result<String, bool> {
-        let connection = self
-            .stats
-            .connects
-            .load(std::sync::atomic::Ordering::Relaxed);
         let key = match signing::key_for_send(creds.key_registered, key, &self.key_path) {
-            Ok(Some(_)) if self.stats.signing.waited_on(connection) => {
+            Ok(Some(_)) if self.link.signing_held() => {
                 // The file is usable again, but manifests waiting for it were stepped
                 // over on this connection (replay meets the oldest first): sending this
                 // one now would overtake them. The next connection sends all, in order.
-                let change = self
-                    .stats
-                    .signing
-                    .unavailable(signing::READABLE_AGAIN, connection);
+                let change = self.stats.signing.unavailable(signing::READABLE_AGAIN);
                 if change != signing::Change::None {
                     tracing::info!(
                         operation = "upstream.manifest",
@@ -66,7 +59,8 @@ impl Upstream {
             }
             Ok(k) => k,
             Err(e) => {
-                if self.stats.signing.unavailable(&e, connection) != signing::Change::None {
+                self.link.hold_signing();
+                if self.stats.signing.unavailable(&e) != signing::Change::None {
                     tracing::error!(
                         operation = "upstream.manifest",
                         error = %e,
@@ -114,7 +108,7 @@ impl Upstream {
             ),
             Inbound::ControlError { code, message } => {
                 tracing::warn!(operation = "upstream.read", code = %code, message = %message, "central reported an error");
-                self.stats.info(|i| i.last_error = Some(code));
+                self.link.failed(code, now_ms());
             }
             Inbound::Pong {
                 server_ms: Some(server),

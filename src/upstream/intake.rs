@@ -156,7 +156,15 @@ pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: Cance
         match route(frame) {
             Route::Store(kind, v) => match me.outbox.accept(kind, v.to_string(), now_ms()).await {
                 Ok(_) => {
-                    me.hub.update(|f| f.storage_fault = false);
+                    let online = me.online.load(Ordering::SeqCst);
+                    me.hub.update(|f| {
+                        f.storage_fault = false;
+                        // Not connected and a frame waits: buffering, whatever restarts
+                        // happened (the link's `publish` keeps it so at its next step).
+                        if !online && f.link == crate::signal::Link::Connecting {
+                            f.link = crate::signal::Link::Offline;
+                        }
+                    });
                     me.outbox_grew.notify_one();
                 }
                 Err(e) => {

@@ -1,7 +1,8 @@
 //! Opening and closing the WebSocket to central (contract §c.1–§c.3, §g.1).
 //!
-//! - TLS: rustls with the ring provider, the WebPKI roots plus `upstream.extra_ca_file`.
-//!   There is deliberately no switch that turns certificate checks off.
+//! - TLS: [`crate::trust`], the same trust as pairing and the token probe (rustls with
+//!   the ring provider, the WebPKI roots plus `upstream.extra_ca_file`). There is
+//!   deliberately no switch that turns certificate checks off.
 //! - `ws://` only to a loopback host or with `upstream.allow_insecure`.
 //! - The token goes in `Authorization: Bearer`, never in the query string or a
 //!   subprotocol (central reads long subprotocols as tokens, §c.2).
@@ -11,8 +12,6 @@
 use super::Error;
 use crate::secret::Secret;
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -48,40 +47,11 @@ impl std::fmt::Debug for Dialer {
 }
 
 impl Dialer {
-    /// Builds the TLS client config (WebPKI roots + `extra_ca_file`).
+    /// Builds the TLS client config ([`crate::trust`]: WebPKI roots + `extra_ca_file`).
     pub fn new(extra_ca_file: &str, allow_insecure: bool) -> Result<Self, Error> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        if !extra_ca_file.is_empty() {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(extra_ca_file)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|e| Error::CaFile {
-                    path: extra_ca_file.to_owned(),
-                    detail: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(Error::CaFile {
-                    path: extra_ca_file.to_owned(),
-                    detail: "no certificate in the file".into(),
-                });
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| Error::CaFile {
-                    path: extra_ca_file.to_owned(),
-                    detail: e.to_string(),
-                })?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::CaFile {
-                path: extra_ca_file.to_owned(),
-                detail: e.to_string(),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::trust::client_config(extra_ca_file).map_err(|e| match e {
+            crate::trust::TrustError::CaFile { path, detail } => Error::CaFile { path, detail },
+        })?;
         Ok(Self {
             tls: Arc::new(tls),
             allow_insecure,

@@ -6,6 +6,8 @@
 //!   `connection.ack`) and why it ended.
 //! - [`online`]: the acknowledged connection's `select!` loop (`device.connected`,
 //!   status, replay, keepalive, the clean reconnect after an unclean drop).
+//! - [`state`]: the link as one I/O-free state machine ([`state::Link`]): attempts,
+//!   generation, rejections, backoff, the clean reconnects, the signing hold.
 //! - [`core`]: the I/O-free state of a connection (ping confirmations, live queue).
 //! - [`outbox`]: device → central frames on flash, per-type policy.
 //! - [`budget`], [`backoff`]: the rate budget and the reconnect schedule.
@@ -37,6 +39,7 @@ pub mod rejection;
 pub mod schedule;
 pub mod session;
 pub mod signing;
+pub mod state;
 pub mod stats;
 pub mod token;
 
@@ -157,6 +160,8 @@ pub struct Upstream {
     pub(crate) cfg: Config,
     pub(crate) outbox: outbox::Outbox,
     pub(crate) stats: Arc<stats::Stats>,
+    /// The link's state machine; the loop only does I/O and [`Upstream::publish`]es it.
+    pub(crate) link: state::Link,
     pub(crate) creds: CredentialStore,
     pub(crate) key_path: PathBuf,
     pub(crate) hub: StatusHub,
@@ -190,6 +195,15 @@ impl Upstream {
         let outbox = outbox::Outbox::open(p.store.clone(), limits)?;
         let (live_tx, live_rx) = mpsc::channel(intake::LIVE_CAPACITY);
         let (acks_tx, acks_rx) = mpsc::channel(ACKS_CAPACITY);
+        let secs = std::time::Duration::from_secs;
+        let link = state::Link::new(
+            state::Timing {
+                clean_after: secs(p.config.clean_reconnect_after),
+                stale_after: secs(p.config.stale_attempt_reconnect_after),
+                backoff_reset_after: secs(p.config.backoff_reset_after),
+            },
+            backoff::Backoff::new(secs(p.config.backoff_initial), secs(p.config.backoff_max)),
+        );
         let UpstreamSide {
             to_agent,
             from_agent,
@@ -205,6 +219,7 @@ impl Upstream {
             cfg: p.config,
             outbox,
             stats: Arc::new(stats::Stats::default()),
+            link,
             creds: p.credentials,
             key_path: p.key_path,
             hub: p.hub,

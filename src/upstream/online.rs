@@ -7,6 +7,7 @@ use super::core::{Core, Urgent, UrgentKind};
 use super::frames;
 use super::outbox::Kind;
 use super::session::{close_why, Why, SEND_TIMEOUT, SKEW_WAIT};
+use super::state::{Acked, CleanReason};
 use super::stats::inc;
 use super::{link, manifest, Upstream};
 use crate::pairing::Credentials;
@@ -48,19 +49,22 @@ impl Upstream {
     }
 
     /// The acknowledged connection. Returns why it ended and the close code to send
-    /// (`None` when central already closed it or the socket is dead). `clean_after`:
-    /// close cleanly and reconnect once this long after the ack (§g.1).
+    /// (`None` when central already closed it or the socket is dead). `started.clean`:
+    /// when to close cleanly and reconnect once (§g.1), as the link decided.
     pub(crate) async fn online_loop(
         &mut self,
         ws: &mut link::Ws,
         creds: &Credentials,
         creds_rx: &mut watch::Receiver<Option<Credentials>>,
         token: &CancellationToken,
-        generation: u64,
-        clean_after: Option<Duration>,
+        started: Acked,
     ) -> (Why, Option<u16>) {
         let now = clock();
-        let clean_at = clean_after.map(|d| tokio::time::Instant::from_std(now + d));
+        let generation = started.generation;
+        let clean_at = started
+            .clean
+            .map(|(at, _)| tokio::time::Instant::from_std(at));
+        let clean_reason = started.clean.map(|(_, r)| r);
         let secs = Duration::from_secs;
         let mut core = Core::new(
             now,
@@ -93,13 +97,13 @@ impl Upstream {
         }
         let mut agent_status = self.relay.agent_status.clone();
         let mut waiting = false;
+        let mut acks_expired_seen = 0;
         let mut skew: Option<i64> = None;
         let hold_until = now + SKEW_WAIT;
         loop {
             let now = clock();
             if core.dead(now) {
-                self.stats
-                    .info(|i| i.last_error = Some("PONG_TIMEOUT".into()));
+                self.link.failed("PONG_TIMEOUT", now_ms());
                 tracing::warn!(
                     operation = "upstream.keepalive",
                     "no pong from central in time; reconnecting"
@@ -117,9 +121,12 @@ impl Upstream {
             if core.status_due(now) {
                 core.push(self.status_frame(creds));
             }
+            // Write-only counters: add what the core dropped since the last turn.
+            let expired = core.dropped.ack_expired;
             self.stats
                 .ack_expired
-                .store(core.dropped.ack_expired, Ordering::Relaxed);
+                .fetch_add(expired.saturating_sub(acks_expired_seen), Ordering::Relaxed);
+            acks_expired_seen = expired;
             let mut head = self.outbox.next_after(core.cursor(), now_ms());
             // A manifest waits (briefly) for central's clock so `signed_at` is fresh by
             // central's reckoning; everything behind it waits too, keeping the order.
@@ -183,13 +190,13 @@ impl Upstream {
                 msg = ws.next() => match msg {
                     None => return (Why::Dropped, None),
                     Some(Err(e)) => {
-                        self.stats.info(|i| i.last_error = Some("CONNECTION_LOST".into()));
+                        self.link.failed("CONNECTION_LOST", now_ms());
                         tracing::info!(operation = "upstream.read", error = %e, "connection lost");
                         return (Why::Dropped, None);
                     }
                     Some(Ok(Message::Close(f))) => {
                         let (why, code) = close_why(f.as_ref());
-                        self.stats.info(|i| i.last_error = Some(format!("CLOSE_{code}")));
+                        self.link.failed(format!("CLOSE_{code}"), now_ms());
                         tracing::info!(operation = "upstream.read", close_code = code, "central closed the connection");
                         return (why, Some(1000));
                     }
@@ -203,8 +210,13 @@ impl Upstream {
                     }
                     Some(Ok(Message::Text(t))) => {
                         inc(&self.stats.frames_in);
+                        let errors = self.link.last_error().cloned();
                         if let Some(stop) = self.inbound(&t, &mut core, generation, ping_sent_ms, &mut skew) {
                             return (stop, Some(1000));
+                        }
+                        // A control error from central shows on /status at once.
+                        if self.link.last_error() != errors.as_ref() {
+                            self.publish();
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -222,12 +234,27 @@ impl Upstream {
                 _ = self.outbox_grew.notified() => {}
                 _ = tokio::time::sleep_until(clean_at.unwrap_or(wake)), if clean_at.is_some() => {
                     inc(&self.stats.clean_reconnects);
-                    tracing::info!(operation = "upstream.reconnect", "clean reconnect after an unclean drop");
+                    log_clean_reconnect(clean_reason);
                     return (Why::Voluntary, Some(1000));
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+}
+
+fn log_clean_reconnect(reason: Option<CleanReason>) {
+    match reason {
+        Some(CleanReason::UncleanDrop) | None => tracing::info!(
+            operation = "upstream.reconnect",
+            reason = "unclean_drop",
+            "clean reconnect after an unclean drop"
+        ),
+        Some(CleanReason::StaleAttempt) => tracing::info!(
+            operation = "upstream.reconnect",
+            reason = "stale_attempt",
+            "clean reconnect after an attempt given up with its fate unknown"
+        ),
     }
 }
 

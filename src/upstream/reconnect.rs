@@ -2,13 +2,16 @@
 //! decide the next delay from how the connection ended (contract §c.4, §g.1, §g.2):
 //! rejections (4003/4001) and connection caps (4029) jump to the capped backoff, a
 //! rejection with an unexpired token is explained by the token probe ([`super::probe`]),
-//! and an unclean drop arms one voluntary clean reconnect on the next connection.
+//! and an unclean drop or an attempt given up with its fate unknown arms one voluntary
+//! clean reconnect on the next connection. What to do is [`super::state::Link`]'s
+//! decision; this loop only does the I/O and shows the result ([`Upstream::publish`]).
 
 use super::probe::Prober;
-use super::{backoff, intake, link, session, stats, token, Error, Upstream};
+use super::state::LinkState;
+use super::{intake, link, online, session, stats, token, Error, Upstream};
 use crate::error::ErrorCode;
 use crate::pairing::Credentials;
-use crate::signal::Link as LinkState;
+use crate::protocol::now_ms;
 use rand::SeedableRng;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,10 +19,30 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 impl Upstream {
-    pub(crate) fn set_state(&self, state: &'static str, link: LinkState) {
-        self.stats.info(|i| i.state = state);
-        self.online.store(state == "online", Ordering::SeqCst);
-        self.hub.update(|f| f.link = link);
+    /// Shows the link's state: the signal fact (`offline` only while frames wait:
+    /// the outbox holds some, or the agent records), the online flag the intake and
+    /// the schedule read, and the copy `/status` shows. The only writer of all three.
+    pub(crate) fn publish(&self) {
+        let buffering = self.outbox.depth().frames > 0 || self.hub.facts().recording;
+        let state = self.link.state();
+        self.online.store(state.is_online(), Ordering::SeqCst);
+        self.hub.update(|f| f.link = self.link.fact(buffering));
+        let retry_at = match state {
+            LinkState::Waiting { until } => {
+                Some(Instant::now() + until.saturating_duration_since(online::clock()))
+            }
+            _ => None,
+        };
+        let last = self.link.last_error();
+        self.stats.info(|i| {
+            i.state = state;
+            i.retry_at = retry_at;
+            i.rejections = self.link.rejections();
+            i.needs_pairing_reason = self.link.needs_pairing_reason();
+            i.last_error = last.map(|e| e.code.clone());
+            i.last_error_attempt = last.map(|e| e.attempt);
+            i.last_error_at = last.and_then(|e| rfc3339(e.at_ms));
+        });
     }
 
     /// Runs the reconnect loop until `token` is cancelled.
@@ -45,34 +68,27 @@ impl Upstream {
             Some(s) => rand::rngs::StdRng::seed_from_u64(s),
             None => rand::rngs::StdRng::from_entropy(),
         };
-        let mut backoff = backoff::Backoff::new(
-            Duration::from_secs(self.cfg.backoff_initial),
-            Duration::from_secs(self.cfg.backoff_max),
-        );
         let mut creds_rx = self.creds.subscribe();
         let dialer = link::Dialer::new(&self.cfg.extra_ca_file, self.cfg.allow_insecure);
         let prober = Prober::new(&self.cfg.extra_ca_file, self.cfg.allow_insecure);
         let mut delay = Duration::ZERO;
-        let mut was_online = false;
-        // Set by an unclean drop of an acknowledged link; the next acknowledged link
-        // closes cleanly and reconnects once, `clean_reconnect_after` after its ack.
-        let mut clean_pending = false;
         loop {
             let current = creds_rx.borrow_and_update().clone();
             let dialer = match (&dialer, current.as_ref()) {
                 (Ok(d), Some(c)) if self.cfg.enabled => (d.clone(), c.clone()),
                 (Err(e), Some(_)) if self.cfg.enabled => {
                     tracing::error!(operation = "upstream.connect", code = e.code(), error = %e, "upstream link disabled");
-                    self.stats
-                        .info(|i| i.last_error = Some(e.code().to_owned()));
-                    self.set_state("disabled", LinkState::Disabled);
+                    self.link.failed(e.code(), now_ms());
+                    self.link.disabled();
+                    self.publish();
                     if wait_creds(&mut creds_rx, &token).await {
                         return;
                     }
                     continue;
                 }
                 _ => {
-                    self.set_state("disabled", LinkState::Disabled);
+                    self.link.disabled();
+                    self.publish();
                     if wait_creds(&mut creds_rx, &token).await {
                         return;
                     }
@@ -86,19 +102,18 @@ impl Upstream {
                     delay_ms = delay.as_millis() as u64,
                     "waiting before reconnecting"
                 );
-                self.stats
-                    .info(|i| i.retry_at = Some(Instant::now() + delay));
+                self.link.wait(online::clock(), delay);
+                self.publish();
                 tokio::select! {
                     _ = token.cancelled() => return,
                     r = creds_rx.changed() => {
                         if r.is_err() { return; }
                         delay = Duration::ZERO;
-                        backoff.reset();
+                        self.link.retry_now();
                         continue;
                     }
                     _ = tokio::time::sleep(delay) => {}
                 }
-                self.stats.info(|i| i.retry_at = None);
             }
             let expired = token::expired(
                 creds.token.expose(),
@@ -106,89 +121,52 @@ impl Upstream {
             ) == Some(true);
             if expired {
                 self.hub.update(|f| f.needs_pairing = true);
-                self.stats
-                    .info(|i| i.needs_pairing_reason = Some("token_expired"));
             }
-            self.set_state(
-                "connecting",
-                if was_online {
-                    LinkState::Offline
-                } else {
-                    LinkState::Connecting
-                },
-            );
-            let clean_after = (clean_pending && self.cfg.clean_reconnect_after > 0)
-                .then(|| Duration::from_secs(self.cfg.clean_reconnect_after));
+            self.link.attempt(expired);
+            stats::inc(&self.stats.attempts);
+            self.publish();
             let end = self
-                .connect_once(&dialer, &creds, &mut creds_rx, &token, clean_after)
+                .connect_once(&dialer, &creds, &mut creds_rx, &token)
                 .await;
-            let connected_for = end.connected_for;
-            if connected_for.is_some() {
-                was_online = true;
-                // Once per unclean drop: whatever ended this link decides anew.
-                clean_pending = end.why == session::Why::Dropped;
-            }
-            if was_online {
-                self.set_state("offline", LinkState::Offline);
-            }
-            delay = match end.why {
-                session::Why::Shutdown => return,
-                session::Why::Credentials => {
-                    backoff.reset();
-                    self.stats.rejections.store(0, Ordering::Relaxed);
-                    self.stats
-                        .unexplained_rejections
-                        .store(0, Ordering::Relaxed);
-                    self.stats.info(|i| i.needs_pairing_reason = None);
-                    Duration::ZERO
-                }
+            delay = self.link.ended(
+                online::clock(),
+                end.why,
+                end.connected_for,
+                expired,
+                &mut rng,
+            );
+            // `true`: shutting down.
+            let stop = match end.why {
+                session::Why::Shutdown => true,
                 session::Why::Rejected { code } => {
-                    if self.rejected(code, expired, &prober, &creds, &token).await {
-                        return;
-                    }
-                    backoff.next_capped(&mut rng)
+                    self.rejected(code, expired, &prober, &creds, &token).await
                 }
                 session::Why::ReEnrolled => {
                     self.hub.update(|f| f.needs_pairing = true);
-                    self.stats
-                        .info(|i| i.needs_pairing_reason = Some("re_enrolled"));
-                    self.set_state("needs_pairing", LinkState::Offline);
+                    self.publish();
                     tracing::warn!(
                         operation = "upstream.connect",
                         "central says the device was re-enrolled; re-pair with a fresh code"
                     );
-                    if wait_creds(&mut creds_rx, &token).await {
-                        return;
-                    }
-                    Duration::ZERO
+                    wait_creds(&mut creds_rx, &token).await
                 }
                 session::Why::Limit => {
                     // §g.2: a cap means too many sockets already; more attempts add to them.
                     stats::inc(&self.stats.limited);
-                    let d = backoff.next_capped(&mut rng);
                     tracing::warn!(
                         operation = "upstream.connect",
                         close_code = 4029,
-                        delay_ms = d.as_millis() as u64,
+                        delay_ms = delay.as_millis() as u64,
                         "central's connection limit is reached; backing off to the cap"
                     );
-                    d
+                    false
                 }
-                // The old socket is closed (handshake done): reconnect at once.
-                session::Why::Voluntary => Duration::ZERO,
-                session::Why::Lost | session::Why::Dropped => {
-                    if connected_for
-                        .is_some_and(|d| d >= Duration::from_secs(self.cfg.backoff_reset_after))
-                    {
-                        backoff.reset();
-                    }
-                    if expired {
-                        backoff.next_capped(&mut rng)
-                    } else {
-                        backoff.next_delay(&mut rng)
-                    }
-                }
+                _ => false,
             };
+            if stop {
+                return;
+            }
+            self.publish();
         }
     }
 
@@ -199,11 +177,9 @@ impl Upstream {
         creds: &Credentials,
         creds_rx: &mut watch::Receiver<Option<Credentials>>,
         token: &CancellationToken,
-        clean_after: Option<Duration>,
     ) -> session::End {
         let url = creds.room_url();
         self.stats.info(|i| i.url = Some(url.clone()));
-        stats::inc(&self.stats.attempts);
         let dial = tokio::select! {
             _ = token.cancelled() => return session::End::new(session::Why::Shutdown),
             d = dialer.dial(&url, &creds.token) => d,
@@ -211,8 +187,7 @@ impl Upstream {
         let ws = match dial {
             Ok(ws) => ws,
             Err(e) => {
-                self.stats
-                    .info(|i| i.last_error = Some(e.code().to_owned()));
+                self.link.failed(e.code(), now_ms());
                 match &e {
                     Error::Certificate { .. } | Error::Insecure { .. } | Error::BadUrl { .. } => {
                         tracing::error!(operation = "upstream.connect", code = e.code(), url = %url, error = %e, "cannot connect to central")
@@ -221,10 +196,16 @@ impl Upstream {
                         tracing::info!(operation = "upstream.connect", code = e.code(), url = %url, error = %e, "cannot connect to central")
                     }
                 }
-                return session::End::new(session::Why::Lost);
+                // A timeout gives up with TCP, TLS or the upgrade maybe still in
+                // flight: central may yet register it (contract 0.13).
+                let why = match e {
+                    Error::Timeout => session::Why::Abandoned,
+                    _ => session::Why::Lost,
+                };
+                return session::End::new(why);
             }
         };
-        self.serve(ws, creds, creds_rx, token, clean_after).await
+        self.serve(ws, creds, creds_rx, token).await
     }
 }
 
@@ -237,4 +218,11 @@ async fn wait_creds(
         _ = token.cancelled() => true,
         r = rx.changed() => r.is_err(),
     }
+}
+
+/// RFC 3339 for ms since the epoch.
+fn rfc3339(ms: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(crate::protocol::frame::format_rfc3339)
 }

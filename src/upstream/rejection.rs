@@ -5,7 +5,6 @@
 use super::probe::{Outcome, Prober};
 use super::{stats, Upstream, REJECTIONS_BEFORE_NEEDS_PAIRING};
 use crate::pairing::Credentials;
-use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 
 /// Why a rejection asks for pairing, or `None` when it does not. `frame`: central sent
@@ -33,14 +32,13 @@ impl Upstream {
     /// token unless it has expired, then decides `needs_pairing` (contract §c.4).
     /// `true` when shutting down.
     pub(crate) async fn rejected(
-        &self,
+        &mut self,
         code: u16,
         expired: bool,
         prober: &Prober,
         creds: &Credentials,
         token: &CancellationToken,
     ) -> bool {
-        let n = self.stats.rejections.fetch_add(1, Ordering::Relaxed) + 1;
         let outcome = if expired {
             None
         } else {
@@ -49,42 +47,23 @@ impl Upstream {
                 o = prober.probe(&creds.server, &creds.token) => Some(o),
             }
         };
-        let unexplained = match &outcome {
-            Some(Outcome::TokenOk) => {
-                self.stats
-                    .unexplained_rejections
-                    .store(0, Ordering::Relaxed);
-                0
-            }
-            Some(Outcome::Unknown { .. }) | None => {
-                self.stats
-                    .unexplained_rejections
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1
-            }
-            Some(_) => self.stats.unexplained_rejections.load(Ordering::Relaxed),
-        };
-        let reason = needs_pairing_reason(expired, code == 0, outcome.as_ref(), unexplained);
+        let (n, reason) = self.link.rejected(expired, code == 0, outcome.as_ref());
         // The hub first, then the counters: whoever sees the count sees the decision.
         if reason.is_some() {
             self.hub.update(|f| f.needs_pairing = true);
         }
-        self.stats.info(|i| {
-            if reason.is_some() {
-                i.needs_pairing_reason = reason;
-            }
-            // An expired token is not probed; the last probe stays on show.
-            if let Some(o) = &outcome {
+        // An expired token is not probed; the last probe stays on show.
+        if let Some(o) = &outcome {
+            self.stats.info(|i| {
                 i.last_probe = Some(stats::ProbeReport {
                     outcome: o.label(),
                     detail: o.detail(),
                     at: crate::protocol::now_rfc3339(),
-                });
-            }
-        });
-        if let Some(o) = &outcome {
+                })
+            });
             stats::inc(&self.stats.probes[o.index()]);
         }
+        self.publish();
         let probe = outcome.as_ref().map(Outcome::label).unwrap_or("skipped");
         let detail = outcome.as_ref().map(Outcome::detail).unwrap_or_default();
         let message = match &outcome {

@@ -7,8 +7,8 @@ use super::frames::{self, Inbound};
 use super::stats::inc;
 use super::{link, Upstream};
 use crate::pairing::Credentials;
+use crate::protocol::now_ms;
 use futures_util::StreamExt;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -41,6 +41,10 @@ pub enum Why {
     /// Central closed with a close frame (1000, 1005 on restart, 1008, …), or no
     /// connection was made: central holds no stale socket of ours.
     Lost,
+    /// bbedge gave up on an attempt whose fate is unknown (connect, TLS, upgrade or
+    /// `connection.ack` timed out): central may still register it late and forget the
+    /// device when it closes (contract 0.13, §g.1).
+    Abandoned,
     /// An acknowledged link died without a close frame from central (read error, EOF,
     /// pong timeout, stuck write): central may still hold the dead socket (§g.1).
     Dropped,
@@ -85,7 +89,6 @@ impl Upstream {
         creds: &Credentials,
         creds_rx: &mut watch::Receiver<Option<Credentials>>,
         token: &CancellationToken,
-        clean_after: Option<Duration>,
     ) -> End {
         let client_id = match self.await_ack(&mut ws, token).await {
             Ok(c) => c,
@@ -95,23 +98,20 @@ impl Upstream {
             }
         };
         let acked = super::online::clock();
-        let generation = self.stats.connects.fetch_add(1, Ordering::Relaxed) + 1;
-        self.stats.rejections.store(0, Ordering::Relaxed);
-        self.stats
-            .unexplained_rejections
-            .store(0, Ordering::Relaxed);
+        let started = self.link.acked(acked);
+        inc(&self.stats.connects);
         self.hub.update(|f| f.needs_pairing = false);
         self.stats.info(|i| {
-            i.needs_pairing_reason = None;
             i.connected_since = Some(crate::protocol::now_rfc3339());
             i.client_id = client_id.clone();
         });
-        self.set_state("online", crate::signal::Link::Online);
+        self.publish();
         tracing::info!(operation = "upstream.connect", url = %creds.room_url(), client_id = client_id.as_deref().unwrap_or(""), "connected to central");
         let (why, close_code) = self
-            .online_loop(&mut ws, creds, creds_rx, token, generation, clean_after)
+            .online_loop(&mut ws, creds, creds_rx, token, started)
             .await;
-        self.online.store(false, Ordering::SeqCst);
+        self.online
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let connected_for = super::online::clock().saturating_duration_since(acked);
         if let Some(code) = close_code {
             link::close(ws, code, "").await;
@@ -135,8 +135,8 @@ impl Upstream {
             let msg = tokio::select! {
                 _ = token.cancelled() => return Err(Why::Shutdown),
                 _ = &mut deadline => {
-                    self.stats.info(|i| i.last_error = Some("ACK_TIMEOUT".into()));
-                    return Err(Why::Lost);
+                    self.link.failed("ACK_TIMEOUT", now_ms());
+                    return Err(Why::Abandoned);
                 }
                 m = ws.next() => m,
             };
@@ -147,7 +147,7 @@ impl Upstream {
                         Inbound::ConnectionAck { client_id } => return Ok(client_id),
                         Inbound::ControlError { code, message } => {
                             tracing::warn!(operation = "upstream.connect", code = %code, message = %message, "central refused the connection");
-                            self.stats.info(|i| i.last_error = Some(code));
+                            self.link.failed(code, now_ms());
                         }
                         other => {
                             inc(&self.stats.unknown_in);
@@ -157,14 +157,12 @@ impl Upstream {
                 }
                 Some(Ok(Message::Close(f))) => {
                     let (why, code) = close_why(f.as_ref());
-                    self.stats
-                        .info(|i| i.last_error = Some(format!("CLOSE_{code}")));
+                    self.link.failed(format!("CLOSE_{code}"), now_ms());
                     return Err(why);
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    self.stats
-                        .info(|i| i.last_error = Some("CONNECTION_LOST".into()));
+                    self.link.failed("CONNECTION_LOST", now_ms());
                     tracing::info!(operation = "upstream.connect", error = %e, "connection lost before connection.ack");
                     return Err(Why::Lost);
                 }

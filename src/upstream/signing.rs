@@ -22,13 +22,11 @@ pub struct Problem {
     pub error: String,
     /// When a manifest first waited for it, RFC 3339.
     pub since: String,
-    /// The connection (`Stats::connects`) on which a manifest last waited: a manifest
-    /// sent later on the same connection would overtake it.
-    pub connection: u64,
 }
 
-/// The key's state as of the last manifest that needed it. Written by the link,
-/// read by `/status` and `/metrics`.
+/// The key's state as of the last manifest that needed it, for `/status`, `/metrics`
+/// and the log line per change. Written by the link, never read by it: the hold
+/// (which connection a manifest was stepped over on) is [`super::state::Link`]'s.
 #[derive(Debug, Default)]
 pub struct KeyState {
     problem: Mutex<Option<Problem>>,
@@ -48,14 +46,13 @@ pub enum Change {
 }
 
 impl KeyState {
-    /// Records that a manifest waits on `connection` because of `error`.
-    pub fn unavailable(&self, error: &str, connection: u64) -> Change {
+    /// Records that a manifest waits because of `error`.
+    pub fn unavailable(&self, error: &str) -> Change {
         let Ok(mut p) = self.problem.lock() else {
             return Change::None;
         };
         match p.as_mut() {
             Some(old) => {
-                old.connection = connection;
                 if old.error == error {
                     return Change::None;
                 }
@@ -66,16 +63,10 @@ impl KeyState {
                 *p = Some(Problem {
                     error: error.to_owned(),
                     since: crate::protocol::now_rfc3339(),
-                    connection,
                 });
                 Change::Lost
             }
         }
-    }
-
-    /// Whether a manifest waited on `connection` (so a later one must wait too).
-    pub fn waited_on(&self, connection: u64) -> bool {
-        self.problem().is_some_and(|p| p.connection == connection)
     }
 
     /// Records that the key signed a manifest.
@@ -118,16 +109,15 @@ mod tests {
     fn only_changes_of_state_are_reported() {
         let s = KeyState::default();
         assert_eq!(s.available(), Change::None, "fine from the start");
-        assert_eq!(s.unavailable("cannot read k", 1), Change::Lost);
+        assert_eq!(s.unavailable("cannot read k"), Change::Lost);
         let since = s.problem().unwrap().since;
-        assert!(s.waited_on(1) && !s.waited_on(2));
+        // Which connection waited is the link's: state::tests::the_signing_hold_….
         assert_eq!(
-            s.unavailable("cannot read k", 2),
+            s.unavailable("cannot read k"),
             Change::None,
             "same state, no line"
         );
-        assert!(s.waited_on(2), "the latest connection counts");
-        assert_eq!(s.unavailable("k is not a key", 2), Change::Reason);
+        assert_eq!(s.unavailable("k is not a key"), Change::Reason);
         let p = s.problem().unwrap();
         assert_eq!(p.error, "k is not a key", "the latest reason is shown");
         assert_eq!(p.since, since, "since the first failure");

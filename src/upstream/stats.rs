@@ -1,7 +1,11 @@
 //! What the link reports: the `/status` "upstream" section and the `bbedge_upstream_*`
-//! metrics, from one set of shared counters.
+//! metrics, from one set of shared counters. Write-only for the link: nothing here
+//! decides anything ([`super::state::Link`] does); [`LinkInfo`] is the copy of the
+//! link's state that [`super::Upstream::publish`] keeps. Cumulative counts are
+//! exported as Prometheus counters (`…_total`), levels as gauges.
 
 use super::outbox::Outbox;
+use super::state::LinkState;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,14 +16,21 @@ use std::sync::{Arc, Mutex};
 /// Link facts that are not counters.
 #[derive(Debug, Default, Clone)]
 pub struct LinkInfo {
-    /// `connecting`, `online`, `offline`, `disabled`, `needs_pairing`.
-    pub state: &'static str,
+    /// The link's state ([`LinkState::name`] gives the `/status` text).
+    pub state: LinkState,
+    /// Rejections in a row since the last acknowledged connection.
+    pub rejections: u64,
     /// The room URL (never carries the token).
     pub url: Option<String>,
     /// When the current connection was acknowledged, RFC 3339.
     pub connected_since: Option<String>,
-    /// The last error code (close code name, `TLS_CERTIFICATE`, …).
+    /// The last error code (close code name, `TLS_CERTIFICATE`, …) since the last
+    /// acknowledged connection (an acknowledgement clears it).
     pub last_error: Option<String>,
+    /// The attempt [`LinkInfo::last_error`] belongs to.
+    pub last_error_attempt: Option<u64>,
+    /// When it happened, RFC 3339.
+    pub last_error_at: Option<String>,
     /// Central's `clientId` for this socket.
     pub client_id: Option<String>,
     /// Central's clock minus ours, ms (from the JSON pong).
@@ -70,11 +81,6 @@ pub struct Stats {
     pub preview_dropped: AtomicU64,
     /// Agent frames refused (`STORE_FULL`, store error, unknown type).
     pub refused: AtomicU64,
-    /// Auth rejections (4003/4001, `auth_failed`) in a row.
-    pub rejections: AtomicU64,
-    /// Rejections in a row that the token probe could not explain (counted toward
-    /// [`super::REJECTIONS_BEFORE_NEEDS_PAIRING`]; a `token_ok` probe resets it).
-    pub unexplained_rejections: AtomicU64,
     /// Token probes by outcome, in [`super::probe::LABELS`] order.
     pub probes: [AtomicU64; 4],
     /// Connections refused with 4029 (a connection cap, §g.2).
@@ -111,16 +117,18 @@ impl Stats {
         let now = crate::protocol::now_ms();
         let key = self.signing.problem();
         json!({
-            "state": info.state,
+            "state": info.state.name(d.frames > 0),
             "url": info.url,
             "connected_since": info.connected_since,
             "client_id": info.client_id,
             "last_error": info.last_error,
+            "last_error_attempt": info.last_error_attempt,
+            "last_error_at": info.last_error_at,
             "clock_skew_ms": info.clock_skew_ms,
             "retry_in_ms": info.retry_at.map(|t| t.saturating_duration_since(std::time::Instant::now()).as_millis() as u64),
             "connect_attempts": get(&self.attempts),
             "reconnects": get(&self.connects).saturating_sub(1),
-            "rejections_in_a_row": get(&self.rejections),
+            "rejections_in_a_row": info.rejections,
             "needs_pairing_reason": info.needs_pairing_reason,
             "last_probe": info.last_probe.as_ref().map(|p| json!({
                 "outcome": p.outcome, "detail": p.detail, "at": p.at,
@@ -165,8 +173,8 @@ impl Stats {
         metrics: &mut crate::health::metrics::Metrics,
         outbox: Outbox,
     ) {
-        let frames = Family::<Vec<(String, String)>, Gauge>::default();
-        let dropped = Family::<Vec<(String, String)>, Gauge>::default();
+        let frames = Family::<Vec<(String, String)>, Counter>::default();
+        let dropped = Family::<Vec<(String, String)>, Counter>::default();
         let online = Gauge::<i64>::default();
         let depth = Gauge::<i64>::default();
         let bytes = Gauge::<i64>::default();
@@ -194,10 +202,14 @@ impl Stats {
             "Bytes waiting in the outbox",
             bytes.clone(),
         );
-        reg.register("upstream_frames", "Frames by direction", frames.clone());
+        reg.register(
+            "upstream_frames",
+            "Frames by direction since start",
+            frames.clone(),
+        );
         reg.register(
             "upstream_dropped",
-            "Frames dropped or refused, by reason",
+            "Frames dropped or refused since start, by reason",
             dropped.clone(),
         );
         reg.register(
@@ -213,9 +225,11 @@ impl Stats {
         let me = self.clone();
         let seen_attempts = AtomicU64::new(0);
         let seen_probes: [AtomicU64; 4] = Default::default();
+        let seen_frames: [AtomicU64; 2] = Default::default();
+        let seen_dropped: [AtomicU64; 6] = Default::default();
         metrics.on_scrape(Box::new(move || {
             let d = outbox.depth();
-            let info_online = me.info.lock().map(|i| i.state == "online").unwrap_or(false);
+            let info_online = me.info.lock().map(|i| i.state.is_online()).unwrap_or(false);
             online.set(info_online as i64);
             depth.set(d.frames as i64);
             bytes.set(d.bytes as i64);
@@ -234,24 +248,40 @@ impl Stats {
                     .get_or_create(&l("outcome", label))
                     .inc_by(n.saturating_sub(seen_probes[i].swap(n, Ordering::Relaxed)));
             }
-            frames
-                .get_or_create(&l("direction", "in"))
-                .set(get(&me.frames_in) as i64);
-            frames
-                .get_or_create(&l("direction", "out"))
-                .set(get(&me.frames_out) as i64);
-            for (reason, n) in [
+            for (i, (dir, n)) in [("in", &me.frames_in), ("out", &me.frames_out)]
+                .into_iter()
+                .enumerate()
+            {
+                bump(
+                    &frames.get_or_create(&l("direction", dir)),
+                    &seen_frames[i],
+                    get(n),
+                );
+            }
+            for (i, (reason, n)) in [
                 ("outbox_overflow", d.dropped_overflow),
                 ("outbox_age", d.dropped_age),
                 ("store_full", d.refused_full),
                 ("ack_expired", get(&me.ack_expired)),
                 ("preview", get(&me.preview_dropped)),
                 ("malformed_in", get(&me.malformed_in)),
-            ] {
-                dropped.get_or_create(&l("reason", reason)).set(n as i64);
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                bump(
+                    &dropped.get_or_create(&l("reason", reason)),
+                    &seen_dropped[i],
+                    n,
+                );
             }
         }));
     }
+}
+
+/// Moves a Prometheus counter up to `now`, the cumulative count the link keeps.
+fn bump(c: &Counter, seen: &AtomicU64, now: u64) {
+    c.inc_by(now.saturating_sub(seen.swap(now, Ordering::Relaxed)));
 }
 
 #[cfg(test)]
@@ -278,7 +308,7 @@ mod tests {
         let line = "bbedge_upstream_manifests_waiting_for_key ";
         assert!(metrics.encode().contains(&format!("{line}0")), "key fine");
         assert_eq!(stats.section(&outbox)["signing"]["key"], "ok");
-        stats.signing.unavailable("cannot read k", 1);
+        stats.signing.unavailable("cannot read k");
         let text = metrics.encode();
         assert!(text.contains(&format!("{line}1")), "{text}");
         let s = stats.section(&outbox);
@@ -288,5 +318,44 @@ mod tests {
         assert_eq!(s["outbox"]["manifests"], 1, "the event is not counted");
         stats.signing.available();
         assert!(metrics.encode().contains(&format!("{line}0")));
+    }
+
+    #[tokio::test]
+    async fn cumulative_counts_are_counters_named_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = crate::store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let limits = Limits {
+            max_frames: 10,
+            max_bytes: 1 << 20,
+            max_age_ms: 60_000,
+            min_free_bytes: 0,
+        };
+        let outbox = Outbox::open(opened.store, limits).unwrap();
+        let stats = Arc::new(Stats::default());
+        let mut metrics = crate::health::metrics::Metrics::new();
+        stats.register(&mut metrics, outbox);
+        stats.frames_in.fetch_add(3, Ordering::Relaxed);
+        inc(&stats.ack_expired);
+        let text = metrics.encode();
+        stats.frames_in.fetch_add(2, Ordering::Relaxed);
+        let again = metrics.encode();
+        for (t, want) in [(&text, 3), (&again, 5)] {
+            assert!(
+                t.contains(&format!(
+                    "bbedge_upstream_frames_total{{direction=\"in\"}} {want}"
+                )),
+                "{t}"
+            );
+        }
+        for name in ["frames", "dropped", "connect_attempts", "token_probes"] {
+            assert!(
+                text.contains(&format!("# TYPE bbedge_upstream_{name} counter")),
+                "{name}: {text}"
+            );
+        }
+        assert!(
+            again.contains(r#"bbedge_upstream_dropped_total{reason="ack_expired"} 1"#),
+            "scraped twice, counted once: {again}"
+        );
     }
 }

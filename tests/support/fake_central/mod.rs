@@ -17,6 +17,7 @@ pub mod api;
 pub mod certs;
 pub mod register;
 pub mod room;
+pub mod stale;
 
 use super::schema::Schema;
 use ed25519_dalek::VerifyingKey;
@@ -113,6 +114,13 @@ pub struct State {
     pub probes: Vec<api::Probe>,
     /// Close codes for the next connections that pass auth (4003, 4029).
     pub refuse_next: std::collections::VecDeque<u16>,
+    /// Stalls for the next attempts' upgrades: each is processed that late, as a
+    /// stale attempt ([`stale`]); see [`FakeCentral::stall_next`].
+    pub stall_next: std::collections::VecDeque<Duration>,
+    /// Stale attempts registered late in the tracker (connection numbers).
+    pub late_registrations: Vec<u64>,
+    /// Stale attempts whose close unregistered the device (connection numbers).
+    pub stale_unregistered: Vec<u64>,
     next_conn: u64,
 }
 
@@ -216,15 +224,19 @@ impl FakeCentral {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (conn, tx, rx) = shared.with(|s| {
+                let (conn, tx, rx, stall) = shared.with(|s| {
                     s.attempts += 1;
                     s.attempt_times.push(Instant::now());
                     s.attempt_ticks.push(tokio::time::Instant::now());
                     s.next_conn += 1;
                     let (tx, rx) = mpsc::channel(64);
-                    (s.next_conn, tx, rx)
+                    (s.next_conn, tx, rx, s.stall_next.pop_front())
                 });
                 let shared = shared.clone();
+                if let (Some(stall), None) = (stall, &tls) {
+                    conns.spawn(stale::serve(tcp, conn, stall, shared));
+                    continue;
+                }
                 match tls.clone() {
                     Some(acc) => {
                         conns.spawn(async move {
@@ -278,6 +290,18 @@ impl FakeCentral {
             .await
             .expect("rebind the same port");
         self.serve(listener);
+    }
+
+    /// Central processes the next attempt's upgrade only after `stall` (plain `ws://`
+    /// only): a device that gives up sooner leaves a stale attempt that registers late
+    /// and unregisters the device when it closes (contract 0.13, §g.1).
+    pub fn stall_next(&self, stall: Duration) {
+        self.shared.with(|s| s.stall_next.push_back(stall));
+    }
+
+    /// Whether central's tracker knows `uuid` (commands reach it, §f.3).
+    pub fn knows(&self, uuid: &str) -> bool {
+        self.snapshot(|s| s.tracker.contains_key(uuid))
     }
 
     /// Cuts every open connection in the middle of a frame.
