@@ -16,6 +16,7 @@ pub mod client;
 pub mod device;
 pub mod frames;
 pub mod handshake;
+pub mod identity;
 pub mod limits;
 pub mod live;
 pub mod outbox;
@@ -31,7 +32,7 @@ use crate::bus::Bus;
 use crate::config::Realtime;
 use crate::relay::RoomSide;
 use crate::signal::StatusHub;
-use crate::store::{self, Store, Tree};
+use crate::store::{self, Store};
 use outbox::Farewell;
 use registry::Registry;
 use rooms::{Rooms, SnapshotPolicy};
@@ -74,8 +75,11 @@ pub struct Service {
     pub store: Store,
     /// Hook events.
     pub bus: Bus,
-    /// This box's device UUID; its room is `device:<uuid>`.
-    pub device_id: String,
+    /// This box's device UUID; its room is `device:<uuid>` ([`identity`]: the paired
+    /// UUID once paired).
+    pub device_id: identity::DeviceId,
+    /// `[device] uuid` (empty: follow pairing).
+    pub configured_uuid: String,
     /// Cancelled when the rooms start shutting down: a client that joins after that is
     /// closed with 1001 at once.
     pub stopping: CancellationToken,
@@ -87,28 +91,42 @@ pub struct Bound {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     commands: tokio::sync::mpsc::Receiver<crate::relay::ToAgent>,
+    previews: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    credentials: crate::pairing::CredentialStore,
 }
 
-/// The device UUID of the local room: `[device] uuid`, else one made on first start and
-/// kept in [`Tree::Meta`] under `local_device_uuid`. (Pairing will later prefer the
-/// paired UUID: change it here only.)
-pub async fn device_id(configured: &str, store: &Store) -> Result<String, store::Error> {
-    if !configured.is_empty() {
-        return Ok(configured.to_owned());
+/// The device UUID of the local room at start: `[device] uuid`, else the paired UUID,
+/// else the provisional one ([`identity`]). A provisional room's snapshot left from an
+/// earlier run moves to the paired UUID here.
+pub async fn device_id(
+    configured: &str,
+    paired: Option<&str>,
+    store: &Store,
+) -> Result<identity::DeviceId, store::Error> {
+    match identity::wanted(configured, paired) {
+        Some(id) => {
+            let me = identity::DeviceId::new(id.clone());
+            if let Some(old) = identity::existing_provisional(store).filter(|o| *o != id) {
+                me.add_former(&old);
+                rooms::move_stored_snapshot(
+                    store,
+                    &format!("device:{old}"),
+                    &format!("device:{id}"),
+                )
+                .await;
+            }
+            Ok(me)
+        }
+        None => Ok(identity::DeviceId::new(identity::provisional(store).await?)),
     }
-    if let Ok(Some(id)) = store.get::<String>(Tree::Meta, b"local_device_uuid") {
-        return Ok(id);
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    store.put(Tree::Meta, b"local_device_uuid", &id)?;
-    store.flush().await?;
-    Ok(id)
 }
 
 /// Binds `[realtime] host:port` and builds the service.
+#[allow(clippy::too_many_arguments)]
 pub async fn bind(
     cfg: &Realtime,
     device_uuid: &str,
+    credentials: crate::pairing::CredentialStore,
     state_dir: &std::path::Path,
     store: Store,
     bus: Bus,
@@ -123,7 +141,8 @@ pub async fn bind(
     if cfg.echo {
         tracing::warn!(operation = "startup", addr = %addr, "realtime.echo is on: /echo answers anyone without a token; for conformance tests only");
     }
-    let device_id = device_id(device_uuid, &store).await?;
+    let paired = credentials.current().map(|c| c.device_uuid);
+    let device_id = device_id(device_uuid, paired.as_deref(), &store).await?;
     let stats = Arc::new(Stats::default());
     let mut registry = Registry::default();
     registry.register(Arc::new(device::DeviceType {
@@ -134,7 +153,9 @@ pub async fn bind(
             hub,
             store: store.clone(),
         }),
-        command_timeout: Duration::from_secs(cfg.limits.command_timeout),
+        command_timeout: Some(cfg.limits.command_timeout)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
     }));
     let policy = SnapshotPolicy {
         enabled: cfg.snapshots.enabled,
@@ -169,6 +190,7 @@ pub async fn bind(
         store,
         bus,
         device_id,
+        configured_uuid: device_uuid.to_owned(),
         stopping: CancellationToken::new(),
     });
     Ok(Bound {
@@ -176,6 +198,8 @@ pub async fn bind(
         listener,
         tls,
         commands: relay.commands,
+        previews: relay.previews,
+        credentials,
     })
 }
 
@@ -222,12 +246,16 @@ impl Bound {
             listener,
             tls,
             commands,
+            previews,
+            credentials,
         } = self;
         tracing::info!(operation = "startup", realtime_addr = ?listener.local_addr().ok(), device = %svc.device_id, tls = tls.is_some(), "local rooms listening");
         let accept = server::accept_loop(svc.clone(), listener, tls, token.clone());
         let snaps = snapshot_timer(svc.clone(), token.clone());
         let upstream = upstream_commands(svc.clone(), commands, token.clone());
-        tokio::join!(accept, snaps, upstream);
+        let preview = upstream_previews(svc.clone(), previews, token.clone());
+        let identity = follow_pairing(svc.clone(), credentials, token.clone());
+        tokio::join!(accept, snaps, upstream, preview, identity);
         let saved = svc.rooms.save(&svc.rooms.all(), true).await;
         svc.rooms.stopped.cancel();
         tracing::info!(
@@ -260,7 +288,7 @@ impl Service {
         json!({
             "address": addr.map(|a| a.to_string()),
             "tls": tls,
-            "device_room": format!("device:{}", self.device_id),
+            "device_room": self.device_id.room_id(),
             "rooms": rooms,
             "connections": self.limits.in_use(),
             "frames_in": s.frames_in.get(),
@@ -312,17 +340,96 @@ async fn upstream_commands(
     mut rx: tokio::sync::mpsc::Receiver<crate::relay::ToAgent>,
     token: CancellationToken,
 ) {
-    let room_id = format!("device:{}", svc.device_id);
     loop {
         let cmd = tokio::select! {
             _ = token.cancelled() => return,
             c = rx.recv() => match c { Some(c) => c, None => return },
         };
-        match svc.rooms.get(&room_id) {
+        match svc.rooms.get(&svc.device_id.room_id()) {
             Some(room) => room.upstream(cmd),
             None => {
                 let _ = cmd.reply.send(crate::relay::AgentReply::NotConnected);
             }
         }
+    }
+}
+
+/// Hands observers' preview frames from central to the local room's agent: their own
+/// path, no pending-command slot and no ack. No agent, or its queue full: dropped,
+/// counted (`drops{reason="preview"}`) and logged (the first and every 100th).
+async fn upstream_previews(
+    svc: Arc<Service>,
+    mut rx: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    token: CancellationToken,
+) {
+    let mut dropped: u64 = 0;
+    loop {
+        let frame = tokio::select! {
+            _ = token.cancelled() => return,
+            f = rx.recv() => match f { Some(f) => f, None => return },
+        };
+        let delivered = svc.rooms.get(&svc.device_id.room_id()).is_some_and(|room| {
+            let g = room.lock();
+            g.participants
+                .iter()
+                .rev()
+                .find(|p| p.role == tokens::Role::Agent)
+                .is_some_and(|agent| agent.out.push(frames::text(&frame)))
+        });
+        if !delivered {
+            dropped += 1;
+            svc.stats.dropped(stats::reason::PREVIEW);
+            if dropped == 1 || dropped % 100 == 0 {
+                tracing::warn!(
+                    operation = "room.preview",
+                    dropped,
+                    "observer preview frame from central dropped: no agent or its queue is full"
+                );
+            }
+        }
+    }
+}
+
+/// Moves the room to the paired UUID when pairing completes (`[device] uuid` empty):
+/// clients of the old room are closed with 4010 `ROOM_MOVED` naming the new room, and
+/// its snapshot goes with it. Unpairing keeps the room where it is.
+async fn follow_pairing(
+    svc: Arc<Service>,
+    credentials: crate::pairing::CredentialStore,
+    token: CancellationToken,
+) {
+    let mut rx = credentials.subscribe();
+    loop {
+        let paired = rx
+            .borrow_and_update()
+            .as_ref()
+            .map(|c| c.device_uuid.clone());
+        if let Some(new) = identity::wanted(&svc.configured_uuid, paired.as_deref()) {
+            if let Some(old) = svc.device_id.set(&new) {
+                svc.move_room(&old, &new).await;
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+impl Service {
+    /// The room moved from `old` to `new`: close the old room's clients, carry its state.
+    async fn move_room(&self, old: &str, new: &str) {
+        let (old_id, new_id) = (format!("device:{old}"), format!("device:{new}"));
+        let farewell = Farewell {
+            last: Some(frames::error(
+                identity::MOVED_CODE,
+                &format!("this box is now paired: its room is {new_id}; reconnect to /realtime/devices/{new}"),
+            )),
+            code: Some(identity::MOVED_CLOSE_CODE),
+            reason: serde_json::json!({"code": identity::MOVED_CODE, "roomId": new_id}).to_string(),
+            why: "room_moved",
+        };
+        let closed = self.rooms.retire(&old_id, &new_id, &farewell).await;
+        tracing::info!(operation = "room.identity", from = %old_id, to = %new_id, closed, "device room moved to the paired UUID");
     }
 }

@@ -192,6 +192,7 @@ impl Upstream {
         let (acks_tx, acks_rx) = mpsc::channel(ACKS_CAPACITY);
         let UpstreamSide {
             to_agent,
+            preview_to_agent,
             from_agent,
             agent_status,
         } = p.relay;
@@ -201,6 +202,8 @@ impl Upstream {
                 to_agent,
                 agent_status,
                 led: p.led,
+                preview_to_agent,
+                preview_drops: Arc::default(),
             },
             cfg: p.config,
             outbox,
