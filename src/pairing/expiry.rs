@@ -217,6 +217,7 @@ mod tests {
             paired_at: "2026-06-20T19:00:00.000Z".into(),
             name: "n".into(),
             key_registered: true,
+            device_status: None,
         };
         let day = Duration::from_secs(86_400);
         let at = |t| assess(Some(&c), t, day).0;
