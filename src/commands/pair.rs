@@ -54,9 +54,9 @@ pub fn pair(cli: &Cli, args: &PairArgs) -> i32 {
                 creds.device_id
             );
             eprintln!("bbedge pair: warning: {message} [{NOT_ACCEPTED}]");
+            tell_daemon(&rt, &paths.state_dir, true);
             let args = json!({"code": NOT_ACCEPTED, "message": message});
             let _ = rt.block_on(control::request(&paths.state_dir, "pairing.report", args));
-            tell_daemon(&rt, &paths.state_dir, true);
             pair_exit::DEVICE_NOT_ACCEPTED
         }
         Ok(creds) => {

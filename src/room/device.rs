@@ -296,8 +296,9 @@ impl DeviceRoom {
                         self.reply(ctx, p.origin, AgentReply::Ack(v.clone()), id);
                     }
                 } else if self.answered.iter().any(|a| a == id) {
-                    upstream = false;
-                    self.late_ack(ctx, id);
+                    // Nobody gets it: not central, not the LAN clients, who all had
+                    // bbedge's answer for this command already.
+                    return self.late_ack(ctx, id);
                 }
             }
             _ => {}
