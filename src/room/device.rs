@@ -100,7 +100,9 @@ impl RoomType for DeviceType {
 
     fn create(&self, id: &str) -> Box<dyn RoomLogic> {
         Box::new(DeviceRoom {
-            links: (self.local_id == id).then(|| self.links.clone()),
+            links: self.links.clone(),
+            identity: self.local_id.clone(),
+            uuid: id.to_owned(),
             schedule_store: self.links.store.clone(),
             command_timeout: self.command_timeout,
             last_status: None,
@@ -123,7 +125,12 @@ struct Pending {
 
 /// One device room's state.
 struct DeviceRoom {
-    links: Option<Arc<Links>>,
+    /// Used only while this room is the box's own ([`DeviceRoom::local`]).
+    links: Arc<Links>,
+    /// The box's room identity (it moves when pairing completes).
+    identity: super::identity::DeviceId,
+    /// This room's device UUID.
+    uuid: String,
     schedule_store: crate::store::Store,
     command_timeout: Option<Duration>,
     /// The agent's last `status` frame.
@@ -144,6 +151,13 @@ struct Snap {
 }
 
 impl DeviceRoom {
+    /// The daemon's links while this room is the box's own: a room the box moved away
+    /// from (to the paired UUID) no longer touches the `recording` fact, the agent status
+    /// or central, even while its last clients are still leaving.
+    fn local(&self) -> Option<&Arc<Links>> {
+        (self.identity == self.uuid.as_str()).then_some(&self.links)
+    }
+
     fn newest_agent<'a>(ctx: &'a Ctx<'_>) -> Option<&'a Participant> {
         ctx.participants
             .iter()
@@ -170,11 +184,7 @@ impl DeviceRoom {
         }
         match origin {
             Origin::Upstream(tx) => {
-                if let Err(AgentReply::Ack(_)) = tx.send(reply) {
-                    // The relay stopped waiting (it answered central itself): this ack
-                    // is late too and goes nowhere.
-                    self.late_ack(ctx, command_id);
-                }
+                let _ = tx.send(reply);
             }
             Origin::Operator(op) => {
                 let ack = match reply {
@@ -268,7 +278,7 @@ impl DeviceRoom {
                 } else {
                     None
                 });
-                if let Some(l) = &self.links {
+                if let Some(l) = self.local() {
                     l.agent_status.send_replace(Some(v.clone()));
                     l.hub.update(|f| f.recording = recording);
                 }
@@ -289,11 +299,18 @@ impl DeviceRoom {
                 let id = v["commandId"].as_str().unwrap_or("");
                 if let Some(p) = self.take_pending(id) {
                     upstream = false;
-                    if let Origin::Operator(op) = &p.origin {
-                        routed_to = Some(op.clone());
-                        ctx.send_to(op, text.clone());
-                    } else {
-                        self.reply(ctx, p.origin, AgentReply::Ack(v.clone()), id);
+                    match p.origin {
+                        Origin::Operator(op) => {
+                            ctx.send_to(&op, text.clone());
+                            routed_to = Some(op);
+                        }
+                        Origin::Upstream(tx) => {
+                            if tx.send(AgentReply::Ack(v.clone())).is_err() {
+                                // The relay stopped waiting and answered central
+                                // itself: this ack is late too.
+                                return self.late_ack(ctx, id);
+                            }
+                        }
                     }
                 } else if self.answered.iter().any(|a| a == id) {
                     // Nobody gets it: not central, not the LAN clients, who all had
@@ -307,7 +324,7 @@ impl DeviceRoom {
             p.id != from.id && Some(&p.id) != routed_to.as_ref()
         });
         if upstream {
-            if let Some(l) = &self.links {
+            if let Some(l) = self.local() {
                 // Check room first: no clone for a frame that would be refused.
                 if l.to_central.capacity() == 0 || l.to_central.try_send(v.clone()).is_err() {
                     ctx.stats.dropped(reason::UPSTREAM_FULL);
@@ -375,7 +392,7 @@ impl RoomLogic for DeviceRoom {
         if self.active_session.take().is_some() {
             ctx.mark_changed();
         }
-        if let Some(l) = &self.links {
+        if let Some(l) = self.local() {
             l.hub.update(|f| f.recording = false);
             l.agent_status.send_replace(None);
         }
