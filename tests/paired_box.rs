@@ -531,3 +531,50 @@ async fn pairing_a_revoked_device_warns_and_exits_91_and_status_says_what_to_do(
     );
     tb.stop().await;
 }
+
+#[tokio::test]
+async fn a_boot_file_for_a_suspended_device_fails_once_and_says_what_to_do() {
+    let reg = Registry::start(Tls::Plain).await;
+    let e = reg.enroll();
+    // Registered once (by another box image, say), then suspended by an operator, who
+    // re-issues a code that ends up in the boot file.
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = support::test_config(dir.path(), &[]);
+    let paths = bbedge::app::Paths::resolve(&loaded.config);
+    let settings = Settings::new(&loaded.config, &paths);
+    let first = Inputs {
+        server: reg.url(),
+        device_uuid: e.device_uuid.clone(),
+        code: Secret::new(e.code.clone()),
+        ..Inputs::default()
+    };
+    let req = first.check(&loaded.config.device, false).unwrap();
+    register::pair(&req, &settings).await.unwrap();
+    std::fs::remove_file(dir.path().join("credentials.toml")).unwrap();
+    reg.set_device_status(&e.device_uuid, "suspended");
+    let fresh = reg.reissue(&e.device_uuid);
+    let boot_dir = tempfile::tempdir().unwrap();
+    let boot = boot_dir.path().join("bbedge-pair.toml");
+    std::fs::write(
+        &boot,
+        format!(
+            "server = \"{}\"\ndevice_uuid = \"{}\"\ncode = \"{fresh}\"\n",
+            reg.url(),
+            e.device_uuid
+        ),
+    )
+    .unwrap();
+    let cfg = format!("{:?}", boot.display().to_string());
+    let tb = TestBox::start_in(dir, &[("pairing.boot_file", &cfg)]).await;
+    tb.wait_facts("boot pairing over", |f| f.paired && !f.pairing)
+        .await;
+    let p = &tb.status().await["pairing"];
+    assert_eq!(p["boot_file"]["state"], "failed", "{p}");
+    assert_eq!(p["last_error"]["code"], "PAIR_DEVICE_NOT_ACCEPTED", "{p}");
+    assert_eq!(p["device_status"], "suspended");
+    assert_eq!(p["needs_action"], true);
+    assert!(p["action"].as_str().unwrap().contains("'suspended'"), "{p}");
+    assert!(!std::fs::read_to_string(&boot).unwrap().contains(&fresh));
+    assert_eq!(reg.attempts(), 2, "never retried");
+    tb.stop().await;
+}
