@@ -302,9 +302,14 @@ async fn a_burst_of_100_ice_candidates_crosses_both_ways_without_taking_command_
     let rt = FakeCentral::start().await;
     // The LAN room limits each client like central does (10 frames/s); this agent sends
     // its burst at once, so the burst tests bbedge's pacing towards central.
+    // Central's own limit (10), which the link's sliding window keeps whatever central's
+    // window alignment is: the burst takes about 10 s instead of 12.5 s at the default 8.
     let (tb, mut agent) = online_box(
         &rt,
-        &[("realtime.rate_limiting.messages_per_second", "1000")],
+        &[
+            ("realtime.rate_limiting.messages_per_second", "1000"),
+            ("upstream.frames_per_second", "10"),
+        ],
     )
     .await;
     // Central → agent: an observer's 100 candidates, all delivered, in order.
