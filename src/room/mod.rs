@@ -8,12 +8,15 @@
 //!   [`writer`]: the queue, pings, idle timeout, farewell.
 //! - [`registry`]: the [`RoomType`](registry::RoomType) extension point; [`device`] is
 //!   the registered type.
+//! - [`identity`]: which device the room is (the paired UUID once paired); `feeds`:
+//!   central's commands and preview frames, and the move when pairing completes.
 //! - [`live`], [`rooms`]: live rooms, lifecycle, snapshots. [`outbox`]: bounded per-client
 //!   queues. [`limits`]: connection caps. [`tokens`]: local tokens. [`frames`]: what we
 //!   send. [`stats`]: metrics. [`tls`]: optional TLS.
 
 pub mod client;
 pub mod device;
+mod feeds;
 pub mod frames;
 pub mod handshake;
 pub mod identity;
@@ -252,9 +255,9 @@ impl Bound {
         tracing::info!(operation = "startup", realtime_addr = ?listener.local_addr().ok(), device = %svc.device_id, tls = tls.is_some(), "local rooms listening");
         let accept = server::accept_loop(svc.clone(), listener, tls, token.clone());
         let snaps = snapshot_timer(svc.clone(), token.clone());
-        let upstream = upstream_commands(svc.clone(), commands, token.clone());
-        let preview = upstream_previews(svc.clone(), previews, token.clone());
-        let identity = follow_pairing(svc.clone(), credentials, token.clone());
+        let upstream = feeds::upstream_commands(svc.clone(), commands, token.clone());
+        let preview = feeds::upstream_previews(svc.clone(), previews, token.clone());
+        let identity = feeds::follow_pairing(svc.clone(), credentials, token.clone());
         tokio::join!(accept, snaps, upstream, preview, identity);
         let saved = svc.rooms.save(&svc.rooms.all(), true).await;
         svc.rooms.stopped.cancel();
@@ -331,105 +334,5 @@ async fn snapshot_timer(svc: Arc<Service>, token: CancellationToken) {
             _ = svc.rooms.snapshot_due.notified() => {}
         }
         svc.rooms.save(&svc.rooms.all(), false).await;
-    }
-}
-
-/// Hands commands from the upstream link to the local device room's agent.
-async fn upstream_commands(
-    svc: Arc<Service>,
-    mut rx: tokio::sync::mpsc::Receiver<crate::relay::ToAgent>,
-    token: CancellationToken,
-) {
-    loop {
-        let cmd = tokio::select! {
-            _ = token.cancelled() => return,
-            c = rx.recv() => match c { Some(c) => c, None => return },
-        };
-        match svc.rooms.get(&svc.device_id.room_id()) {
-            Some(room) => room.upstream(cmd),
-            None => {
-                let _ = cmd.reply.send(crate::relay::AgentReply::NotConnected);
-            }
-        }
-    }
-}
-
-/// Hands observers' preview frames from central to the local room's agent: their own
-/// path, no pending-command slot and no ack. No agent, or its queue full: dropped,
-/// counted (`drops{reason="preview"}`) and logged (the first and every 100th).
-async fn upstream_previews(
-    svc: Arc<Service>,
-    mut rx: tokio::sync::mpsc::Receiver<serde_json::Value>,
-    token: CancellationToken,
-) {
-    let mut dropped: u64 = 0;
-    loop {
-        let frame = tokio::select! {
-            _ = token.cancelled() => return,
-            f = rx.recv() => match f { Some(f) => f, None => return },
-        };
-        let delivered = svc.rooms.get(&svc.device_id.room_id()).is_some_and(|room| {
-            let g = room.lock();
-            g.participants
-                .iter()
-                .rev()
-                .find(|p| p.role == tokens::Role::Agent)
-                .is_some_and(|agent| agent.out.push(frames::text(&frame)))
-        });
-        if !delivered {
-            dropped += 1;
-            svc.stats.dropped(stats::reason::PREVIEW);
-            if dropped == 1 || dropped % 100 == 0 {
-                tracing::warn!(
-                    operation = "room.preview",
-                    dropped,
-                    "observer preview frame from central dropped: no agent or its queue is full"
-                );
-            }
-        }
-    }
-}
-
-/// Moves the room to the paired UUID when pairing completes (`[device] uuid` empty):
-/// clients of the old room are closed with 4010 `ROOM_MOVED` naming the new room, and
-/// its snapshot goes with it. Unpairing keeps the room where it is.
-async fn follow_pairing(
-    svc: Arc<Service>,
-    credentials: crate::pairing::CredentialStore,
-    token: CancellationToken,
-) {
-    let mut rx = credentials.subscribe();
-    loop {
-        let paired = rx
-            .borrow_and_update()
-            .as_ref()
-            .map(|c| c.device_uuid.clone());
-        if let Some(new) = identity::wanted(&svc.configured_uuid, paired.as_deref()) {
-            if let Some(old) = svc.device_id.set(&new) {
-                svc.move_room(&old, &new).await;
-            }
-        }
-        tokio::select! {
-            _ = token.cancelled() => return,
-            r = rx.changed() => if r.is_err() { return },
-        }
-    }
-}
-
-impl Service {
-    /// The room moved from `old` to `new`: close the old room's clients, carry its state.
-    async fn move_room(&self, old: &str, new: &str) {
-        let (old_id, new_id) = (format!("device:{old}"), format!("device:{new}"));
-        let farewell = Farewell {
-            last: Some(frames::error(
-                identity::MOVED_CODE,
-                &format!("this box is now paired: its room is {new_id}; reconnect to /realtime/devices/{new}"),
-            )),
-            code: Some(identity::MOVED_CLOSE_CODE),
-            reason: serde_json::json!({"code": identity::MOVED_CODE, "roomId": new_id}).to_string(),
-            why: "room_moved",
-        };
-        let closed = self.rooms.retire(&old_id, &new_id, &farewell).await;
-        tracing::info!(operation = "room.identity", from = %old_id, to = %new_id, closed, "device room moved to the paired UUID");
     }
 }
