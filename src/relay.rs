@@ -4,6 +4,10 @@
 //!   upstream ──ToAgent (command + reply oneshot)──▶ local room ──▶ agent
 //!   upstream ◀──agent frames (status/event/ack/manifest/preview)── local room ◀── agent
 //! ```
+//! Observers' `preview.answer`/`preview.ice_candidate` from central take a path of
+//! their own ([`PREVIEW_CAPACITY`]): they are not commands, wait for no ack and never
+//! take a pending-command slot.
+//!
 //! Both directions are bounded channels created by the composition root. Either side
 //! may be absent (rooms disabled, box unpaired): then sends fail fast with a defined
 //! result instead of waiting. The agent's last `status` is published in a `watch` so the
@@ -15,6 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// Commands in flight from upstream to the local agent.
 pub const TO_AGENT_CAPACITY: usize = 64;
+/// Observers' preview frames in flight from central to the local agent. A burst of ICE
+/// candidates fits; beyond it new ones are dropped, counted and logged.
+pub const PREVIEW_CAPACITY: usize = 256;
 /// Agent frames in flight from the local room to the upstream outbox.
 pub const TO_CENTRAL_CAPACITY: usize = 1024;
 
@@ -47,6 +54,8 @@ pub enum AgentReply {
 pub struct UpstreamSide {
     /// Sends commands to the local room.
     pub to_agent: mpsc::Sender<ToAgent>,
+    /// Sends observers' preview frames to the local room (no reply).
+    pub preview_to_agent: mpsc::Sender<Value>,
     /// Receives agent frames for central.
     pub from_agent: mpsc::Receiver<Value>,
     /// The connected agent's last `status` frame; `None` before its first status and
@@ -59,6 +68,8 @@ pub struct UpstreamSide {
 pub struct RoomSide {
     /// Receives commands from central.
     pub commands: mpsc::Receiver<ToAgent>,
+    /// Receives observers' preview frames from central.
+    pub previews: mpsc::Receiver<Value>,
     /// Sends agent frames towards central. `try_send` only: the room never waits; a full
     /// channel is counted and the frame refused.
     pub to_central: mpsc::Sender<Value>,
@@ -70,15 +81,18 @@ pub struct RoomSide {
 pub fn channel() -> (UpstreamSide, RoomSide) {
     let (to_agent, commands) = mpsc::channel(TO_AGENT_CAPACITY);
     let (to_central, from_agent) = mpsc::channel(TO_CENTRAL_CAPACITY);
+    let (preview_to_agent, previews) = mpsc::channel(PREVIEW_CAPACITY);
     let (status_tx, status_rx) = watch::channel(None);
     (
         UpstreamSide {
             to_agent,
+            preview_to_agent,
             from_agent,
             agent_status: status_rx,
         },
         RoomSide {
             commands,
+            previews,
             to_central,
             agent_status: status_tx,
         },

@@ -776,6 +776,7 @@ fn creds_expiring_at(t: time::OffsetDateTime) -> Credentials {
         paired_at: bbedge::protocol::frame::format_rfc3339(t - time::Duration::days(7)),
         name: "Council chamber".into(),
         key_registered: true,
+        device_status: None,
     }
 }
 

@@ -79,7 +79,10 @@ async fn without_an_agent_or_with_a_silent_one_bbedge_acks_in_time() {
     let ack = fake.wait_ack(&id).await;
     let took = t0.elapsed();
     assert_eq!(ack["success"], false);
-    assert_eq!(ack["errorCode"], "AGENT_TIMEOUT");
+    // Central turns only `TIMEOUT` into the operator's 504 (§d.3); bbedge's own code
+    // rides along in errorDetails.
+    assert_eq!(ack["errorCode"], "TIMEOUT");
+    assert_eq!(ack["errorDetails"]["bbedgeCode"], "AGENT_TIMEOUT");
     assert!(
         took < Duration::from_secs(5),
         "acked after {took:?}: central's deadline is 5 s"

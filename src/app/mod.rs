@@ -182,6 +182,7 @@ impl App {
             let bound = crate::room::bind(
                 r,
                 &config.device.uuid,
+                credentials.clone(),
                 &paths.state_dir,
                 opened.store.clone(),
                 bus.clone(),

@@ -46,6 +46,19 @@ pub fn pair(cli: &Cli, args: &PairArgs) -> i32 {
         register::pair(&req, &settings).await
     });
     match result {
+        Ok(creds) if creds.not_accepted().is_some() => {
+            // Central took the code (it is spent) but refuses the device: never "Paired".
+            let status = creds.not_accepted().unwrap_or("inactive");
+            let message = format!(
+                "Central accepted the code but has device {} as '{status}', so it refuses the box's connections until an operator sets it active (or enrolls a new device); the credentials are kept for when it is active again.",
+                creds.device_id
+            );
+            eprintln!("bbedge pair: warning: {message} [{NOT_ACCEPTED}]");
+            tell_daemon(&rt, &paths.state_dir, true);
+            let args = json!({"code": NOT_ACCEPTED, "message": message});
+            let _ = rt.block_on(control::request(&paths.state_dir, "pairing.report", args));
+            pair_exit::DEVICE_NOT_ACCEPTED
+        }
         Ok(creds) => {
             println!(
                 "Paired with {} as \"{}\" (device {}); the token expires at {}.",
@@ -61,6 +74,10 @@ pub fn pair(cli: &Cli, args: &PairArgs) -> i32 {
         }
     }
 }
+
+/// The code `bbedge pair` and `/status` give a registration central answered with a
+/// `suspended`, `revoked` or `decommissioned` device.
+pub const NOT_ACCEPTED: &str = "PAIR_DEVICE_NOT_ACCEPTED";
 
 /// `bbedge unpair`: removes the credentials and the key; returns the exit code.
 pub fn unpair(cli: &Cli) -> i32 {

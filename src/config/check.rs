@@ -95,7 +95,7 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     range(
         "realtime.limits.command_timeout",
         l.command_timeout,
-        1..=600,
+        0..=600,
     )?;
     if l.send_queue_bytes < l.max_frame_bytes {
         return Err(fail2(

@@ -121,7 +121,8 @@ pub struct Limits {
     pub idle_timeout: u64,
     /// Seconds between our WebSocket pings to each client.
     pub ping_interval: u64,
-    /// Seconds an operator's command waits for the agent's ack before `AGENT_TIMEOUT`.
+    /// Seconds an operator's command waits for the agent's ack before `AGENT_TIMEOUT`;
+    /// 0: central's per-action deadline (`protocol::deadlines`).
     pub command_timeout: u64,
 }
 

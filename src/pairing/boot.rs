@@ -8,8 +8,10 @@
 //! be written never makes the box try a dead code again at every boot.
 //!
 //! Retries only when they can succeed: never after 422 (or any final answer); after
-//! Retry-After on 429; with doubling, jittered backoff on 5xx, network and TLS failures
-//! (at boot the network or the clock may not be ready yet).
+//! Retry-After on 429; on 5xx, network and TLS failures (at boot the network or the
+//! clock may not be ready yet) with the link's backoff ([`Backoff`]: full jitter
+//! between `retry_initial` and a ceiling doubling to `retry_max`), so a fleet powered
+//! on together spreads its retries instead of hitting central in lockstep.
 
 use super::boot_file::{fingerprint, mark_used, read, strip_code, was_used, BootFile, Found};
 use super::failure::{PairError, Retry};
@@ -18,7 +20,7 @@ use super::status::{BootState, LastError, Report};
 use super::CredentialStore;
 use crate::error::ErrorCode;
 use crate::signal::StatusHub;
-use rand::Rng;
+use crate::upstream::backoff::Backoff;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -130,6 +132,16 @@ impl BootJob {
     }
 }
 
+/// The retry schedule: the link's [`Backoff`], one step in, so that even the first
+/// retry is spread over `[initial, 2·initial]` (a fleet powered on together fails its
+/// first attempt together; the link's first step is exactly `initial`).
+pub fn retry_schedule(initial: Duration, max: Duration) -> Backoff {
+    let mut b = Backoff::new(initial, max);
+    let mut none = rand::rngs::mock::StepRng::new(0, 0);
+    let _ = b.next_delay(&mut none);
+    b
+}
+
 impl BootPairing {
     async fn attempts(
         &self,
@@ -138,7 +150,8 @@ impl BootPairing {
         req: &register::Request,
         fp: &str,
     ) {
-        let mut delay = self.retry_initial;
+        let mut backoff = retry_schedule(self.retry_initial, self.retry_max);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
         let mut creds_rx = self.creds.subscribe();
         creds_rx.mark_unchanged();
         for attempt in 1u32.. {
@@ -148,6 +161,25 @@ impl BootPairing {
                 r = register::pair(req, &self.settings) => r,
             };
             let err = match result {
+                Ok(creds) if creds.not_accepted().is_some() => {
+                    // The code is spent; central refuses the device until an operator
+                    // sets it active. Keep the credentials, say so, never retry.
+                    self.spend(file, fp, "central accepted it but refuses the device");
+                    if let Err(e) = self.creds.reload() {
+                        tracing::error!(operation = "pairing.boot", code = e.code(), error = %e, "cannot reload new credentials");
+                    }
+                    let status = creds.not_accepted().unwrap_or("inactive").to_owned();
+                    let message = format!("Central accepted the code but has this device as '{status}' and refuses its connections; an operator must set it active, or enroll a new device.");
+                    tracing::warn!(operation = "pairing.boot", device_status = %status, "boot-file pairing: central refuses the device");
+                    self.report.set_error(LastError {
+                        code: crate::commands::pair::NOT_ACCEPTED.to_owned(),
+                        message: message.clone(),
+                        at: crate::protocol::now_rfc3339(),
+                        source: "boot_file",
+                    });
+                    self.hub.update(|f| f.paired = true);
+                    return self.boot("failed", Some(message), attempt);
+                }
                 Ok(creds) => {
                     self.spend(file, fp, &format!("paired as device {}", creds.device_id));
                     if let Err(e) = self.creds.reload() {
@@ -167,11 +199,7 @@ impl BootPairing {
             let wait = match err.retry() {
                 Retry::Never => return self.give_up(file, &err, attempt, Some(fp)),
                 Retry::After(d) => d,
-                Retry::Backoff => {
-                    let d = rand::thread_rng().gen_range(delay / 2..=delay);
-                    delay = (delay * 2).min(self.retry_max);
-                    d
-                }
+                Retry::Backoff => backoff.next_delay(&mut rng),
             };
             let mut b = BootState::new(&self.path.display().to_string(), "waiting_retry");
             b.detail = Some(err.to_string());
@@ -247,5 +275,33 @@ impl BootPairing {
             b.detail = Some(format!("could not remove the code from the file: {e}"));
             self.report.set_boot(b);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_fleet_powered_on_together_spreads_its_retries() {
+        let (initial, max) = (Duration::from_secs(30), Duration::from_secs(900));
+        let mut firsts = std::collections::BTreeSet::new();
+        for seed in 0..50u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut b = retry_schedule(initial, max);
+            let first = b.next_delay(&mut rng);
+            assert!(first >= initial && first <= initial * 2, "{first:?}");
+            firsts.insert(first.as_millis());
+            let mut prev_ceiling = initial * 2;
+            for _ in 0..8 {
+                let d = b.next_delay(&mut rng);
+                assert!(d >= initial && d <= max, "never below the floor: {d:?}");
+                assert!(b.ceiling() >= prev_ceiling);
+                prev_ceiling = b.ceiling();
+            }
+            assert_eq!(b.ceiling(), max);
+        }
+        assert!(firsts.len() > 45, "first retries in lockstep: {firsts:?}");
     }
 }

@@ -32,6 +32,35 @@ pub struct Credentials {
     pub name: String,
     /// Whether an Ed25519 public key was registered (then manifests must be signed).
     pub key_registered: bool,
+    /// The device's status in central's registration answer (`enrolled`, `active`,
+    /// `suspended`, `revoked`, …); absent in credentials from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_status: Option<String>,
+}
+
+/// How long an enrollment code lives (§a.1): central activates a device only on a
+/// connection within this long of the code being issued (§a.5).
+pub const CODE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Whether central can have activated the device (§a.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Unknown (unpaired, or credentials from before bbedge kept the registration's
+    /// status).
+    #[default]
+    Unknown,
+    /// Central said `active` at registration, or the first connection came within
+    /// [`CODE_WINDOW`] of pairing (the code was issued before pairing, so this is likely
+    /// but not certain).
+    Active,
+    /// Registered `enrolled`, not yet connected: connect within the code's window.
+    Pending,
+    /// The first connection came more than [`CODE_WINDOW`] after pairing, so after the
+    /// code expired: central keeps the device `enrolled` and refuses its sessions.
+    Expired,
+    /// Central answered `suspended`, `revoked` or `decommissioned`: it refuses the box.
+    NotAccepted,
 }
 
 impl Credentials {
@@ -47,6 +76,39 @@ impl Credentials {
     /// The token's expiry, if it parses.
     pub fn expires(&self) -> Option<OffsetDateTime> {
         OffsetDateTime::parse(&self.expires_at, &Rfc3339).ok()
+    }
+
+    /// Central's registration status if it refuses the device (`suspended`, `revoked`,
+    /// `decommissioned`).
+    pub fn not_accepted(&self) -> Option<&str> {
+        self.device_status
+            .as_deref()
+            .filter(|s| matches!(*s, "suspended" | "revoked" | "decommissioned"))
+    }
+
+    /// Whether central can have activated the device (§a.5), given when the link was
+    /// first acknowledged with these credentials (RFC 3339; [`super::activation`]).
+    pub fn activation(&self, first_online_at: Option<&str>) -> Activation {
+        if self.not_accepted().is_some() {
+            return Activation::NotAccepted;
+        }
+        match self.device_status.as_deref() {
+            Some("active") => Activation::Active,
+            Some("enrolled") => {
+                let parse = |s: &str| OffsetDateTime::parse(s, &Rfc3339).ok();
+                let Some(first) = first_online_at else {
+                    return Activation::Pending;
+                };
+                match (parse(&self.paired_at), parse(first)) {
+                    (Some(paired), Some(first)) if first - paired > CODE_WINDOW => {
+                        Activation::Expired
+                    }
+                    (Some(_), Some(_)) => Activation::Active,
+                    _ => Activation::Unknown,
+                }
+            }
+            _ => Activation::Unknown,
+        }
     }
 
     /// Seconds until expiry at `now` (negative once expired); `None` if unparsable.
@@ -153,6 +215,7 @@ mod tests {
             paired_at: "2026-06-20T19:00:00.000Z".into(),
             name: "Council chamber".into(),
             key_registered: true,
+            device_status: Some("enrolled".into()),
         }
     }
 

@@ -188,9 +188,14 @@ impl ExpiryMonitor {
                 _ = token.cancelled() => return,
                 r = rx.changed() => {
                     if r.is_err() { return }
-                    // New credentials: warnings start over; a success clears the error.
+                    // New credentials: warnings start over; a success clears the error
+                    // (not a registration central answered with a refused device).
                     *self.last_log.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    if rx.borrow_and_update().is_some() {
+                    let accepted = rx
+                        .borrow_and_update()
+                        .as_ref()
+                        .is_some_and(|c| c.not_accepted().is_none());
+                    if accepted {
                         self.report.clear_error();
                     }
                 }
@@ -217,6 +222,7 @@ mod tests {
             paired_at: "2026-06-20T19:00:00.000Z".into(),
             name: "n".into(),
             key_registered: true,
+            device_status: None,
         };
         let day = Duration::from_secs(86_400);
         let at = |t| assess(Some(&c), t, day).0;

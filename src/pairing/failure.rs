@@ -40,6 +40,10 @@ pub mod exit {
     pub const TIMEOUT: i32 = 89;
     /// The connection broke another way (reset, closed before an answer).
     pub const NETWORK: i32 = 90;
+    /// Central registered the code but has the device `suspended`, `revoked` or
+    /// `decommissioned`: it refuses the box until an operator sets it `active`. The
+    /// credentials are kept (they work once the device is active again).
+    pub const DEVICE_NOT_ACCEPTED: i32 = 91;
 }
 
 /// Whether another attempt with the same input can succeed.
@@ -242,4 +246,6 @@ Exit codes:
   87  the host name did not resolve (DNS)
   88  the connection was refused
   89  the server did not answer in time
-  90  the connection broke before an answer";
+  90  the connection broke before an answer
+  91  central accepted the code but has the device suspended, revoked or decommissioned:
+      an operator must set it active (or enroll a new device); credentials are kept";

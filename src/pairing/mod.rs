@@ -8,10 +8,12 @@
 //! - [`credentials`]: what registration returned, loaded, saved atomically, watched.
 //! - [`boot`], [`boot_file`]: pairing from a file on the boot partition, in the
 //!   background, and what is done to that file.
+//! - [`activation`]: the 15-minute activation trap (§a.5).
 //! - [`expiry`]: the 7-day token's warning window and `needs_pairing`.
 //! - [`status`], [`service`]: the `/status` section, metrics and daemon wiring.
 //! - [`private_file`]: atomic 0600 writes (temp file, fsync, rename, fsync dir).
 
+pub mod activation;
 pub mod boot;
 pub mod boot_file;
 pub mod credentials;

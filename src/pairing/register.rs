@@ -269,6 +269,7 @@ fn credentials_from(answer: &Value, req: &Request) -> Result<Credentials, PairEr
         paired_at: crate::protocol::now_rfc3339(),
         name: req.name.clone(),
         key_registered: true,
+        device_status: text("/device/status").map(printable),
     })
 }
 

@@ -2,6 +2,7 @@
 //! "pairing" `/status` section, the token metrics, the `pairing.report` control op
 //! (the CLI reports failed attempts), the expiry monitor and boot-file pairing.
 
+use super::activation::{self, ActivationMonitor};
 use super::boot::{BootJob, BootPairing};
 use super::expiry::{assess, ExpiryMonitor, SharedClock, TokenState};
 use super::register::Settings;
@@ -29,6 +30,8 @@ pub struct Service {
     creds: CredentialStore,
     clock: SharedClock,
     warn: Duration,
+    activation: ActivationMonitor,
+    hub: StatusHub,
 }
 
 impl Service {
@@ -49,6 +52,14 @@ impl Service {
             clock.clone(),
             warn,
         );
+        let activation = ActivationMonitor {
+            creds: creds.clone(),
+            hub: hub.clone(),
+            state_dir: paths.state_dir.clone(),
+            shared: activation::Shared::default(),
+        };
+        activation.check();
+        let status_hub = hub.clone();
         let boot = if config.pairing.boot_file.is_empty() {
             report.set_boot(BootState::new("", "disabled"));
             None
@@ -73,6 +84,8 @@ impl Service {
             creds,
             clock,
             warn,
+            activation,
+            hub: status_hub,
         }
     }
 
@@ -88,16 +101,15 @@ impl Service {
 
     /// Registers the `/status` section, the metrics and the control op.
     pub fn register(&self, board: &StatusBoard, metrics: &mut Metrics, control: &mut Handlers) {
-        let (creds, report, clock, warn) = (
-            self.creds.clone(),
-            self.report.clone(),
-            self.clock.clone(),
-            self.warn,
-        );
-        board.register(
-            "pairing",
-            Box::new(move || status::section(&creds, &report, &clock, warn)),
-        );
+        let view = status::View {
+            creds: self.creds.clone(),
+            report: self.report.clone(),
+            clock: self.clock.clone(),
+            warn: self.warn,
+            hub: self.hub.clone(),
+            activation: self.activation.shared.clone(),
+        };
+        board.register("pairing", Box::new(move || status::section(&view)));
 
         let seconds = Gauge::<i64>::default();
         let expiring = Gauge::<i64>::default();
@@ -114,7 +126,7 @@ impl Service {
             expiring.clone(),
         );
         reg.register("paired", "1 when credentials are stored", paired.clone());
-        let (creds, clock) = (self.creds.clone(), self.clock.clone());
+        let (creds, clock, warn) = (self.creds.clone(), self.clock.clone(), self.warn);
         metrics.on_scrape(Box::new(move || {
             let current = creds.current();
             let (state, left) = assess(current.as_ref(), clock.now(), warn);
@@ -148,6 +160,8 @@ impl Service {
     pub fn spawn(self, tasks: &mut Supervisor) {
         let monitor = self.monitor;
         tasks.spawn("pairing.expiry", move |token| monitor.run(token));
+        let activation = self.activation;
+        tasks.spawn("pairing.activation", move |token| activation.run(token));
         if let Some(boot) = self.boot {
             tasks.spawn("pairing.boot", move |token| boot.run(token));
         }

@@ -116,16 +116,32 @@ impl Report {
     }
 }
 
-/// Builds the "pairing" section.
-pub fn section(
-    creds: &CredentialStore,
-    report: &Report,
-    clock: &SharedClock,
-    warn: Duration,
-) -> Value {
-    let current = creds.current();
-    let now = clock.now();
-    let (state, left) = assess(current.as_ref(), now, warn);
+/// What the "pairing" section is built from.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The credentials.
+    pub creds: CredentialStore,
+    /// Errors, warnings, the boot file.
+    pub report: Report,
+    /// The clock for the token's expiry.
+    pub clock: SharedClock,
+    /// `[upstream] token_warn_hours`.
+    pub warn: Duration,
+    /// The device facts (`needs_pairing` from the link, `not_activated`).
+    pub hub: crate::signal::StatusHub,
+    /// The activation assessment (§a.5).
+    pub activation: super::activation::Shared,
+}
+
+/// Builds the "pairing" section. `needs_action` is true whenever a person must act
+/// (the state is `needs_pairing`, the token expired or is unreadable, central refuses
+/// the device); `action` then says what to do.
+pub fn section(v: &View) -> Value {
+    let current = v.creds.current();
+    let now = v.clock.now();
+    let (state, left) = assess(current.as_ref(), now, v.warn);
+    let activation = *v.activation.lock().unwrap_or_else(|p| p.into_inner());
+    let facts = v.hub.facts();
     let token = current.as_ref().map(|c| {
         json!({
             "expires_at": c.expires_at,
@@ -133,6 +149,14 @@ pub fn section(
             "seconds_left": left,
             "days_left": left.map(|s| s.max(0) / 86_400),
             "hours_left": left.map(|s| s.max(0) / 3_600),
+        })
+    });
+    let action = super::activation::action(activation, current.as_ref()).or_else(|| {
+        let expired = matches!(state, TokenState::Expired | TokenState::Unreadable);
+        (facts.needs_pairing || expired).then(|| match (current.is_some(), expired) {
+            (false, _) => "This box is not paired (or its credentials are unreadable): get an enrollment code from the CivicPress operator and run `bbedge pair`.".to_owned(),
+            (true, true) => "The device token expired or is unreadable: ask the CivicPress operator to re-issue a code for this device and run `bbedge pair` with it.".to_owned(),
+            (true, false) => "CivicPress refuses this box's credentials: see upstream.needs_pairing_reason; ask the operator to re-issue a code (or set the device active) and run `bbedge pair` with it.".to_owned(),
         })
     });
     json!({
@@ -145,10 +169,13 @@ pub fn section(
         "realtime_url": current.as_ref().map(|c| c.realtime_url.clone()),
         "paired_at": current.as_ref().map(|c| c.paired_at.clone()),
         "key_registered": current.as_ref().map(|c| c.key_registered),
+        "device_status": current.as_ref().and_then(|c| c.device_status.clone()),
+        "activation": activation,
         "token": token,
-        "warning": report.warning(),
-        "last_error": report.last_error(),
-        "boot_file": report.boot(),
-        "needs_action": matches!(state, TokenState::Expired | TokenState::Unreadable),
+        "warning": v.report.warning(),
+        "last_error": v.report.last_error(),
+        "boot_file": v.report.boot(),
+        "needs_action": action.is_some(),
+        "action": action,
     })
 }

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod codes;
+pub mod deadlines;
 pub mod frame;
 
 pub use codes::RealtimeCode;

@@ -2,16 +2,22 @@
 //! (contract §d.9, §d.10). Agent frames fan out to everyone else and go upstream;
 //! operator commands go to the agent and their acks come back by `commandId`, or the
 //! operator gets a failure ack (`AGENT_NOT_CONNECTED`, `AGENT_TIMEOUT`).
+//!
+//! One ack per command: once bbedge answered a command itself (deadline passed, agent
+//! gone), the agent's ack for it is dropped (`drops{reason="late_ack"}`), logged, and the
+//! agent gets a `control`/`error` frame `ACK_TOO_LATE` naming the `commandId`. Deadlines
+//! come from [`crate::protocol::deadlines`], the table the upstream uses too.
 
 use super::frames;
 use super::registry::{Ctx, Participant, RoomLogic, RoomType};
 use super::stats::reason;
 use super::tokens::{Role, TokenRecord};
-use crate::protocol::{MessageType, RealtimeCode};
+use crate::protocol::{deadlines, MessageType, RealtimeCode};
 use crate::relay::{AgentReply, ToAgent};
 use crate::signal::StatusHub;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,6 +29,11 @@ pub const MAX_PENDING_COMMANDS: usize = 32;
 pub const MAX_SESSION_ID: usize = 128;
 /// Schedule items sent in `room_state`.
 pub const MAX_SCHEDULE_ITEMS: usize = 64;
+/// Command ids bbedge answered itself that are remembered, so a late agent ack for
+/// one of them is recognised and dropped.
+pub const MAX_ANSWERED: usize = 64;
+/// The `control`/`error` code an agent gets for an ack that came too late.
+pub const ACK_TOO_LATE: &str = "ACK_TOO_LATE";
 
 /// What the box's own device room shares with the rest of the daemon.
 pub struct Links {
@@ -40,12 +51,14 @@ pub struct Links {
 
 /// The `device` type.
 pub struct DeviceType {
-    /// This box's device UUID: tokens without a room are for this room only.
-    pub local_id: String,
+    /// This box's device UUID (it moves to the paired UUID when pairing completes):
+    /// tokens without a room, or for a former provisional UUID, are for this room only.
+    pub local_id: super::identity::DeviceId,
     /// Shared with the local room only (other device rooms are LAN-only).
     pub links: Arc<Links>,
-    /// `realtime.limits.command_timeout`.
-    pub command_timeout: Duration,
+    /// `realtime.limits.command_timeout` when set (non-zero): one deadline for every
+    /// LAN operator command; otherwise central's per-action table.
+    pub command_timeout: Option<Duration>,
 }
 
 impl RoomType for DeviceType {
@@ -54,8 +67,12 @@ impl RoomType for DeviceType {
     }
 
     fn authorise(&self, id: &str, token: &TokenRecord) -> Result<(), RealtimeCode> {
-        let room = token.room.as_deref().unwrap_or(&self.local_id);
-        if token.revoked || room != id {
+        let allowed = match token.room.as_deref() {
+            None => self.local_id == id,
+            Some(r) if self.local_id.is_former(r) => self.local_id == id,
+            Some(r) => r == id,
+        };
+        if token.revoked || !allowed {
             return Err(RealtimeCode::PermissionDenied);
         }
         Ok(())
@@ -83,12 +100,15 @@ impl RoomType for DeviceType {
 
     fn create(&self, id: &str) -> Box<dyn RoomLogic> {
         Box::new(DeviceRoom {
-            links: (id == self.local_id).then(|| self.links.clone()),
+            links: self.links.clone(),
+            identity: self.local_id.clone(),
+            uuid: id.to_owned(),
             schedule_store: self.links.store.clone(),
             command_timeout: self.command_timeout,
             last_status: None,
             active_session: None,
             pending: heapless::Vec::new(),
+            answered: VecDeque::new(),
         })
     }
 }
@@ -105,15 +125,22 @@ struct Pending {
 
 /// One device room's state.
 struct DeviceRoom {
-    links: Option<Arc<Links>>,
+    /// Used only while this room is the box's own ([`DeviceRoom::local`]).
+    links: Arc<Links>,
+    /// The box's room identity (it moves when pairing completes).
+    identity: super::identity::DeviceId,
+    /// This room's device UUID.
+    uuid: String,
     schedule_store: crate::store::Store,
-    command_timeout: Duration,
+    command_timeout: Option<Duration>,
     /// The agent's last `status` frame.
     last_status: Option<Value>,
     /// From the agent's status or `session.*` events.
     active_session: Option<heapless::String<MAX_SESSION_ID>>,
     /// Commands sent to the agent, awaiting its ack.
     pending: heapless::Vec<Pending, MAX_PENDING_COMMANDS>,
+    /// Commands bbedge answered itself, newest last ([`MAX_ANSWERED`]).
+    answered: VecDeque<String>,
 }
 
 /// What is kept on flash.
@@ -124,6 +151,13 @@ struct Snap {
 }
 
 impl DeviceRoom {
+    /// The daemon's links while this room is the box's own: a room the box moved away
+    /// from (to the paired UUID) no longer touches the `recording` fact, the agent status
+    /// or central, even while its last clients are still leaving.
+    fn local(&self) -> Option<&Arc<Links>> {
+        (self.identity == self.uuid.as_str()).then_some(&self.links)
+    }
+
     fn newest_agent<'a>(ctx: &'a Ctx<'_>) -> Option<&'a Participant> {
         ctx.participants
             .iter()
@@ -131,7 +165,23 @@ impl DeviceRoom {
             .find(|p| p.role == Role::Agent)
     }
 
-    fn reply(&self, ctx: &Ctx<'_>, origin: Origin, reply: AgentReply, command_id: &str) {
+    /// Remembers that `command_id` was answered without the agent's ack.
+    fn answered_by_bbedge(&mut self, command_id: &str) {
+        if command_id.is_empty() {
+            return;
+        }
+        if self.answered.len() >= MAX_ANSWERED {
+            self.answered.pop_front();
+        }
+        self.answered.push_back(command_id.to_owned());
+    }
+
+    /// Answers the waiting side. An own answer (`NotConnected`, `Timeout`) is
+    /// remembered, so the agent's ack can never follow it.
+    fn reply(&mut self, ctx: &Ctx<'_>, origin: Origin, reply: AgentReply, command_id: &str) {
+        if !matches!(reply, AgentReply::Ack(_)) {
+            self.answered_by_bbedge(command_id);
+        }
         match origin {
             Origin::Upstream(tx) => {
                 let _ = tx.send(reply);
@@ -178,11 +228,27 @@ impl DeviceRoom {
         if !agent.out.push(text) {
             return self.reply(ctx, origin, AgentReply::NotConnected, command_id);
         }
+        // A reused id starts afresh.
+        self.answered.retain(|a| a != command_id);
         let _ = self.pending.push(Pending {
             command_id: command_id.to_owned(),
             origin,
         });
         ctx.after(deadline, command_id.to_owned());
+    }
+
+    /// An agent ack for a command bbedge already answered: dropped, counted, logged, and
+    /// the agent is told which one.
+    fn late_ack(&mut self, ctx: &Ctx<'_>, command_id: &str) {
+        self.answered_by_bbedge(command_id);
+        ctx.stats.dropped(reason::LATE_ACK);
+        tracing::warn!(operation = "room.command", room = %ctx.room_id, correlation_id = %command_id, "agent ack after bbedge already answered the command; dropped, not forwarded");
+        let frame = json!({"type": "control", "event": "error", "error": {
+            "code": ACK_TOO_LATE,
+            "message": format!("ack for command {command_id} came after its deadline; bbedge already answered it and did not forward this ack"),
+            "commandId": command_id,
+        }});
+        ctx.broadcast(&frames::text(&frame), |p| p.role == Role::Agent);
     }
 
     fn take_pending(&mut self, command_id: &str) -> Option<Pending> {
@@ -212,7 +278,7 @@ impl DeviceRoom {
                 } else {
                     None
                 });
-                if let Some(l) = &self.links {
+                if let Some(l) = self.local() {
                     l.agent_status.send_replace(Some(v.clone()));
                     l.hub.update(|f| f.recording = recording);
                 }
@@ -233,12 +299,23 @@ impl DeviceRoom {
                 let id = v["commandId"].as_str().unwrap_or("");
                 if let Some(p) = self.take_pending(id) {
                     upstream = false;
-                    if let Origin::Operator(op) = &p.origin {
-                        routed_to = Some(op.clone());
-                        ctx.send_to(op, text.clone());
-                    } else {
-                        self.reply(ctx, p.origin, AgentReply::Ack(v.clone()), id);
+                    match p.origin {
+                        Origin::Operator(op) => {
+                            ctx.send_to(&op, text.clone());
+                            routed_to = Some(op);
+                        }
+                        Origin::Upstream(tx) => {
+                            if tx.send(AgentReply::Ack(v.clone())).is_err() {
+                                // The relay stopped waiting and answered central
+                                // itself: this ack is late too.
+                                return self.late_ack(ctx, id);
+                            }
+                        }
                     }
+                } else if self.answered.iter().any(|a| a == id) {
+                    // Nobody gets it: not central, not the LAN clients, who all had
+                    // bbedge's answer for this command already.
+                    return self.late_ack(ctx, id);
                 }
             }
             _ => {}
@@ -247,7 +324,7 @@ impl DeviceRoom {
             p.id != from.id && Some(&p.id) != routed_to.as_ref()
         });
         if upstream {
-            if let Some(l) = &self.links {
+            if let Some(l) = self.local() {
                 // Check room first: no clone for a frame that would be refused.
                 if l.to_central.capacity() == 0 || l.to_central.try_send(v.clone()).is_err() {
                     ctx.stats.dropped(reason::UPSTREAM_FULL);
@@ -282,7 +359,10 @@ impl RoomLogic for DeviceRoom {
             (Role::Agent, _) => self.agent_frame(ctx, from, ty, v, text),
             (Role::Operator, MessageType::Command) => {
                 let id = v["id"].as_str().unwrap_or_default().to_owned();
-                let deadline = self.command_timeout;
+                let action = v["action"].as_str().unwrap_or_default();
+                let deadline = self
+                    .command_timeout
+                    .unwrap_or_else(|| deadlines::central(action));
                 self.command(
                     ctx,
                     &id,
@@ -312,7 +392,7 @@ impl RoomLogic for DeviceRoom {
         if self.active_session.take().is_some() {
             ctx.mark_changed();
         }
-        if let Some(l) = &self.links {
+        if let Some(l) = self.local() {
             l.hub.update(|f| f.recording = false);
             l.agent_status.send_replace(None);
         }

@@ -8,14 +8,18 @@
 //!   [`writer`]: the queue, pings, idle timeout, farewell.
 //! - [`registry`]: the [`RoomType`](registry::RoomType) extension point; [`device`] is
 //!   the registered type.
+//! - [`identity`]: which device the room is (the paired UUID once paired); `feeds`:
+//!   central's commands and preview frames, and the move when pairing completes.
 //! - [`live`], [`rooms`]: live rooms, lifecycle, snapshots. [`outbox`]: bounded per-client
 //!   queues. [`limits`]: connection caps. [`tokens`]: local tokens. [`frames`]: what we
 //!   send. [`stats`]: metrics. [`tls`]: optional TLS.
 
 pub mod client;
 pub mod device;
+mod feeds;
 pub mod frames;
 pub mod handshake;
+pub mod identity;
 pub mod limits;
 pub mod live;
 pub mod outbox;
@@ -31,7 +35,7 @@ use crate::bus::Bus;
 use crate::config::Realtime;
 use crate::relay::RoomSide;
 use crate::signal::StatusHub;
-use crate::store::{self, Store, Tree};
+use crate::store::{self, Store};
 use outbox::Farewell;
 use registry::Registry;
 use rooms::{Rooms, SnapshotPolicy};
@@ -74,8 +78,11 @@ pub struct Service {
     pub store: Store,
     /// Hook events.
     pub bus: Bus,
-    /// This box's device UUID; its room is `device:<uuid>`.
-    pub device_id: String,
+    /// This box's device UUID; its room is `device:<uuid>` ([`identity`]: the paired
+    /// UUID once paired).
+    pub device_id: identity::DeviceId,
+    /// `[device] uuid` (empty: follow pairing).
+    pub configured_uuid: String,
     /// Cancelled when the rooms start shutting down: a client that joins after that is
     /// closed with 1001 at once.
     pub stopping: CancellationToken,
@@ -87,28 +94,42 @@ pub struct Bound {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     commands: tokio::sync::mpsc::Receiver<crate::relay::ToAgent>,
+    previews: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    credentials: crate::pairing::CredentialStore,
 }
 
-/// The device UUID of the local room: `[device] uuid`, else one made on first start and
-/// kept in [`Tree::Meta`] under `local_device_uuid`. (Pairing will later prefer the
-/// paired UUID: change it here only.)
-pub async fn device_id(configured: &str, store: &Store) -> Result<String, store::Error> {
-    if !configured.is_empty() {
-        return Ok(configured.to_owned());
+/// The device UUID of the local room at start: `[device] uuid`, else the paired UUID,
+/// else the provisional one ([`identity`]). A provisional room's snapshot left from an
+/// earlier run moves to the paired UUID here.
+pub async fn device_id(
+    configured: &str,
+    paired: Option<&str>,
+    store: &Store,
+) -> Result<identity::DeviceId, store::Error> {
+    match identity::wanted(configured, paired) {
+        Some(id) => {
+            let me = identity::DeviceId::new(id.clone());
+            if let Some(old) = identity::existing_provisional(store).filter(|o| *o != id) {
+                me.add_former(&old);
+                rooms::move_stored_snapshot(
+                    store,
+                    &format!("device:{old}"),
+                    &format!("device:{id}"),
+                )
+                .await;
+            }
+            Ok(me)
+        }
+        None => Ok(identity::DeviceId::new(identity::provisional(store).await?)),
     }
-    if let Ok(Some(id)) = store.get::<String>(Tree::Meta, b"local_device_uuid") {
-        return Ok(id);
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    store.put(Tree::Meta, b"local_device_uuid", &id)?;
-    store.flush().await?;
-    Ok(id)
 }
 
 /// Binds `[realtime] host:port` and builds the service.
+#[allow(clippy::too_many_arguments)]
 pub async fn bind(
     cfg: &Realtime,
     device_uuid: &str,
+    credentials: crate::pairing::CredentialStore,
     state_dir: &std::path::Path,
     store: Store,
     bus: Bus,
@@ -123,7 +144,8 @@ pub async fn bind(
     if cfg.echo {
         tracing::warn!(operation = "startup", addr = %addr, "realtime.echo is on: /echo answers anyone without a token; for conformance tests only");
     }
-    let device_id = device_id(device_uuid, &store).await?;
+    let paired = credentials.current().map(|c| c.device_uuid);
+    let device_id = device_id(device_uuid, paired.as_deref(), &store).await?;
     let stats = Arc::new(Stats::default());
     let mut registry = Registry::default();
     registry.register(Arc::new(device::DeviceType {
@@ -134,7 +156,9 @@ pub async fn bind(
             hub,
             store: store.clone(),
         }),
-        command_timeout: Duration::from_secs(cfg.limits.command_timeout),
+        command_timeout: Some(cfg.limits.command_timeout)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
     }));
     let policy = SnapshotPolicy {
         enabled: cfg.snapshots.enabled,
@@ -169,6 +193,7 @@ pub async fn bind(
         store,
         bus,
         device_id,
+        configured_uuid: device_uuid.to_owned(),
         stopping: CancellationToken::new(),
     });
     Ok(Bound {
@@ -176,6 +201,8 @@ pub async fn bind(
         listener,
         tls,
         commands: relay.commands,
+        previews: relay.previews,
+        credentials,
     })
 }
 
@@ -222,12 +249,16 @@ impl Bound {
             listener,
             tls,
             commands,
+            previews,
+            credentials,
         } = self;
         tracing::info!(operation = "startup", realtime_addr = ?listener.local_addr().ok(), device = %svc.device_id, tls = tls.is_some(), "local rooms listening");
         let accept = server::accept_loop(svc.clone(), listener, tls, token.clone());
         let snaps = snapshot_timer(svc.clone(), token.clone());
-        let upstream = upstream_commands(svc.clone(), commands, token.clone());
-        tokio::join!(accept, snaps, upstream);
+        let upstream = feeds::upstream_commands(svc.clone(), commands, token.clone());
+        let preview = feeds::upstream_previews(svc.clone(), previews, token.clone());
+        let identity = feeds::follow_pairing(svc.clone(), credentials, token.clone());
+        tokio::join!(accept, snaps, upstream, preview, identity);
         let saved = svc.rooms.save(&svc.rooms.all(), true).await;
         svc.rooms.stopped.cancel();
         tracing::info!(
@@ -260,7 +291,7 @@ impl Service {
         json!({
             "address": addr.map(|a| a.to_string()),
             "tls": tls,
-            "device_room": format!("device:{}", self.device_id),
+            "device_room": self.device_id.room_id(),
             "rooms": rooms,
             "connections": self.limits.in_use(),
             "frames_in": s.frames_in.get(),
@@ -303,26 +334,5 @@ async fn snapshot_timer(svc: Arc<Service>, token: CancellationToken) {
             _ = svc.rooms.snapshot_due.notified() => {}
         }
         svc.rooms.save(&svc.rooms.all(), false).await;
-    }
-}
-
-/// Hands commands from the upstream link to the local device room's agent.
-async fn upstream_commands(
-    svc: Arc<Service>,
-    mut rx: tokio::sync::mpsc::Receiver<crate::relay::ToAgent>,
-    token: CancellationToken,
-) {
-    let room_id = format!("device:{}", svc.device_id);
-    loop {
-        let cmd = tokio::select! {
-            _ = token.cancelled() => return,
-            c = rx.recv() => match c { Some(c) => c, None => return },
-        };
-        match svc.rooms.get(&room_id) {
-            Some(room) => room.upstream(cmd),
-            None => {
-                let _ = cmd.reply.send(crate::relay::AgentReply::NotConnected);
-            }
-        }
     }
 }

@@ -263,10 +263,89 @@ impl Rooms {
         saved.len()
     }
 
+    /// Retires the live room `old_id` (a provisional device room once the box is
+    /// paired): its clients are closed with `farewell`, it leaves the map, and its state
+    /// is stored under `new_id` (or the stored snapshot is moved there when it was not
+    /// live). Returns how many clients were closed.
+    pub async fn retire(&self, old_id: &str, new_id: &str, farewell: &Farewell) -> usize {
+        let room = {
+            let mut map = self.map();
+            let r = map.remove(old_id);
+            self.stats.rooms.set(map.len() as i64);
+            r
+        };
+        let Some(room) = room else {
+            move_stored_snapshot(&self.store, old_id, new_id).await;
+            return 0;
+        };
+        let (closed, data) = {
+            let g = room.lock();
+            for p in &g.participants {
+                p.out.close(farewell.clone());
+            }
+            (g.participants.len(), g.logic.snapshot())
+        };
+        if self.get(new_id).is_none() && self.policy.enabled {
+            if let Some(data) = data {
+                let stored = Stored {
+                    kind: room.kind.name().to_owned(),
+                    saved_at_ms: crate::protocol::now_ms(),
+                    data,
+                };
+                let written = self
+                    .store
+                    .put(Tree::Snapshots, new_id.as_bytes(), &stored)
+                    .and_then(|_| self.store.remove(Tree::Snapshots, old_id.as_bytes()));
+                let flushed = match written {
+                    Ok(_) => self.store.flush().await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = flushed {
+                    tracing::warn!(operation = "room.snapshot", room = %new_id, error = %e, "cannot carry the room's state over");
+                }
+            }
+        }
+        self.bus.publish(HookEvent::RoomDestroyed {
+            room: old_id.to_owned(),
+        });
+        closed
+    }
+
     /// Closes every client of every room.
     pub fn close_all(&self, farewell: &Farewell) {
         for room in self.all() {
             room.close_all(farewell);
+        }
+    }
+}
+
+/// Moves a stored snapshot from `old_id` to `new_id` unless `new_id` has one. Store
+/// errors are logged, never fatal.
+pub async fn move_stored_snapshot(store: &Store, old_id: &str, new_id: &str) {
+    let moved = (|| -> Result<bool, crate::store::Error> {
+        let Some(old) = store.get::<Stored>(Tree::Snapshots, old_id.as_bytes())? else {
+            return Ok(false);
+        };
+        if store
+            .get::<Stored>(Tree::Snapshots, new_id.as_bytes())?
+            .is_none()
+        {
+            store.put(Tree::Snapshots, new_id.as_bytes(), &old)?;
+        }
+        store.remove(Tree::Snapshots, old_id.as_bytes())?;
+        Ok(true)
+    })();
+    let moved = match moved {
+        Ok(true) => store.flush().await.map(|_| true),
+        other => other,
+    };
+    match moved {
+        Ok(true) => {
+            tracing::info!(operation = "room.snapshot", from = %old_id, to = %new_id, "room snapshot carried over to the paired UUID")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(operation = "room.snapshot", room = %new_id, error = %e, "cannot carry the room snapshot over")
         }
     }
 }

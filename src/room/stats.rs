@@ -37,8 +37,13 @@ pub mod reason {
     pub const HANDSHAKE: &str = "handshake";
     /// A client that answered none of our pings for `idle_timeout` (closed 1001).
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
+    /// An agent ack for a command bbedge had already answered itself (`TIMEOUT`, agent
+    /// gone): never forwarded, so at most one ack per `commandId` leaves the box.
+    pub const LATE_ACK: &str = "late_ack";
+    /// An observer's preview frame from central that found no agent or a full queue.
+    pub const PREVIEW: &str = "preview";
     /// Every reason, for `/status`.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         NOT_JSON,
         BINARY,
         UNKNOWN_TYPE,
@@ -52,6 +57,8 @@ pub mod reason {
         AUTH,
         HANDSHAKE,
         IDLE_TIMEOUT,
+        LATE_ACK,
+        PREVIEW,
     ];
 }
 

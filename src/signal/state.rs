@@ -40,6 +40,10 @@ pub struct Facts {
     pub pairing: bool,
     /// The token expired or central rejected it repeatedly: a person must re-pair.
     pub needs_pairing: bool,
+    /// Central cannot have activated the device: its first connection came after the
+    /// enrollment code's 15 minutes (contract §a.5). Shown as `needs_pairing`: a person
+    /// must have the code re-issued and pair again. Set by `pairing::activation`.
+    pub not_activated: bool,
     /// The upstream link.
     pub link: Link,
     /// The agent's last status says it is recording.
@@ -57,6 +61,7 @@ impl Default for Facts {
             paired: false,
             pairing: false,
             needs_pairing: false,
+            not_activated: false,
             link: Link::Disabled,
             recording: false,
             identify: false,
@@ -137,7 +142,7 @@ impl DeviceState {
             DeviceState::Booting
         } else if f.recording {
             DeviceState::Recording
-        } else if f.needs_pairing {
+        } else if f.needs_pairing || f.not_activated {
             DeviceState::NeedsPairing
         } else if f.pairing {
             DeviceState::Pairing
@@ -222,12 +227,13 @@ mod tests {
         let base = paired_online();
         assert_eq!(DeviceState::resolve(&base), DeviceState::Online);
         type Row = (fn(&mut Facts), DeviceState);
-        let cases: [Row; 9] = [
+        let cases: [Row; 10] = [
             (|f| f.link = Link::Offline, DeviceState::OfflineBuffering),
             (|f| f.link = Link::Connecting, DeviceState::Connecting),
             (|f| f.paired = false, DeviceState::Unpaired),
             (|f| f.pairing = true, DeviceState::Pairing),
             (|f| f.needs_pairing = true, DeviceState::NeedsPairing),
+            (|f| f.not_activated = true, DeviceState::NeedsPairing),
             (|f| f.recording = true, DeviceState::Recording),
             (|f| f.storage_fault = true, DeviceState::StorageFault),
             (|f| f.identify = true, DeviceState::Identify),

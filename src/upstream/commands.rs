@@ -6,31 +6,29 @@
 //! answers `get_status` and `identify` without the agent.
 
 use super::frames;
+use crate::protocol::deadlines;
 use crate::relay::{AgentReply, ToAgent};
 use crate::signal::LedHandle;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// Central's ack deadline for an action (§d.3): 5 s by default (`start_session`
-/// included), 15 s for sources, 20 s for preview.
+/// Central's ack deadline for an action (§d.3), from [`deadlines`].
 pub fn server_deadline(action: &str) -> Duration {
-    match action {
-        "sources.set" | "switch_source" => Duration::from_secs(15),
-        "preview.start" | "preview.stop" => Duration::from_secs(20),
-        _ => Duration::from_secs(5),
-    }
+    deadlines::central(action)
 }
 
-/// Time kept back from central's deadline for bbedge's own answer, the rate budget
-/// (at most one window) and the network.
+/// Time kept back from central's deadline, from [`deadlines`].
 pub fn margin(action: &str) -> Duration {
-    if server_deadline(action) > Duration::from_secs(5) {
-        Duration::from_secs(3)
-    } else {
-        Duration::from_millis(1500)
-    }
+    deadlines::margin(action)
 }
+
+/// How much longer than the agent's deadline the relay waits for the room's verdict:
+/// the room's timer decides between the agent's ack and `TIMEOUT`, so exactly one of
+/// them is ever sent (a late ack goes nowhere upstream, §d.3).
+pub const ROOM_VERDICT_SLACK: Duration = Duration::from_millis(250);
 
 /// Commands handled concurrently; beyond it central gets `ERR_DEVICE_BUSY` at once.
 pub const MAX_IN_FLIGHT: usize = 16;
@@ -44,6 +42,11 @@ pub struct Relay {
     pub agent_status: watch::Receiver<Option<Value>>,
     /// The status LED, for central's `identify`.
     pub led: LedHandle,
+    /// Observers' preview frames to the local room: their own bounded queue, never the
+    /// command path.
+    pub preview_to_agent: mpsc::Sender<Value>,
+    /// Preview frames dropped because that queue was full or the room gone.
+    pub preview_drops: Arc<AtomicU64>,
 }
 
 /// What happened to one command.
@@ -89,7 +92,7 @@ impl Relay {
             }
             _ => {}
         }
-        let deadline = server_deadline(action).saturating_sub(margin(action));
+        let deadline = deadlines::agent(action);
         let (reply, rx) = oneshot::channel();
         let req = ToAgent {
             frame,
@@ -100,7 +103,9 @@ impl Relay {
         let reply = if self.to_agent.try_send(req).is_err() {
             AgentReply::NotConnected
         } else {
-            match tokio::time::timeout(deadline, rx).await {
+            // The room's timer fires at `deadline` and answers `Timeout`; waiting a
+            // little longer here leaves that verdict to the room alone.
+            match tokio::time::timeout(deadline + ROOM_VERDICT_SLACK, rx).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(_)) => AgentReply::NotConnected,
                 Err(_) => AgentReply::Timeout,
@@ -119,33 +124,49 @@ impl Relay {
                 own_error: Some("AGENT_NOT_CONNECTED"),
             },
             AgentReply::Timeout => Outcome {
-                ack: frames::ack(
-                    id,
-                    Err(("AGENT_TIMEOUT", "capture agent did not answer in time")),
-                ),
-                own_error: Some("AGENT_TIMEOUT"),
+                ack: timeout_ack(id),
+                own_error: Some(deadlines::AGENT_TIMEOUT),
             },
         }
     }
 
-    /// Forwards an observer's `preview.answer`/`preview.ice_candidate` to the agent.
-    /// Nobody waits for a reply; a full or closed channel drops it (returns `false`).
+    /// Forwards an observer's `preview.answer`/`preview.ice_candidate` to the agent on
+    /// the preview queue. Nobody waits for a reply; a full or closed queue drops it
+    /// (returns `false`; counted in `preview_drops`, the first and every 100th logged).
     pub fn forward_preview(&self, frame: Value) -> bool {
-        let id = frame
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let (reply, _) = oneshot::channel();
-        self.to_agent
-            .try_send(ToAgent {
-                frame,
-                command_id: id,
-                deadline: Duration::ZERO,
-                reply,
-            })
-            .is_ok()
+        match self.preview_to_agent.try_send(frame) {
+            Ok(()) => true,
+            Err(e) => {
+                let n = self.preview_drops.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n % 100 == 0 {
+                    let why = match e {
+                        mpsc::error::TrySendError::Full(_) => "queue full",
+                        mpsc::error::TrySendError::Closed(_) => "no local room",
+                    };
+                    tracing::warn!(
+                        operation = "upstream.preview",
+                        dropped_total = n,
+                        reason = why,
+                        capacity = crate::relay::PREVIEW_CAPACITY,
+                        "observer preview frame for the agent dropped"
+                    );
+                }
+                false
+            }
+        }
     }
+}
+
+/// bbedge's own ack when the agent did not answer in time: `errorCode` `TIMEOUT` and a
+/// message with "timeout", so central answers its operator 504 "device did not respond"
+/// (§d.3); bbedge's own code stays in `errorDetails` (central drops it) and the logs.
+pub fn timeout_ack(id: &str) -> Value {
+    let mut ack = frames::ack(
+        id,
+        Err((deadlines::TIMEOUT_CODE, deadlines::TIMEOUT_MESSAGE)),
+    );
+    ack["errorDetails"] = json!({ "bbedgeCode": deadlines::AGENT_TIMEOUT });
+    ack
 }
 
 #[cfg(test)]
@@ -153,24 +174,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadlines_and_margins_per_action() {
-        let table = [
-            ("start_session", 5, 3500),
-            ("stop_session", 5, 3500),
-            ("sources.set", 15, 12_000),
-            ("switch_source", 15, 12_000),
-            ("preview.start", 20, 17_000),
-            ("preview.stop", 20, 17_000),
-            ("watermark.set", 5, 3500),
-        ];
-        for (action, server, agent_ms) in table {
-            assert_eq!(
-                server_deadline(action),
-                Duration::from_secs(server),
-                "{action}"
-            );
-            let agent = server_deadline(action) - margin(action);
-            assert_eq!(agent, Duration::from_millis(agent_ms), "{action}");
-        }
+    fn a_timeout_ack_is_what_central_turns_into_504() {
+        let ack = timeout_ack("c1");
+        assert_eq!(ack["success"], false);
+        assert_eq!(ack["errorCode"], "TIMEOUT");
+        assert!(ack["error"].as_str().unwrap().contains("timeout"));
+        assert_eq!(ack["errorDetails"]["bbedgeCode"], "AGENT_TIMEOUT");
+        assert_eq!(ack["commandId"], "c1");
     }
 }

@@ -161,7 +161,7 @@ impl Upstream {
         frame: Value,
         generation: u64,
     ) {
-        let expires = super::online::clock() + super::commands::server_deadline(&action);
+        let expires = super::online::clock() + crate::protocol::deadlines::central(&action);
         tracing::info!(operation = "upstream.command", correlation_id = %id, action = %action, "command from central");
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             let ack = frames::ack(&id, Err(("ERR_DEVICE_BUSY", "too many commands in flight")));

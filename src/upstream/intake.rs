@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Live frames handed to the connection (preview, agent acks). When full, new ones are
-/// dropped and counted: they are worthless late.
-pub const LIVE_CAPACITY: usize = 64;
+/// dropped, counted and logged: they are worthless late. Room for a burst of ICE
+/// candidates (a WebRTC offer gathers dozens at once; the link paces them for central).
+pub const LIVE_CAPACITY: usize = 256;
 
 /// What the intake needs.
 pub struct Intake {
@@ -174,12 +175,23 @@ pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: Cance
                 }
             },
             Route::Live(kind, v) => {
-                if !me.online.load(Ordering::SeqCst) || me.live.try_send((kind, v)).is_err() {
+                let online = me.online.load(Ordering::SeqCst);
+                if !online || me.live.try_send((kind, v)).is_err() {
                     inc(&me.stats.preview_dropped);
-                    tracing::debug!(
-                        operation = "upstream.live",
-                        "live frame dropped while offline or busy"
-                    );
+                    let n = me.stats.preview_dropped.load(Ordering::Relaxed);
+                    if online && (n == 1 || n % 100 == 0) {
+                        tracing::warn!(
+                            operation = "upstream.live",
+                            dropped_total = n,
+                            capacity = LIVE_CAPACITY,
+                            "live frame (preview, ack) dropped: the live queue is full"
+                        );
+                    } else {
+                        tracing::debug!(
+                            operation = "upstream.live",
+                            "live frame dropped while offline or busy"
+                        );
+                    }
                 }
             }
             Route::Status => {}

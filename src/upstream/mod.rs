@@ -206,6 +206,7 @@ impl Upstream {
         );
         let UpstreamSide {
             to_agent,
+            preview_to_agent,
             from_agent,
             agent_status,
         } = p.relay;
@@ -215,6 +216,8 @@ impl Upstream {
                 to_agent,
                 agent_status,
                 led: p.led,
+                preview_to_agent,
+                preview_drops: Arc::default(),
             },
             cfg: p.config,
             outbox,

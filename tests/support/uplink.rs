@@ -155,6 +155,7 @@ pub fn write_credentials_for(
         paired_at: "2026-06-20T19:00:00.000Z".into(),
         name: "Council chamber".into(),
         key_registered,
+        device_status: None,
     };
     credentials::save(&path, &c).expect("save credentials");
     write_test_key(&dir.join("device-key.pem"));

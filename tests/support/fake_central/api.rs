@@ -170,3 +170,45 @@ impl FakeCentral {
         self.snapshot(|s| s.probes.clone())
     }
 }
+
+impl FakeCentral {
+    /// Sends every text to the oldest open socket of `uuid`, in order, waiting for room
+    /// in the connection's queue (a burst is never cut short by the fake itself).
+    /// Returns how many were queued.
+    pub async fn send_burst(&self, uuid: &str, texts: &[String]) -> usize {
+        let tx = self.shared.with(|s| {
+            s.open
+                .iter()
+                .find(|(_, (u, _))| u == uuid)
+                .map(|(_, (_, tx))| tx.clone())
+        });
+        let Some(tx) = tx else { return 0 };
+        let mut n = 0;
+        for t in texts {
+            if tx.send(super::ToConn::Text(t.clone())).await.is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// An operator's `POST /sessions` for `uuid` as central's `startSession` judges it
+    /// (§a.5): a device still `enrolled` (never activated) is refused with 409 "… is
+    /// not active"; one that is not connected with 409 too; else `Ok`.
+    pub fn operator_start_session(&self, uuid: &str) -> Result<(), (u16, String)> {
+        self.snapshot(|s| {
+            match s.device_status.get(uuid).map(String::as_str) {
+                Some("enrolled") => {
+                    return Err((409, format!("Device {uuid} is not active")));
+                }
+                Some("active") | None => {}
+                Some(other) => return Err((409, format!("Device {uuid} is {other}"))),
+            }
+            if !s.tracker.contains_key(uuid) {
+                return Err((409, format!("Device {uuid} is not connected")));
+            }
+            Ok(())
+        })
+    }
+}
