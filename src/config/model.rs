@@ -218,6 +218,11 @@ pub struct Store {
     pub path: String,
     /// sled page cache in bytes.
     pub cache_bytes: u64,
+    /// Seconds the daemon's child check of the database (`bbedge store check`) may take
+    /// before the database counts as corrupt and is quarantined.
+    pub check_timeout: u64,
+    /// Seconds between reports of failed store writes and recovery attempts.
+    pub retry_interval: u64,
 }
 
 /// `[status_led]`

@@ -90,18 +90,30 @@ pub struct Bound {
 }
 
 /// The device UUID of the local room: `[device] uuid`, else one made on first start and
-/// kept in [`Tree::Meta`] under `local_device_uuid`. (Pairing will later prefer the
+/// kept in the store's token file under `meta.local_device_uuid`. (Pairing will later prefer the
 /// paired UUID: change it here only.)
 pub async fn device_id(configured: &str, store: &Store) -> Result<String, store::Error> {
     if !configured.is_empty() {
         return Ok(configured.to_owned());
     }
-    if let Ok(Some(id)) = store.get::<String>(Tree::Meta, b"local_device_uuid") {
-        return Ok(id);
+    // Kept in the token file with the tokens (a quarantine must not change the room's
+    // URL); an older bbedge kept it in sled.
+    let keep = store.keep();
+    if let Some(id) = keep.get("meta", "local_device_uuid") {
+        if let Some(id) = id.as_str() {
+            return Ok(id.to_owned());
+        }
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    store.put(Tree::Meta, b"local_device_uuid", &id)?;
-    store.flush().await?;
+    let id = match store.get::<String>(Tree::Meta, b"local_device_uuid") {
+        Ok(Some(id)) => id,
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    keep.set(
+        "meta",
+        "local_device_uuid",
+        serde_json::Value::String(id.clone()),
+    );
+    store.commit_keep()?;
     Ok(id)
 }
 
@@ -275,7 +287,13 @@ impl Service {
     /// Revokes token `id` and closes its live connections at once (session.revoked,
     /// close 4001). Returns the record.
     pub async fn revoke(&self, id: &str) -> Result<tokens::TokenRecord, tokens::TokenError> {
-        let rec = tokens::revoke(&self.store, id).await?;
+        let result = tokens::revoke(&self.store, id).await;
+        // Not on flash yet still means revoked: its connections go now too.
+        if let Err(e) = &result {
+            if !matches!(e, tokens::TokenError::RevokedNotOnFlash { .. }) {
+                return result;
+            }
+        }
         let farewell = Farewell {
             last: Some(frames::session_revoked()),
             code: Some(4001),
@@ -289,7 +307,7 @@ impl Service {
             .map(|r| r.close_token(id, &farewell))
             .sum();
         tracing::info!(operation = "token.revoke", token_id = %id, closed, "token revoked");
-        Ok(rec)
+        result
     }
 }
 

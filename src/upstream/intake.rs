@@ -155,13 +155,11 @@ pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: Cance
         };
         match route(frame) {
             Route::Store(kind, v) => match me.outbox.accept(kind, v.to_string(), now_ms()).await {
-                Ok(_) => {
-                    me.hub.update(|f| f.storage_fault = false);
-                    me.outbox_grew.notify_one();
-                }
+                // storage_fault follows the store's health (set by any failed write,
+                // cleared by a flush that works), not this one frame.
+                Ok(_) => me.outbox_grew.notify_one(),
                 Err(e) => {
                     inc(&me.stats.refused);
-                    me.hub.update(|f| f.storage_fault = true);
                     tracing::warn!(operation = "upstream.outbox", code = e.code(), error = %e, "frame refused");
                 }
             },
