@@ -54,6 +54,9 @@ fn open_with(path: &Path, cache_bytes: u64, checker: Option<Checker>) -> Result<
     }
     let (db, quarantined) = open_db(path, cache_bytes, checker.as_ref())?;
     let store = Store::new(db, path, cache_bytes, checker, keep);
+    if quarantined.is_some() {
+        store.health().quarantined();
+    }
     if let Some(p) = &keep_problem {
         let e = Error::Corrupt(p.clone());
         store
