@@ -176,3 +176,69 @@ async fn a_full_disk_sets_storage_fault_revocation_still_works_and_the_store_rec
     assert!(logs.count("storage writes work again") >= 1);
     let _ = agent_id;
 }
+
+/// Item 6: started by hand with umask 000, the daemon still keeps its state private.
+#[tokio::test]
+async fn state_is_0700_and_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let env = vec![
+        (
+            "BBEDGE_DAEMON__STATE_DIR".to_owned(),
+            format!("{:?}", state.display().to_string()),
+        ),
+        ("BBEDGE_HEALTH__PORT".to_owned(), "0".to_owned()),
+        ("BBEDGE_REALTIME__PORT".to_owned(), "0".to_owned()),
+        (
+            "BBEDGE_REALTIME__HOST".to_owned(),
+            "\"127.0.0.1\"".to_owned(),
+        ),
+        ("BBEDGE_STATUS_LED__BACKEND".to_owned(), "sim".to_owned()),
+        ("BBEDGE_PAIRING__BOOT_FILE".to_owned(), "\"\"".to_owned()),
+        ("BBEDGE_UPSTREAM__ENABLED".to_owned(), "false".to_owned()),
+    ];
+    // `sh -c 'umask 000; exec bbedge …'`: the umask a careless init script may give.
+    let mut cmd = tokio::process::Command::new("sh");
+    let program = match support::binary::runner() {
+        Some(r) => format!("{r} {}", support::binary::bin()),
+        None => support::binary::bin().to_owned(),
+    };
+    cmd.arg("-c")
+        .arg(format!("umask 000; exec {program} \"$@\""))
+        .arg("sh");
+    let mut d = support::binary::start_command(cmd, dir.path(), &["run"], &env);
+    d.wait_for("bbedge ready").await;
+    let out = std::process::Command::new(support::binary::bin())
+        .args(["token", "add", "--role", "agent"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.signal("TERM");
+    d.wait_for("bbedge stopped").await;
+    let mut open = Vec::new();
+    let mut stack = vec![state.clone()];
+    let mut files = 0;
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            if mode != 0o700 {
+                open.push((p.clone(), mode));
+            }
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if meta.is_file() {
+            files += 1;
+            if mode & 0o077 != 0 {
+                open.push((p, mode));
+            }
+        }
+    }
+    assert!(files >= 3, "the db's files and the token file were checked");
+    assert!(open.is_empty(), "readable by others: {open:?}");
+}
