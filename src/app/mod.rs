@@ -9,7 +9,7 @@
 //!    `shutting_down` while the others stop, then is given back).
 //! 1. `health`: the HTTP operations surface.
 //! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
-//! 2b. `store`: reports failed store writes once per interval, brings a failing store
+//! 2. `store`: reports failed store writes once per interval, brings a failing store
 //!    back, and keeps the `storage_fault` fact.
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.

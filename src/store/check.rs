@@ -262,8 +262,8 @@ fn judge(
     };
     let said = out
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .last();
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
     let reason = said
         .as_ref()
         .and_then(|v| v["error"].as_str())
