@@ -84,6 +84,7 @@ fn status(ctx: &Context) -> Value {
             "quarantined": ctx.quarantine,
             "fault": ctx.store.health().is_faulty(),
             "write_failures": ctx.store.health().failures_total(),
+            "reopens": ctx.store.health().reopens(),
             "token_file": ctx.store.keep().path().display().to_string(),
         },
         "memory": { "rss_bytes": sysinfo::rss_bytes() },

@@ -15,6 +15,9 @@ pub enum Part {
     Db,
     /// The token file ([`super::keep`]).
     Keep,
+    /// The upstream outbox refusing frames (a failed write, or the free-space reserve):
+    /// set by a refusal, cleared by the next frame it takes.
+    Outbox,
 }
 
 /// Shared failure state of one store.
@@ -22,9 +25,11 @@ pub enum Part {
 pub struct Health {
     db_failing: AtomicBool,
     keep_failing: AtomicBool,
+    outbox_failing: AtomicBool,
     /// Set for good when a database was quarantined while running.
     quarantined: AtomicBool,
     total: AtomicU64,
+    reopens: AtomicU64,
     unreported: AtomicU64,
     last: Mutex<Option<String>>,
     fault: watch::Sender<bool>,
@@ -35,8 +40,10 @@ impl Default for Health {
         Self {
             db_failing: AtomicBool::new(false),
             keep_failing: AtomicBool::new(false),
+            outbox_failing: AtomicBool::new(false),
             quarantined: AtomicBool::new(false),
             total: AtomicU64::new(0),
+            reopens: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             last: Mutex::new(None),
             fault: watch::channel(false).0,
@@ -90,7 +97,18 @@ impl Health {
     pub fn is_faulty(&self) -> bool {
         self.db_failing.load(Ordering::SeqCst)
             || self.keep_failing.load(Ordering::SeqCst)
+            || self.outbox_failing.load(Ordering::SeqCst)
             || self.quarantined.load(Ordering::SeqCst)
+    }
+
+    /// Counts a reopen of the database by [`super::maintain`].
+    pub fn reopened(&self) {
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Times the database was reopened after a failure since start.
+    pub fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::Relaxed)
     }
 
     /// Failed operations since start.
@@ -114,6 +132,7 @@ impl Health {
         match part {
             Part::Db => &self.db_failing,
             Part::Keep => &self.keep_failing,
+            Part::Outbox => &self.outbox_failing,
         }
     }
 

@@ -90,6 +90,7 @@ fn reopen(store: &Store) -> Result<(), Error> {
     drop(old);
     let (db, quarantined) = open::open_db(&inner.path, inner.cache_bytes, inner.checker.as_ref())?;
     *inner.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+    inner.health.reopened();
     if quarantined.is_some() {
         inner.health.quarantined();
     }

@@ -155,12 +155,19 @@ pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: Cance
         };
         match route(frame) {
             Route::Store(kind, v) => match me.outbox.accept(kind, v.to_string(), now_ms()).await {
-                // storage_fault follows the store's health (set by any failed write,
-                // cleared by a flush that works), not this one frame.
-                Ok(_) => me.outbox_grew.notify_one(),
+                // storage_fault follows the store's health (any failed write, or a
+                // refusal of the outbox), not only this one frame.
+                Ok(_) => {
+                    let faulty = me.outbox.storage_faulty();
+                    me.hub.update(|f| f.storage_fault = faulty);
+                    me.outbox_grew.notify_one();
+                }
                 Err(e) => {
                     inc(&me.stats.refused);
-                    tracing::warn!(operation = "upstream.outbox", code = e.code(), error = %e, "frame refused");
+                    me.hub.update(|f| f.storage_fault = true);
+                    // Counted (`dropped.store_full`); the store logs the failure once
+                    // and then once per interval with a count, not once per frame.
+                    tracing::debug!(operation = "upstream.outbox", code = e.code(), error = %e, "frame refused");
                 }
             },
             Route::Live(kind, v) => {

@@ -16,7 +16,7 @@
 //! are removed only once confirmed (see `core`): a crash re-sends them with the same id.
 
 use crate::error::ErrorCode;
-use crate::store::{self, codec, Store, Tree};
+use crate::store::{self, codec, health::Part, Store, Tree};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -120,6 +120,14 @@ impl std::fmt::Debug for Outbox {
     }
 }
 
+/// The store error a refusal stands for (for the store's health report).
+fn refusal(e: &Refused) -> store::Error {
+    match e {
+        Refused::Full => store::Error::Full,
+        other => store::Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
 fn key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -163,8 +171,24 @@ impl Outbox {
         })
     }
 
-    /// Stores a frame and flushes; returns its sequence number once it is on flash.
+    /// Stores a frame and flushes; returns its sequence number once it is on flash. A
+    /// refusal sets the store's `storage_fault` (part `Outbox`); a frame taken clears it.
     pub async fn accept(&self, kind: Kind, frame: String, now_ms: i64) -> Result<u64, Refused> {
+        let r = self.try_accept(kind, frame, now_ms).await;
+        let health = self.store.health();
+        match &r {
+            Ok(_) => health.committed(Part::Outbox),
+            Err(e) => health.failed(Part::Outbox, "upstream.outbox", &refusal(e)),
+        }
+        r
+    }
+
+    /// Whether storage is faulty now (the store's health, this outbox's refusals included).
+    pub fn storage_faulty(&self) -> bool {
+        self.store.health().is_faulty()
+    }
+
+    async fn try_accept(&self, kind: Kind, frame: String, now_ms: i64) -> Result<u64, Refused> {
         if self
             .free_bytes()
             .is_some_and(|free| free < self.limits.min_free_bytes)
