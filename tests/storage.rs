@@ -96,6 +96,8 @@ async fn a_full_disk_sets_storage_fault_revocation_still_works_and_the_store_rec
             &format!("{:?}", state.display().to_string()),
         ),
         ("store.retry_interval", "1"),
+        ("realtime.snapshots.max_updates", "1"),
+        ("realtime.rate_limiting.messages_per_second", "1000"),
     ])
     .await;
     let store = tb.svc().store.clone();
@@ -103,22 +105,32 @@ async fn a_full_disk_sets_storage_fault_revocation_still_works_and_the_store_rec
     let (bad, bad_id) = tb.token(Role::Observer, None).await;
     assert_ne!(tb.hub.state(), DeviceState::StorageFault);
 
+    let (mut agent_ws, _) = tb.join_with(&agent).await;
+    let mut events = tb.bus_events();
     fill(&mnt.join("filler"));
-    // Writes now fail: a token cannot be issued (it is not handed out unsaved)...
+    // Only snapshot writes fail first (one snapshot per agent update here: 200
+    // updates, the "200 WARN lines in 2 s"), and that alone sets the fault.
+    let pad = "x".repeat(3000);
+    for i in 0..200u32 {
+        let state = if i % 2 == 0 { "idle" } else { "recording" };
+        let f = support::ws::frame(
+            "status",
+            serde_json::json!({"payload": {"state": state, "session_id": "s-1", "n": i, "pad": pad}}),
+        );
+        agent_ws.send(&f).await;
+    }
+    until("storage_fault after failed snapshot writes", || {
+        store.health().db_failing() && tb.hub.state() == DeviceState::StorageFault
+    })
+    .await;
+    // (The first few may still fit in pages sled had already; drop their events.)
+    while events.try_recv().is_ok() {}
+    // A token cannot be issued (it is not handed out unsaved).
     let added = tokens::add(&store, Role::Observer, None, None).await;
     assert!(
         matches!(&added, Err(TokenError::Store(e)) if e.to_string().contains("full")),
         "{added:?}"
     );
-    // ...snapshots and other sled writes fail at their flush...
-    for i in 0..200u32 {
-        let _ = store.put(Tree::Snapshots, b"room", &vec![i as u8; 4096]);
-        let _ = store.flush().await;
-    }
-    until("storage_fault after failed writes", || {
-        tb.hub.state() == DeviceState::StorageFault
-    })
-    .await;
     support::led::shows(&tb.led, DeviceState::StorageFault).await;
     // ...but a compromised token is refused at once, on flash or not.
     let revoked = tb.svc().revoke(&bad_id).await;
@@ -168,7 +180,22 @@ async fn a_full_disk_sets_storage_fault_revocation_still_works_and_the_store_rec
         .expect("tokens can be issued again");
     store.put(Tree::Snapshots, b"room", &1u32).unwrap();
     store.flush().await.expect("sled writes work again");
-    // The agent's token survived it all; the revoked one stays refused.
+    // Snapshots reach flash again; the agent's token survived it all; the revoked one
+    // stays refused.
+    let f = support::ws::frame(
+        "status",
+        serde_json::json!({"payload": {"state": "idle", "session_id": "s-2"}}),
+    );
+    agent_ws.send(&f).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(bbedge::bus::HookEvent::SnapshotSaved { .. }) = events.recv().await {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("a snapshot is saved once space is back");
     let (_c, _) = tb.join_with(&agent).await;
     let refused = tb.connect(&tb.device_path(), Some(&bad)).await.unwrap();
     assert_eq!(
