@@ -294,3 +294,39 @@ async fn every_damaged_database_is_quarantined_and_the_box_comes_up_with_its_tok
         slowest
     );
 }
+
+/// `bbedge token list` with the daemon stopped opens the store itself: a database that
+/// makes sled panic is quarantined by the same child check, and the command says so
+/// instead of aborting; the tokens in the token file are still listed.
+#[test]
+fn a_token_command_on_a_damaged_database_quarantines_it_and_keeps_the_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = base(dir.path());
+    let state = dir.path().join("state");
+    copy_dir(&base, &state);
+    Damage::Truncate(3_000_777).apply(&state.join("db"));
+    let out = std::process::Command::new(binary::bin())
+        .args(["token", "list"])
+        .envs(env(&state))
+        .output()
+        .expect("bbedge token list");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("agent"),
+        "the token file still lists it: {stdout}"
+    );
+    assert!(
+        stderr.contains("the database was corrupt") && stderr.contains("segment.rs"),
+        "{stderr}"
+    );
+    let quarantined = std::fs::read_dir(&state).unwrap().flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with("db.quarantine-")
+    });
+    assert!(quarantined);
+}

@@ -235,7 +235,7 @@ fn tail(err: &str) -> String {
     let lines: Vec<&str> = err
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
         .collect();
     let from = lines
         .iter()
@@ -284,6 +284,11 @@ fn judge(
             Verdict::Unavailable(format!("the check exited {c} without running: {reason}"))
         }
         (Some(c), _) if c == EXIT_IO => Verdict::Failed(Error::Check(reason)),
+        // A panic that unwinds (a build without panic = "abort") ends main with 101.
+        (Some(101), _) => Verdict::Corrupt(format!(
+            "opening it made sled panic (the check exited 101): {}",
+            tail(err)
+        )),
         (Some(c), _) => Verdict::Corrupt(format!(
             "opening it failed (the check exited {c}): {reason}"
         )),
@@ -339,7 +344,7 @@ mod tests {
             matches!(judge(st(libc::SIGABRT), "", err, t, p), Verdict::Corrupt(r) if r.contains("signal 6") && r.contains("segment.rs:556"))
         );
         assert!(
-            matches!(judge(st(101 << 8), "", err, t, p), Verdict::Corrupt(r) if r.contains("exited 101"))
+            matches!(judge(st(101 << 8), "", err, t, p), Verdict::Corrupt(r) if r.contains("sled panic") && r.contains("segment.rs:556"))
         );
         assert!(
             matches!(judge(None, "", "", t, p), Verdict::Corrupt(r) if r.contains("within 10 s"))

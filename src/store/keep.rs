@@ -30,6 +30,9 @@ struct Doc {
 struct State {
     doc: Doc,
     dirty: bool,
+    /// Set when the file exists but could not be read: it is never written over (that
+    /// would replace the tokens it holds by what is in memory).
+    unreadable: Option<String>,
 }
 
 /// The loaded token file.
@@ -78,9 +81,17 @@ impl Keep {
                 )),
             ),
         };
+        let unreadable = match (&problem, path.exists()) {
+            (Some(p), true) => Some(p.clone()),
+            _ => None,
+        };
         let keep = Keep {
             path,
-            state: Mutex::new(State { doc, dirty: false }),
+            state: Mutex::new(State {
+                doc,
+                dirty: false,
+                unreadable,
+            }),
         };
         (keep, problem)
     }
@@ -155,17 +166,22 @@ impl Keep {
     /// change made meanwhile stays dirty and is written next time.
     pub fn persist(&self) -> std::io::Result<bool> {
         let bytes = self.with(|s| {
+            if let Some(why) = &s.unreadable {
+                return Some(Err(std::io::Error::other(format!(
+                    "{why}; not writing over it (restart once it reads)"
+                ))));
+            }
             if !s.dirty {
                 return None;
             }
             s.doc.version = VERSION;
             s.dirty = false;
-            Some(serde_json::to_vec_pretty(&s.doc))
+            Some(serde_json::to_vec_pretty(&s.doc).map_err(std::io::Error::other))
         });
         let result = match bytes {
             None => return Ok(false),
             Some(Ok(b)) => crate::fsutil::write(&self.path, &b),
-            Some(Err(e)) => Err(std::io::Error::other(e)),
+            Some(Err(e)) => Err(e),
         };
         if result.is_err() {
             self.with(|s| s.dirty = true);
@@ -201,5 +217,18 @@ mod tests {
         assert!(problem.unwrap().contains("does not parse"));
         assert!(k3.entries("tokens").is_empty());
         assert!(!p.exists(), "moved aside");
+    }
+
+    #[test]
+    fn a_token_file_that_exists_but_cannot_be_read_is_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path_for(&dir.path().join("db"));
+        std::fs::create_dir(&p).unwrap(); // read(2) on a directory: EISDIR
+        let (k, problem) = Keep::load(p.clone());
+        assert!(problem.unwrap().contains("cannot read"));
+        k.set("tokens", "abc", serde_json::json!({}));
+        let err = k.persist().unwrap_err();
+        assert!(err.to_string().contains("not writing over it"), "{err}");
+        assert!(p.is_dir() && k.dirty());
     }
 }

@@ -45,6 +45,29 @@ pub fn open_checked(path: &Path, cache_bytes: u64, checker: Checker) -> Result<O
     open_with(path, cache_bytes, Some(checker))
 }
 
+/// For a command of the `bbedge` binary that opens the store itself (`bbedge token`
+/// with the daemon stopped): verified by a child like the daemon's start, so a damaged
+/// database is quarantined instead of making the command abort.
+pub fn from_command(
+    path: &Path,
+    cache_bytes: u64,
+    timeout: std::time::Duration,
+) -> Result<Opened, Error> {
+    let opened = match Checker::current_exe(timeout) {
+        Ok(c) => open_checked(path, cache_bytes, c),
+        Err(_) => open(path, cache_bytes),
+    }?;
+    if let Some(q) = &opened.quarantined {
+        // Commands log nothing: say it where the operator looks.
+        eprintln!(
+            "bbedge: the database was corrupt ({}); moved it to {} and started a fresh one",
+            q.reason,
+            q.moved_to.display()
+        );
+    }
+    Ok(opened)
+}
+
 fn open_with(path: &Path, cache_bytes: u64, checker: Option<Checker>) -> Result<Opened, Error> {
     crate::fsutil::private_umask();
     ensure_writable(path)?;
