@@ -246,7 +246,15 @@ async fn state_is_0700_and_0600_whatever_the_umask() {
         .arg("sh");
     let mut d = support::binary::start_command(cmd, dir.path(), &["run"], &env);
     d.wait_for("bbedge ready").await;
-    let out = std::process::Command::new(support::binary::bin())
+    let mut cli = match support::binary::runner() {
+        Some(r) => {
+            let mut c = std::process::Command::new(r);
+            c.arg(support::binary::bin());
+            c
+        }
+        None => std::process::Command::new(support::binary::bin()),
+    };
+    let out = cli
         .args(["token", "add", "--role", "agent"])
         .envs(env.iter().cloned())
         .output()

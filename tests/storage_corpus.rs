@@ -25,7 +25,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn env(state: &Path) -> Vec<(String, String)> {
-    vec![
+    let mut v: Vec<(String, String)> = vec![
         (
             "BBEDGE_DAEMON__STATE_DIR".into(),
             format!("{:?}", state.display().to_string()),
@@ -38,7 +38,24 @@ fn env(state: &Path) -> Vec<(String, String)> {
         ("BBEDGE_PAIRING__BOOT_FILE".into(), "\"\"".into()),
         ("BBEDGE_UPSTREAM__ENABLED".into(), "false".into()),
         ("BBEDGE_DEVICE__UUID".into(), format!("{DEVICE:?}")),
-    ]
+    ];
+    // Under qemu-user without binfmt_misc the daemon cannot exec itself directly.
+    if let Some(r) = binary::runner() {
+        v.push(("BBEDGE_STORE__CHECK_RUNNER".into(), format!("{r:?}")));
+    }
+    v
+}
+
+/// The binary as a blocking command (through the runner where needed).
+fn bbedge() -> std::process::Command {
+    match binary::runner() {
+        Some(r) => {
+            let mut c = std::process::Command::new(r);
+            c.arg(binary::bin());
+            c
+        }
+        None => std::process::Command::new(binary::bin()),
+    }
 }
 
 /// The fixture unpacked, plus the token file made from an intact copy.
@@ -55,7 +72,7 @@ fn base(dir: &Path) -> PathBuf {
     let golden = dir.join("st-kill.golden");
     let scratch = dir.join("scratch");
     copy_dir(&golden, &scratch);
-    let out = std::process::Command::new(binary::bin())
+    let out = bbedge()
         .args(["token", "list"])
         .envs(env(&scratch))
         .output()
@@ -305,7 +322,7 @@ fn a_token_command_on_a_damaged_database_quarantines_it_and_keeps_the_tokens() {
     let state = dir.path().join("state");
     copy_dir(&base, &state);
     Damage::Truncate(3_000_777).apply(&state.join("db"));
-    let out = std::process::Command::new(binary::bin())
+    let out = bbedge()
         .args(["token", "list"])
         .envs(env(&state))
         .output()

@@ -44,9 +44,7 @@ pub fn daemon(cli: &Cli) -> i32 {
             config_layers = ?loaded.layers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "bbedge starting"
         );
-        let checker = crate::store::Checker::current_exe(std::time::Duration::from_secs(
-            loaded.config.store.check_timeout,
-        ));
+        let checker = crate::store::Checker::current_exe(&loaded.config.store);
         let bound = match checker {
             Ok(c) => App::bind_checked(loaded, c).await,
             Err(e) => {

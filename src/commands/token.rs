@@ -84,16 +84,14 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::fail("cannot start the async runtime", "RUNTIME", &e, exit::OS),
     };
-    let cache = loaded.config.store.cache_bytes;
-    let check_timeout = std::time::Duration::from_secs(loaded.config.store.check_timeout);
+    let store_config = loaded.config.store.clone();
     let result = runtime.block_on(async {
         match control::request(&paths.state_dir, op, args.clone()).await {
             Err(ControlError::NotRunning) => {
-                let store =
-                    match crate::store::open::from_command(&paths.store, cache, check_timeout) {
-                        Ok(o) => o.store,
-                        Err(e) => return Err(ControlError::failed(&e, e.code())),
-                    };
+                let store = match crate::store::open::from_command(&paths.store, &store_config) {
+                    Ok(o) => o.store,
+                    Err(e) => return Err(ControlError::failed(&e, e.code())),
+                };
                 match op {
                     "token.add" => add(&store, args).await,
                     "token.list" => list(&store),

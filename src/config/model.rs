@@ -223,6 +223,9 @@ pub struct Store {
     pub check_timeout: u64,
     /// Seconds between reports of failed store writes and recovery attempts.
     pub retry_interval: u64,
+    /// A program to run the child check through (`qemu-aarch64` when the binary runs
+    /// under qemu-user without binfmt_misc, as in cross tests). Empty: run it directly.
+    pub check_runner: String,
 }
 
 /// `[status_led]`

@@ -40,6 +40,8 @@ pub struct Checker {
     pub program: PathBuf,
     /// How long the child may take before it is killed and the database quarantined.
     pub timeout: Duration,
+    /// A program the child is run through (`[store] check_runner`), if any.
+    pub runner: Option<PathBuf>,
 }
 
 /// What a sound database holds (printed by `bbedge store check`).
@@ -158,18 +160,30 @@ pub fn exit_code(e: &Error) -> i32 {
 }
 
 impl Checker {
-    /// The running executable as the checker (the daemon: it is `bbedge`).
-    pub fn current_exe(timeout: Duration) -> std::io::Result<Checker> {
+    /// The running executable as the checker (the daemon: it is `bbedge`), with
+    /// `[store] check_timeout` and `check_runner`.
+    pub fn current_exe(config: &crate::config::Store) -> std::io::Result<Checker> {
         Ok(Checker {
             program: std::env::current_exe()?,
-            timeout,
+            timeout: Duration::from_secs(config.check_timeout),
+            runner: Some(config.check_runner.trim())
+                .filter(|r| !r.is_empty())
+                .map(PathBuf::from),
         })
     }
 
     /// Runs `<program> store check <path>` and judges how it ended.
     pub fn verify(&self, path: &Path) -> Verdict {
         let started = Instant::now();
-        let child = Command::new(&self.program)
+        let mut cmd = match &self.runner {
+            Some(r) => {
+                let mut c = Command::new(r);
+                c.arg(&self.program);
+                c
+            }
+            None => Command::new(&self.program),
+        };
+        let child = cmd
             .arg("store")
             .arg("check")
             .arg(path)

@@ -48,12 +48,9 @@ pub fn open_checked(path: &Path, cache_bytes: u64, checker: Checker) -> Result<O
 /// For a command of the `bbedge` binary that opens the store itself (`bbedge token`
 /// with the daemon stopped): verified by a child like the daemon's start, so a damaged
 /// database is quarantined instead of making the command abort.
-pub fn from_command(
-    path: &Path,
-    cache_bytes: u64,
-    timeout: std::time::Duration,
-) -> Result<Opened, Error> {
-    let opened = match Checker::current_exe(timeout) {
+pub fn from_command(path: &Path, config: &crate::config::Store) -> Result<Opened, Error> {
+    let cache_bytes = config.cache_bytes;
+    let opened = match Checker::current_exe(config) {
         Ok(c) => open_checked(path, cache_bytes, c),
         Err(_) => open(path, cache_bytes),
     }?;
