@@ -171,6 +171,8 @@ impl App {
         if opened.quarantined.is_some() || opened.store.health().is_faulty() {
             hub.update(|f| f.storage_fault = true);
         }
+        // Tokens out of sled's reach from the first start of this version on.
+        crate::room::tokens::migrate(&opened.store);
         // === end storage
 
         let health = if config.health.enabled {

@@ -114,9 +114,10 @@ pub fn valid_room_id(id: &str) -> bool {
 /// The token file's section.
 const SECTION: &str = "tokens";
 
-/// Moves tokens an older bbedge kept in sled into the token file, once. A database
-/// that cannot be read now is tried again next time.
-fn migrate(store: &Store) {
+/// Moves tokens an older bbedge kept in sled into the token file, once (the daemon
+/// calls it at start; every function here calls it too). A database that cannot be
+/// read now is tried again next time.
+pub fn migrate(store: &Store) {
     let keep = store.keep();
     if keep.migrated(SECTION) {
         return;
