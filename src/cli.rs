@@ -66,6 +66,20 @@ pub enum Command {
     /// Drive the status LED by hand.
     #[command(subcommand)]
     Led(LedCommand),
+    /// Inspect the database.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `bbedge store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Open the database and read it to the end (the daemon runs this as a child
+    /// before opening it); one JSON line; exit 0 sound, 65 corrupt, 75 in use.
+    Check {
+        /// The database directory (default: the one `run` would use).
+        path: Option<PathBuf>,
+    },
 }
 
 /// `bbedge config …`

@@ -25,6 +25,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod fsutil;
 pub mod health;
 pub mod pairing;
 pub mod protocol;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Some(Command::Pair(ref args)) => commands::pair::pair(&cli, args),
         Some(Command::Unpair) => commands::pair::unpair(&cli),
         Some(Command::Led(ref cmd)) => commands::led::run(&cli, cmd),
+        Some(Command::Store(ref cmd)) => commands::store::run(&cli, cmd),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

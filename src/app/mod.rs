@@ -9,6 +9,8 @@
 //!    `shutting_down` while the others stop, then is given back).
 //! 1. `health`: the HTTP operations surface.
 //! 2. `control`: the local control socket for `bbedge token|pair|led` commands.
+//! 2. `store`: reports failed store writes once per interval, brings a failing store
+//!    back, and keeps the `storage_fault` fact.
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
 //! 5. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
@@ -131,8 +133,21 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store and binds every listener.
+    /// Opens the store in this process only and binds every listener: for tests and
+    /// library use, where the current executable is not `bbedge` and cannot run the
+    /// child check. The daemon uses [`App::bind_checked`].
     pub async fn bind(loaded: Loaded) -> Result<App, StartError> {
+        Self::bind_with(loaded, None).await
+    }
+
+    /// Like [`App::bind`], but the database is first verified by `checker` in a child
+    /// process (`bbedge store check`), so a database that makes sled panic is
+    /// quarantined instead of ending the daemon.
+    pub async fn bind_checked(loaded: Loaded, checker: store::Checker) -> Result<App, StartError> {
+        Self::bind_with(loaded, Some(checker)).await
+    }
+
+    async fn bind_with(loaded: Loaded, checker: Option<store::Checker>) -> Result<App, StartError> {
         let started = Instant::now();
         let config = &loaded.config;
         let paths = Paths::resolve(config);
@@ -141,10 +156,24 @@ impl App {
         let readiness = Readiness::default();
         readiness.block("startup", "services are starting");
 
-        let opened = store::open(&paths.store, config.store.cache_bytes)?;
-        if opened.quarantined.is_some() {
+        // === storage (issue 11): private state whatever the umask; the store's faults.
+        crate::fsutil::private_umask();
+        if let Err(e) = crate::fsutil::private_dir(&paths.state_dir) {
+            tracing::warn!(operation = "startup", path = %paths.state_dir.display(), error = %e, "cannot make the state directory private (0700)");
+        }
+        let (path, cache) = (paths.store.clone(), config.store.cache_bytes);
+        let opened = tokio::task::spawn_blocking(move || match checker {
+            Some(c) => store::open_checked(&path, cache, c),
+            None => store::open(&path, cache),
+        })
+        .await
+        .map_err(|e| store::Error::Check(format!("the open task failed: {e}")))??;
+        if opened.quarantined.is_some() || opened.store.health().is_faulty() {
             hub.update(|f| f.storage_fault = true);
         }
+        // Tokens out of sled's reach from the first start of this version on.
+        crate::room::tokens::migrate(&opened.store);
+        // === end storage
 
         let health = if config.health.enabled {
             let addr = SocketAddr::new(config.health.host, config.health.port);
@@ -385,6 +414,8 @@ impl App {
         let uptime = Gauge::<i64>::default();
         let quarantined = Gauge::<i64>::default();
         quarantined.set(self.quarantine.is_some() as i64);
+        let fault = Gauge::<i64>::default();
+        let failures = Gauge::<i64>::default();
         let reg = self.metrics.registry();
         reg.register(
             "process_resident_memory_bytes",
@@ -406,9 +437,22 @@ impl App {
             "1 when a corrupt database was moved aside at start",
             quarantined,
         );
+        reg.register(
+            "store_fault",
+            "1 while storage is faulty (a quarantine at start, or failing writes)",
+            fault.clone(),
+        );
+        reg.register(
+            "store_write_failures",
+            "Store operations that failed since start",
+            failures.clone(),
+        );
         let store = self.store.clone();
         let started = self.started;
+        let quarantined_at_start = self.quarantine.is_some();
         self.metrics.on_scrape(Box::new(move || {
+            fault.set((quarantined_at_start || store.health().is_faulty()) as i64);
+            failures.set(store.health().failures_total() as i64);
             rss.set(health::sysinfo::rss_bytes().unwrap_or(0) as i64);
             store_bytes.set(store.size_on_disk() as i64);
             uptime.set(started.elapsed().as_secs() as i64);
@@ -465,6 +509,18 @@ impl App {
             tasks.spawn("health", move |token| bound.serve(ctx, token));
         }
         tasks.spawn("control", move |token| control_socket.serve(control, token));
+        // === storage (issue 11): failure reports, recovery, and the storage_fault fact.
+        let (store_hub, held) = (hub.clone(), quarantine.is_some());
+        let interval = Duration::from_secs(config.store.retry_interval);
+        let tended = store.clone();
+        tasks.spawn("store", move |token| {
+            store::maintain::run(
+                tended,
+                interval,
+                move |fault| store_hub.update(|f| f.storage_fault = held || fault),
+                token,
+            )
+        });
         let status_hub = hub.clone();
         tasks.spawn("status", move |token| follow_state(status_hub, token));
         if let Some(interval) = crate::systemd::watchdog_interval() {

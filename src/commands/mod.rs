@@ -6,6 +6,7 @@ pub mod led;
 pub mod pair;
 pub mod run;
 pub mod status;
+pub mod store;
 pub mod token;
 
 use crate::error::exit;

@@ -44,7 +44,15 @@ pub fn daemon(cli: &Cli) -> i32 {
             config_layers = ?loaded.layers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "bbedge starting"
         );
-        let app = match App::bind(loaded).await {
+        let checker = crate::store::Checker::current_exe(&loaded.config.store);
+        let bound = match checker {
+            Ok(c) => App::bind_checked(loaded, c).await,
+            Err(e) => {
+                tracing::warn!(operation = "store.check", error = %e, "cannot find the bbedge executable; opening the database without the child check");
+                App::bind(loaded).await
+            }
+        };
+        let app = match bound {
             Ok(app) => app,
             Err(e) => {
                 tracing::error!(operation = "startup", code = e.code(), error = %e, "cannot start");

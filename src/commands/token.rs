@@ -84,11 +84,11 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
         Ok(rt) => rt,
         Err(e) => return super::fail("cannot start the async runtime", "RUNTIME", &e, exit::OS),
     };
-    let cache = loaded.config.store.cache_bytes;
+    let store_config = loaded.config.store.clone();
     let result = runtime.block_on(async {
         match control::request(&paths.state_dir, op, args.clone()).await {
             Err(ControlError::NotRunning) => {
-                let store = match crate::store::open(&paths.store, cache) {
+                let store = match crate::store::open::from_command(&paths.store, &store_config) {
                     Ok(o) => o.store,
                     Err(e) => return Err(ControlError::failed(&e, e.code())),
                 };

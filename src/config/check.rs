@@ -228,6 +228,8 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         c.store.cache_bytes,
         256 << 10..=256 << 20,
     )?;
+    range("store.check_timeout", c.store.check_timeout, 1..=600)?;
+    range("store.retry_interval", c.store.retry_interval, 1..=3600)?;
     let led = &c.status_led;
     if !matches!(led.gpio_pins.len(), 0 | 1 | 3) {
         return Err(fail(

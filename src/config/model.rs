@@ -222,6 +222,14 @@ pub struct Store {
     pub path: String,
     /// sled page cache in bytes.
     pub cache_bytes: u64,
+    /// Seconds the daemon's child check of the database (`bbedge store check`) may take
+    /// before the database counts as corrupt and is quarantined.
+    pub check_timeout: u64,
+    /// Seconds between reports of failed store writes and recovery attempts.
+    pub retry_interval: u64,
+    /// A program to run the child check through (`qemu-aarch64` when the binary runs
+    /// under qemu-user without binfmt_misc, as in cross tests). Empty: run it directly.
+    pub check_runner: String,
 }
 
 /// `[status_led]`

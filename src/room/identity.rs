@@ -17,6 +17,8 @@ pub const MOVED_CLOSE_CODE: u16 = 4010;
 pub const MOVED_CODE: &str = "ROOM_MOVED";
 /// Where the provisional UUID is kept.
 pub const META_KEY: &[u8] = b"local_device_uuid";
+/// The same fact's key in the token file's `meta` section.
+pub const KEEP_KEY: &str = "local_device_uuid";
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -124,19 +126,35 @@ pub fn wanted(configured: &str, paired: Option<&str>) -> Option<String> {
     paired.filter(|p| !p.is_empty()).map(str::to_owned)
 }
 
-/// The provisional UUID kept in the store, made (and kept) on first use.
+/// The provisional UUID, made on first use and kept in the store's token file with the
+/// tokens (`meta.local_device_uuid`), so a quarantined database cannot change the room's
+/// URL. An older bbedge kept it in sled: that value is moved over once.
 pub async fn provisional(store: &Store) -> Result<String, store::Error> {
-    if let Ok(Some(id)) = store.get::<String>(Tree::Meta, META_KEY) {
+    if let Some(id) = existing_provisional(store) {
+        if store.keep().get("meta", KEEP_KEY).is_none() {
+            store
+                .keep()
+                .set("meta", KEEP_KEY, serde_json::Value::String(id.clone()));
+            store.commit_keep()?;
+        }
         return Ok(id);
     }
     let id = uuid::Uuid::new_v4().to_string();
-    store.put(Tree::Meta, META_KEY, &id)?;
-    store.flush().await?;
+    store
+        .keep()
+        .set("meta", KEEP_KEY, serde_json::Value::String(id.clone()));
+    store.commit_keep()?;
     Ok(id)
 }
 
-/// The provisional UUID if one was ever made (no new one is made).
+/// The provisional UUID if one was ever made (no new one is made): the token file's,
+/// else an older bbedge's in sled.
 pub fn existing_provisional(store: &Store) -> Option<String> {
+    if let Some(id) = store.keep().get("meta", KEEP_KEY) {
+        if let Some(id) = id.as_str() {
+            return Some(id.to_owned());
+        }
+    }
     store.get::<String>(Tree::Meta, META_KEY).ok().flatten()
 }
 

@@ -306,7 +306,13 @@ impl Service {
     /// Revokes token `id` and closes its live connections at once (session.revoked,
     /// close 4001). Returns the record.
     pub async fn revoke(&self, id: &str) -> Result<tokens::TokenRecord, tokens::TokenError> {
-        let rec = tokens::revoke(&self.store, id).await?;
+        let result = tokens::revoke(&self.store, id).await;
+        // Not on flash yet still means revoked: its connections go now too.
+        if let Err(e) = &result {
+            if !matches!(e, tokens::TokenError::RevokedNotOnFlash { .. }) {
+                return result;
+            }
+        }
         let farewell = Farewell {
             last: Some(frames::session_revoked()),
             code: Some(4001),
@@ -320,7 +326,7 @@ impl Service {
             .map(|r| r.close_token(id, &farewell))
             .sum();
         tracing::info!(operation = "token.revoke", token_id = %id, closed, "token revoked");
-        Ok(rec)
+        result
     }
 }
 

@@ -4,7 +4,6 @@
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -100,17 +99,7 @@ fn self_signed(state_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     Ok((cert, key))
 }
 
-/// Temp file with `mode`, fsync, rename.
+/// The one atomic writer (temp file with `mode`, fsync, rename, fsync the directory).
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::fsutil::write_mode(path, bytes, mode)
 }

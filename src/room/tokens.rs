@@ -1,6 +1,11 @@
-//! Local room tokens: issued once, stored only as SHA-256 hashes in [`Tree::Tokens`],
-//! listed and revoked by id. Plain functions over [`Store`] so the CLI (daemon stopped)
-//! and the daemon's control handlers call the same code.
+//! Local room tokens: issued once, stored only as SHA-256 hashes, listed and revoked
+//! by id. Plain functions over [`Store`] so the CLI (daemon stopped) and the daemon's
+//! control handlers call the same code.
+//!
+//! The hashes live in the store's token file ([`crate::store::keep`], section
+//! `tokens`), not in sled: a corrupt database that is quarantined must not lock the
+//! agent out. Tokens an older bbedge kept in [`Tree::Tokens`] are moved there on first
+//! use (and removed from sled, so a revocation cannot come back from it).
 
 use crate::error::ErrorCode;
 use crate::secret::Secret;
@@ -68,6 +73,15 @@ pub enum TokenError {
     /// No token has this id.
     #[error("no token has the id {0:?}; see `bbedge token list`")]
     NotFound(String),
+    /// Revoked in memory (refused from now on, live connections closed) but the token
+    /// file could not be written; the daemon writes it once storage works again.
+    #[error("token {id} is revoked in memory but not yet on flash: {source}")]
+    RevokedNotOnFlash {
+        /// The token id.
+        id: String,
+        /// Why the write failed.
+        source: store::Error,
+    },
     /// A room id that cannot appear in a room URL.
     #[error("room {0:?} is not a valid room id (1 to 128 of A-Z a-z 0-9 . _ -)")]
     BadRoom(String),
@@ -78,6 +92,7 @@ impl ErrorCode for TokenError {
         match self {
             TokenError::Store(e) => e.code(),
             TokenError::NotFound(_) => "TOKEN_NOT_FOUND",
+            TokenError::RevokedNotOnFlash { source, .. } => source.code(),
             TokenError::BadRoom(_) => "TOKEN_BAD_ROOM",
         }
     }
@@ -96,8 +111,53 @@ pub fn valid_room_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The token file's section.
+const SECTION: &str = "tokens";
+
+/// Moves tokens an older bbedge kept in sled into the token file, once (the daemon
+/// calls it at start; every function here calls it too). A database that cannot be
+/// read now is tried again next time.
+pub fn migrate(store: &Store) {
+    let keep = store.keep();
+    if keep.migrated(SECTION) {
+        return;
+    }
+    let Ok(tree) = store.tree(Tree::Tokens) else {
+        return;
+    };
+    let mut moved = Vec::new();
+    for kv in tree.iter() {
+        let Ok((k, v)) = kv else { return };
+        let (Ok(hash), Ok(rec)) = (
+            std::str::from_utf8(&k),
+            store::codec::decode::<TokenRecord>(&v),
+        ) else {
+            continue;
+        };
+        if keep.get(SECTION, hash).is_none() {
+            if let Ok(value) = serde_json::to_value(&rec) {
+                keep.set(SECTION, hash, value);
+            }
+        }
+        moved.push(k);
+    }
+    keep.mark_migrated(SECTION);
+    if store.commit_keep().is_err() {
+        return; // in memory; maintain writes it, and sled keeps its copy until then
+    }
+    for k in &moved {
+        let _ = tree.remove(k);
+    }
+    tracing::info!(operation = "token.migrate", tokens = moved.len(), path = %keep.path().display(), "local tokens moved from the database to the token file");
+}
+
+fn decode(v: serde_json::Value) -> Option<TokenRecord> {
+    serde_json::from_value(v).ok()
+}
+
 /// Issues a token: returns it (show it once) and its record. Only the hash is stored,
-/// and the store is flushed before this returns.
+/// and it is on flash before this returns (a token that could not be written is not
+/// issued).
 pub async fn add(
     store: &Store,
     role: Role,
@@ -109,6 +169,7 @@ pub async fn add(
             return Err(TokenError::BadRoom(r.clone()));
         }
     }
+    migrate(store);
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = format!("bbt_{}", hex::encode(raw));
@@ -122,48 +183,61 @@ pub async fn add(
         created_at: crate::protocol::now_rfc3339(),
         revoked: false,
     };
-    store.put(Tree::Tokens, key(&token).as_bytes(), &record)?;
-    store.flush().await?;
+    let value = serde_json::to_value(&record).map_err(|e| store::Error::Encode(e.to_string()))?;
+    let k = key(&token);
+    store.keep().set(SECTION, &k, value);
+    if let Err(e) = store.commit_keep() {
+        store.keep().remove(SECTION, &k);
+        return Err(e.into());
+    }
     Ok((Secret::new(token), record))
 }
 
 /// Every token record, oldest first. Records that do not decode are skipped.
 pub fn list(store: &Store) -> Result<Vec<TokenRecord>, TokenError> {
+    migrate(store);
     let mut out: Vec<TokenRecord> = store
-        .tree(Tree::Tokens)?
-        .iter()
-        .filter_map(|kv| kv.ok())
-        .filter_map(|(_, v)| store::codec::decode(&v).ok())
+        .keep()
+        .entries(SECTION)
+        .into_iter()
+        .filter_map(|(_, v)| decode(v))
         .collect();
     out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     Ok(out)
 }
 
-/// Marks a token revoked and flushes. Returns the record.
+/// Marks a token revoked: refused from this moment (in memory), then written to the
+/// token file. Returns the record; [`TokenError::RevokedNotOnFlash`] when the write
+/// failed (the revocation holds in this process meanwhile).
 pub async fn revoke(store: &Store, id: &str) -> Result<TokenRecord, TokenError> {
-    let tree = store.tree(Tree::Tokens)?;
-    for kv in tree.iter() {
-        let (k, v) = kv.map_err(store::Error::from_sled)?;
-        let Ok(mut rec) = store::codec::decode::<TokenRecord>(&v) else {
-            continue;
-        };
-        if rec.id == id {
-            rec.revoked = true;
-            store.put(Tree::Tokens, &k, &rec)?;
-            store.flush().await?;
-            return Ok(rec);
-        }
+    migrate(store);
+    let keep = store.keep();
+    let found = keep
+        .entries(SECTION)
+        .into_iter()
+        .find_map(|(k, v)| decode(v).filter(|r| r.id == id).map(|r| (k, r)));
+    let Some((k, mut rec)) = found else {
+        return Err(TokenError::NotFound(id.to_owned()));
+    };
+    rec.revoked = true;
+    let value = serde_json::to_value(&rec).map_err(|e| store::Error::Encode(e.to_string()))?;
+    keep.set(SECTION, &k, value);
+    match store.commit_keep() {
+        Ok(()) => Ok(rec),
+        Err(source) => Err(TokenError::RevokedNotOnFlash {
+            id: id.to_owned(),
+            source,
+        }),
     }
-    Err(TokenError::NotFound(id.to_owned()))
 }
 
 /// The record of a presented token, if it is known (revoked or not).
 pub fn lookup(store: &Store, token: &Secret) -> Result<Option<TokenRecord>, store::Error> {
-    match store.get::<TokenRecord>(Tree::Tokens, key(token.expose()).as_bytes()) {
-        Ok(r) => Ok(r),
-        Err(store::Error::Decode(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
+    migrate(store);
+    Ok(store
+        .keep()
+        .get(SECTION, &key(token.expose()))
+        .and_then(decode))
 }
 
 #[cfg(test)]
@@ -177,19 +251,10 @@ mod tests {
         let (tok, rec) = add(&store, Role::Operator, None, Some("desk".into()))
             .await
             .unwrap();
-        let raw: Vec<Vec<u8>> = store
-            .tree(Tree::Tokens)
-            .unwrap()
-            .iter()
-            .flat_map(|kv| {
-                let (k, v) = kv.unwrap();
-                [k.to_vec(), v.to_vec()]
-            })
-            .collect();
+        let file = std::fs::read(store.keep().path()).unwrap();
         let needle = tok.expose().as_bytes();
-        assert!(raw
-            .iter()
-            .all(|b| !b.windows(needle.len()).any(|w| w == needle)));
+        assert!(!file.windows(needle.len()).any(|w| w == needle));
+        assert!(file.windows(rec.id.len()).any(|w| w == rec.id.as_bytes()));
         assert_eq!(lookup(&store, &tok).unwrap(), Some(rec.clone()));
         assert!(revoke(&store, &rec.id).await.unwrap().revoked);
         assert!(lookup(&store, &tok).unwrap().unwrap().revoked);
@@ -197,5 +262,43 @@ mod tests {
             revoke(&store, "tok_nope").await,
             Err(TokenError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn tokens_an_older_bbedge_kept_in_sled_move_to_the_token_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let token = Secret::new("bbt_old".to_owned());
+        let old = TokenRecord {
+            id: "tok_0ld0ld00".into(),
+            role: Role::Agent,
+            room: None,
+            label: "from sled".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            revoked: false,
+        };
+        {
+            let store = store::open(&db, 1 << 20).unwrap().store;
+            store
+                .put(Tree::Tokens, key(token.expose()).as_bytes(), &old)
+                .unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = store::open(&db, 1 << 20).unwrap().store;
+        assert_eq!(lookup(&store, &token).unwrap(), Some(old.clone()));
+        assert!(store.keep().migrated(SECTION));
+        assert_eq!(
+            store.tree(Tree::Tokens).unwrap().len(),
+            0,
+            "sled copy removed"
+        );
+        revoke(&store, &old.id).await.unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+        // Quarantine-proof: with the database gone, the token file still knows it.
+        std::fs::remove_dir_all(&db).unwrap();
+        let store = store::open(&db, 1 << 20).unwrap().store;
+        assert!(lookup(&store, &token).unwrap().unwrap().revoked);
+        assert_eq!(list(&store).unwrap().len(), 1);
     }
 }

@@ -30,6 +30,13 @@ pub enum Error {
     /// Any other I/O error.
     #[error("database I/O error: {0}")]
     Io(#[source] std::io::Error),
+    /// The database is being reopened after a failure; try again shortly.
+    #[error("the database is being reopened after a storage failure")]
+    Reopening,
+    /// The verification child could not tell whether the database is sound (it could
+    /// not be started, or another process holds the database).
+    #[error("cannot verify the database: {0}")]
+    Check(String),
     /// A value could not be encoded.
     #[error("cannot encode a stored value: {0}")]
     Encode(String),
@@ -42,10 +49,23 @@ impl Error {
     /// Maps sled's error, telling a full disk apart.
     pub fn from_sled(e: sled::Error) -> Self {
         match e {
-            sled::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => Error::Full,
-            sled::Error::Io(io) => Error::Io(io),
-            sled::Error::Corruption { at, .. } => Error::Corrupt(format!("at {at:?}")),
-            other => Error::Corrupt(other.to_string()),
+            sled::Error::Io(io) => Error::from_io(io),
+            sled::Error::Corruption { at: Some(at), .. } => Error::Corrupt(format!(
+                "sled found a damaged log entry at {at} while reading the database"
+            )),
+            sled::Error::Corruption { at: None, .. } => Error::Corrupt(
+                "sled found a damaged log entry while reading the database (it gives no offset)"
+                    .to_owned(),
+            ),
+            other => Error::Corrupt(format!("sled: {other}")),
+        }
+    }
+
+    /// Maps an I/O error, telling a full disk (or a file-size limit) apart.
+    pub fn from_io(io: std::io::Error) -> Self {
+        match io.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => Error::Full,
+            _ => Error::Io(io),
         }
     }
 }
@@ -58,6 +78,8 @@ impl ErrorCode for Error {
             Error::Full => "STORE_FULL",
             Error::Corrupt(_) => "STORE_CORRUPT",
             Error::Io(_) => "STORE_IO",
+            Error::Reopening => "STORE_REOPENING",
+            Error::Check(_) => "STORE_CHECK",
             Error::Encode(_) => "STORE_ENCODE",
             Error::Decode(_) => "STORE_DECODE",
         }

@@ -156,10 +156,13 @@ pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: Cance
         };
         match route(frame) {
             Route::Store(kind, v) => match me.outbox.accept(kind, v.to_string(), now_ms()).await {
+                // storage_fault follows the store's health (any failed write, or a
+                // refusal of the outbox), not only this one frame.
                 Ok(_) => {
                     let online = me.online.load(Ordering::SeqCst);
+                    let faulty = me.outbox.storage_faulty();
                     me.hub.update(|f| {
-                        f.storage_fault = false;
+                        f.storage_fault = faulty;
                         // Not connected and a frame waits: buffering, whatever restarts
                         // happened (the link's `publish` keeps it so at its next step).
                         if !online && f.link == crate::signal::Link::Connecting {
@@ -171,7 +174,9 @@ pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: Cance
                 Err(e) => {
                     inc(&me.stats.refused);
                     me.hub.update(|f| f.storage_fault = true);
-                    tracing::warn!(operation = "upstream.outbox", code = e.code(), error = %e, "frame refused");
+                    // Counted (`dropped.store_full`); the store logs the failure once
+                    // and then once per interval with a count, not once per frame.
+                    tracing::debug!(operation = "upstream.outbox", code = e.code(), error = %e, "frame refused");
                 }
             },
             Route::Live(kind, v) => {

@@ -16,7 +16,7 @@
 //! are removed only once confirmed (see `core`): a crash re-sends them with the same id.
 
 use crate::error::ErrorCode;
-use crate::store::{self, codec, Store, Tree};
+use crate::store::{self, codec, health::Part, Store, Tree};
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -107,7 +107,6 @@ pub struct Depth {
 #[derive(Clone)]
 pub struct Outbox {
     store: Store,
-    tree: sled::Tree,
     limits: Limits,
     dir: PathBuf,
     depth: Arc<Mutex<Depth>>,
@@ -118,6 +117,14 @@ impl std::fmt::Debug for Outbox {
         f.debug_struct("Outbox")
             .field("depth", &self.depth())
             .finish()
+    }
+}
+
+/// The store error a refusal stands for (for the store's health report).
+fn refusal(e: &Refused) -> store::Error {
+    match e {
+        Refused::Full => store::Error::Full,
+        other => store::Error::Io(std::io::Error::other(other.to_string())),
     }
 }
 
@@ -139,6 +146,12 @@ fn seq_of(k: &[u8]) -> u64 {
 }
 
 impl Outbox {
+    /// The tree, fetched per use: a kept one would pin a database the store must be
+    /// able to reopen after a storage failure.
+    fn tree(&self) -> Result<sled::Tree, store::Error> {
+        self.store.tree(Tree::Outbox)
+    }
+
     /// Opens the tree and counts what a previous run left.
     pub fn open(store: Store, limits: Limits) -> Result<Self, store::Error> {
         let tree = store.tree(Tree::Outbox)?;
@@ -152,15 +165,30 @@ impl Outbox {
         let dir = store.path().to_owned();
         Ok(Self {
             store,
-            tree,
             limits,
             dir,
             depth: Arc::new(Mutex::new(depth)),
         })
     }
 
-    /// Stores a frame and flushes; returns its sequence number once it is on flash.
+    /// Stores a frame and flushes; returns its sequence number once it is on flash. A
+    /// refusal sets the store's `storage_fault` (part `Outbox`); a frame taken clears it.
     pub async fn accept(&self, kind: Kind, frame: String, now_ms: i64) -> Result<u64, Refused> {
+        let r = self.try_accept(kind, frame, now_ms).await;
+        let health = self.store.health();
+        match &r {
+            Ok(_) => health.committed(Part::Outbox),
+            Err(e) => health.failed(Part::Outbox, "upstream.outbox", &refusal(e)),
+        }
+        r
+    }
+
+    /// Whether storage is faulty now (the store's health, this outbox's refusals included).
+    pub fn storage_faulty(&self) -> bool {
+        self.store.health().is_faulty()
+    }
+
+    async fn try_accept(&self, kind: Kind, frame: String, now_ms: i64) -> Result<u64, Refused> {
         if self
             .free_bytes()
             .is_some_and(|free| free < self.limits.min_free_bytes)
@@ -177,9 +205,11 @@ impl Outbox {
         self.make_room(bytes.len())?;
         let seq = self.store.next_id()?;
         let stored = self
-            .tree
-            .insert(key(seq), bytes.as_slice())
-            .map_err(store::Error::from_sled)
+            .tree()
+            .and_then(|t| {
+                let r = t.insert(key(seq), bytes.as_slice());
+                self.store.written("upstream.outbox", r)
+            })
             .map_err(Refused::from);
         if let Err(e) = stored {
             if matches!(e, Refused::Full) {
@@ -215,7 +245,8 @@ impl Outbox {
             if !over || d.frames == 0 {
                 return Ok(());
             }
-            match self.tree.pop_min().map_err(store::Error::from_sled)? {
+            let popped = self.tree()?.pop_min();
+            match self.store.written("upstream.outbox", popped)? {
                 Some((_, v)) => {
                     self.with_depth(|d| {
                         d.frames = d.frames.saturating_sub(1);
@@ -243,7 +274,8 @@ impl Outbox {
         };
         loop {
             let (k, v) = self
-                .tree
+                .tree()
+                .ok()?
                 .range::<[u8; 8], _>((from, Bound::Unbounded))
                 .next()?
                 .ok()?;
@@ -272,8 +304,9 @@ impl Outbox {
     /// Removes confirmed entries (flushed later by the caller).
     pub fn remove(&self, seqs: &[u64]) {
         let mut removed = false;
+        let Ok(tree) = self.tree() else { return };
         for seq in seqs {
-            if let Ok(Some(v)) = self.tree.remove(key(*seq)) {
+            if let Ok(Some(v)) = tree.remove(key(*seq)) {
                 removed = true;
                 self.with_depth(|d| {
                     d.frames = d.frames.saturating_sub(1);
@@ -298,7 +331,7 @@ impl Outbox {
 
     /// Age of the oldest entry in milliseconds, if any.
     pub fn oldest_age_ms(&self, now_ms: i64) -> Option<i64> {
-        let (_, v) = self.tree.first().ok()??;
+        let (_, v) = self.tree().ok()?.first().ok()??;
         codec::decode::<Entry>(&v)
             .ok()
             .map(|e| now_ms - e.queued_ms)

@@ -59,7 +59,6 @@ pub fn sessions(store: &Store) -> Vec<Value> {
 #[derive(Clone)]
 pub struct Schedule {
     store: Store,
-    tree: sled::Tree,
     to_agent: mpsc::Sender<ToAgent>,
 }
 
@@ -73,11 +72,8 @@ fn at(item: &Value, k: &str) -> Option<i64> {
 impl Schedule {
     /// Opens the tree.
     pub fn open(store: Store, to_agent: mpsc::Sender<ToAgent>) -> Result<Self, store::Error> {
-        Ok(Self {
-            tree: store.tree(Tree::Schedule)?,
-            store,
-            to_agent,
-        })
+        store.tree(Tree::Schedule)?;
+        Ok(Self { store, to_agent })
     }
 
     /// Replaces the cache with a `schedule.push`'s sessions (keeps what bbedge already
@@ -109,9 +105,12 @@ impl Schedule {
                 tracing::warn!(operation = "upstream.schedule", error = %e, "cannot cache a scheduled session");
             }
         }
-        for (k, _) in self.tree.iter().filter_map(|r| r.ok()) {
-            if !keep.contains(&*String::from_utf8_lossy(&k)) {
-                let _ = self.tree.remove(k);
+        // Fetched per use: a kept tree would pin a database the store must reopen.
+        if let Ok(tree) = self.store.tree(Tree::Schedule) {
+            for (k, _) in tree.iter().filter_map(|r| r.ok()) {
+                if !keep.contains(&*String::from_utf8_lossy(&k)) {
+                    let _ = tree.remove(k);
+                }
             }
         }
         let store = self.store.clone();
@@ -147,7 +146,12 @@ impl Schedule {
 
     /// One look at the clock (public for tests).
     pub async fn tick(&self, now: i64, outbox: &Outbox, grew: &Notify) {
-        for (k, v) in self.tree.iter().filter_map(|r| r.ok()) {
+        // Read first, then act: the tree is not held across the agent's answer.
+        let entries: Vec<(sled::IVec, sled::IVec)> = match self.store.tree(Tree::Schedule) {
+            Ok(tree) => tree.iter().filter_map(|r| r.ok()).collect(),
+            Err(_) => return,
+        };
+        for (k, v) in entries {
             let Ok(mut c) = codec::decode::<Cached>(&v) else {
                 continue;
             };

@@ -77,6 +77,18 @@ pub fn spawn_keep_notify(cwd: &Path, args: &[&str], env: &[(String, String)]) ->
     start(command(), cwd, args, env)
 }
 
+/// Like [`spawn`], for a command that execs the binary itself (e.g. `sh -c 'umask 000;
+/// exec bbedge "$@"'`); `args` and the JSON log flag are appended to it.
+pub fn start_command(
+    mut cmd: Command,
+    cwd: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Daemon {
+    cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
+    start(cmd, cwd, args, env)
+}
+
 fn start(mut cmd: Command, cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
     cmd.args(args)
         .arg("--log-format")
