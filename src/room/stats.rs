@@ -33,12 +33,15 @@ pub mod reason {
     pub const CONNECTION_LIMIT: &str = "connection_limit";
     /// A connection refused for its token or room (4003, 4004, no token).
     pub const AUTH: &str = "auth";
+    /// A TCP connection closed unanswered at accept: its address already had
+    /// `handshakes_per_ip` connections in the handshake, or `max_handshakes` were.
+    pub const HANDSHAKE_LIMIT: &str = "handshake_limit";
     /// A handshake that did not finish in `handshake_timeout` or failed.
     pub const HANDSHAKE: &str = "handshake";
     /// A client that answered none of our pings for `idle_timeout` (closed 1001).
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
     /// Every reason, for `/status`.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         NOT_JSON,
         BINARY,
         UNKNOWN_TYPE,
@@ -49,6 +52,7 @@ pub mod reason {
         SLOW_CONSUMER,
         UPSTREAM_FULL,
         CONNECTION_LIMIT,
+        HANDSHAKE_LIMIT,
         AUTH,
         HANDSHAKE,
         IDLE_TIMEOUT,

@@ -1,9 +1,11 @@
 //! A connection's writing half: drains the bounded queue into the socket in batches,
-//! sends our pings, enforces the idle timeout, and says the farewell (last frame +
+//! with the client's pending presence written ahead of each frame (or alone when
+//! nothing else is queued), sends our pings, enforces the idle timeout, and says the farewell (last frame +
 //! close) within [`FAREWELL_TIMEOUT`]. Also the `/echo` conformance loop.
 
 use super::outbox::Farewell;
 use super::outbox::{Inbox, Outbox};
+use super::presence::Presence;
 use super::Service;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +26,7 @@ const WRITE_BATCH: usize = 32;
 pub(super) async fn write<Si>(
     svc: &Service,
     out: &Outbox,
+    presence: &Presence,
     mut inbox: Inbox,
     mut sink: Si,
     last_seen: &AtomicU64,
@@ -45,6 +48,10 @@ pub(super) async fn write<Si>(
                     let mut next = Some(first);
                     let mut n = 0;
                     while let Some(t) = next.take() {
+                        for p in presence.take() {
+                            sink.feed(Message::Text(p)).await?;
+                            svc.stats.frames_out.inc();
+                        }
                         let len = t.len();
                         sink.feed(Message::Text(t)).await?;
                         inbox.bytes.fetch_sub(len, Ordering::AcqRel);
@@ -53,6 +60,24 @@ pub(super) async fn write<Si>(
                         if n < WRITE_BATCH {
                             next = inbox.rx.try_recv().ok();
                         }
+                    }
+                    sink.flush().await
+                };
+                let r = tokio::select! {
+                    biased;
+                    _ = out.closing().cancelled() => break,
+                    r = batch => r,
+                };
+                if r.is_err() {
+                    out.close(Farewell { last: None, code: None, reason: String::new(), why: "write_failed" });
+                    return;
+                }
+            }
+            _ = presence.changed() => {
+                let batch = async {
+                    for p in presence.take() {
+                        sink.feed(Message::Text(p)).await?;
+                        svc.stats.frames_out.inc();
                     }
                     sink.flush().await
                 };
