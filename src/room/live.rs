@@ -174,7 +174,7 @@ impl Room {
             .map(|d| presence::Left::new(&self.id, &d.client_id, &d.who));
         let hello = presence::Joined::new(&self.id, &p.id, p.describe(), replaces);
         for other in g.participants.iter().filter(|o| o.id != p.id) {
-            other.presence.joined(&hello);
+            other.presence.joined(&hello, other.out.pushed());
         }
     }
 
@@ -214,7 +214,7 @@ impl Room {
         self.with(|logic, ctx, ps| {
             if let Some(bye) = &bye {
                 for p in ps {
-                    p.presence.left(bye);
+                    p.presence.left(bye, p.out.pushed());
                 }
             }
             logic.on_leave(ctx, &who);
@@ -231,7 +231,7 @@ impl Room {
         let d = g.departed.swap_remove(i);
         let bye = presence::Left::new(&self.id, &d.client_id, &d.who);
         for p in &g.participants {
-            p.presence.left(&bye);
+            p.presence.left(&bye, p.out.pushed());
         }
     }
 

@@ -9,9 +9,10 @@
 //! pending changes are at most the participants present now plus those the client was
 //! told of that have gone: bounded by the room, however long the burst.
 //!
-//! The writer writes pending presence before each queued frame, so presence is never
-//! later than its place among the frames, only earlier (a `presence.left` may overtake
-//! frames still queued from before it).
+//! Each change remembers how many frames had been queued to the client when it
+//! happened ([`Outbox::pushed`](super::outbox::Outbox::pushed)); the writer writes it
+//! after those frames and before the next one, so presence keeps its place among the
+//! frames (a coalesced change takes the place of the latest change it folds in).
 
 use super::frames;
 use serde_json::Value;
@@ -78,17 +79,24 @@ enum Change {
     /// (may differ from the event's when that one was never told either).
     Joined {
         seq: u64,
+        after: u64,
         replaces: Option<Arc<Left>>,
         frame: Utf8Bytes,
     },
     /// Told it joined; not yet told it left.
-    Left { seq: u64, ev: Arc<Left> },
+    Left { seq: u64, after: u64, ev: Arc<Left> },
 }
 
 impl Change {
     fn seq(&self) -> u64 {
         match self {
             Change::Joined { seq, .. } | Change::Left { seq, .. } => *seq,
+        }
+    }
+
+    fn after(&self) -> u64 {
+        match self {
+            Change::Joined { after, .. } | Change::Left { after, .. } => *after,
         }
     }
 }
@@ -121,10 +129,11 @@ impl Presence {
         self.net.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `ev` joined.
-    pub fn joined(&self, ev: &Arc<Joined>) {
-        {
+    /// `ev` joined, after the client's `after` queued frames.
+    pub fn joined(&self, ev: &Arc<Joined>, after: u64) {
+        let was_empty = {
             let mut n = self.lock();
+            let was_empty = n.changes.is_empty();
             n.seq += 1;
             let seq = n.seq;
             let mut replaces = ev.replaces.clone();
@@ -153,18 +162,25 @@ impl Presence {
                 ev.id.clone(),
                 Change::Joined {
                     seq,
+                    after,
                     replaces,
                     frame,
                 },
             );
+            was_empty
+        };
+        // The writer was told when the first change came; it takes them all.
+        if was_empty {
+            self.changed.notify_one();
         }
-        self.changed.notify_one();
     }
 
-    /// `ev` left (for good: after the grace period, or at once).
-    pub fn left(&self, ev: &Arc<Left>) {
-        {
+    /// `ev` left (for good: after the grace period, or at once), after the client's
+    /// `after` queued frames.
+    pub fn left(&self, ev: &Arc<Left>, after: u64) {
+        let was_empty = {
             let mut n = self.lock();
+            let was_empty = n.changes.is_empty();
             n.seq += 1;
             let seq = n.seq;
             match n.changes.remove(&ev.id) {
@@ -172,8 +188,12 @@ impl Presence {
                 // connection it replaced, which the client knew, that it is gone.
                 Some(Change::Joined { replaces, .. }) => {
                     if let Some(r) = replaces {
-                        n.changes
-                            .insert(r.id.clone(), Change::Left { seq, ev: r.clone() });
+                        let left = Change::Left {
+                            seq,
+                            after,
+                            ev: r.clone(),
+                        };
+                        n.changes.insert(r.id.clone(), left);
                     }
                 }
                 _ => {
@@ -181,22 +201,35 @@ impl Presence {
                         ev.id.clone(),
                         Change::Left {
                             seq,
+                            after,
                             ev: ev.clone(),
                         },
                     );
                 }
             }
+            was_empty
+        };
+        // The writer was told when the first change came; it takes them all.
+        if was_empty {
+            self.changed.notify_one();
         }
-        self.changed.notify_one();
     }
 
-    /// The pending frames in the order they happened; none remain pending.
-    pub fn take(&self) -> Vec<Utf8Bytes> {
-        let changes = std::mem::take(&mut self.lock().changes);
-        if changes.is_empty() {
+    /// The pending frames due once the client's first `written` queued frames are
+    /// written, in the order they happened; they are no longer pending.
+    pub fn take(&self, written: u64) -> Vec<Utf8Bytes> {
+        let mut n = self.lock();
+        if n.changes.is_empty() {
             return Vec::new();
         }
-        let mut v: Vec<Change> = changes.into_values().collect();
+        let due: Vec<String> = n
+            .changes
+            .iter()
+            .filter(|(_, c)| c.after() <= written)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut v: Vec<Change> = due.iter().filter_map(|k| n.changes.remove(k)).collect();
+        drop(n);
         v.sort_unstable_by_key(Change::seq);
         v.into_iter()
             .map(|c| match c {
@@ -227,7 +260,7 @@ mod tests {
     }
 
     fn events(p: &Presence) -> Vec<(String, String, Option<String>)> {
-        p.take()
+        p.take(u64::MAX)
             .iter()
             .map(|t| {
                 let v: Value = serde_json::from_str(t).unwrap();
@@ -251,11 +284,11 @@ mod tests {
         // `a` was told earlier; 1,000 come and go; `b` stays; `a` leaves.
         for i in 0..1000 {
             let id = format!("c{i}");
-            p.joined(&Joined::new("r", &id, who(&id), None));
-            p.left(&Left::new("r", &id, &who(&id)));
+            p.joined(&Joined::new("r", &id, who(&id), None), 0);
+            p.left(&Left::new("r", &id, &who(&id)), 0);
         }
-        p.joined(&Joined::new("r", "b", who("b"), None));
-        p.left(&left_a);
+        p.joined(&Joined::new("r", "b", who("b"), None), 0);
+        p.left(&left_a, 0);
         assert_eq!(p.pending(), 2);
         assert_eq!(
             events(&p),
@@ -264,7 +297,20 @@ mod tests {
                 ev("presence.left", "a", None)
             ]
         );
-        assert!(p.take().is_empty());
+        assert!(p.take(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_change_waits_for_the_frames_queued_before_it() {
+        let p = Presence::default();
+        // Two frames were queued (connection.ack, room_state) when `a` joined, a third
+        // when `b` did.
+        p.joined(&Joined::new("r", "a", who("a"), None), 2);
+        p.joined(&Joined::new("r", "b", who("b"), None), 3);
+        assert!(p.take(1).is_empty(), "frame 2 first");
+        assert_eq!(p.take(2).len(), 1);
+        assert_eq!(p.pending(), 1);
+        assert_eq!(events(&p), vec![ev("presence.joined", "b", None)]);
     }
 
     #[test]
@@ -274,20 +320,20 @@ mod tests {
         // the client reads: it hears only that a3 replaces a1.
         let a1 = Left::new("r", "a1", &who("a1"));
         let a2 = Joined::new("r", "a2", who("a2"), Some(a1));
-        p.joined(&a2);
+        p.joined(&a2, 0);
         let a2_left = Left::new("r", "a2", &who("a2"));
-        p.joined(&Joined::new("r", "a3", who("a3"), Some(a2_left.clone())));
+        p.joined(&Joined::new("r", "a3", who("a3"), Some(a2_left.clone())), 0);
         assert_eq!(events(&p), vec![ev("presence.joined", "a3", Some("a1"))]);
         // Now it knows a3. b2 joins, b3 replaces b2, b3 leaves, all unread: nothing.
-        p.joined(&Joined::new("r", "b2", who("b2"), None));
+        p.joined(&Joined::new("r", "b2", who("b2"), None), 0);
         let b2 = Left::new("r", "b2", &who("b2"));
-        p.joined(&Joined::new("r", "b3", who("b3"), Some(b2)));
-        p.left(&Left::new("r", "b3", &who("b3")));
+        p.joined(&Joined::new("r", "b3", who("b3"), Some(b2)), 0);
+        p.left(&Left::new("r", "b3", &who("b3")), 0);
         assert_eq!(p.pending(), 0);
         // a4 replaces a3 and leaves before the client reads: a3 left.
         let a3 = Left::new("r", "a3", &who("a3"));
-        p.joined(&Joined::new("r", "a4", who("a4"), Some(a3)));
-        p.left(&Left::new("r", "a4", &who("a4")));
+        p.joined(&Joined::new("r", "a4", who("a4"), Some(a3)), 0);
+        p.left(&Left::new("r", "a4", &who("a4")), 0);
         let got = events(&p);
         assert_eq!(got, vec![ev("presence.left", "a3", None)], "{got:?}");
     }

@@ -1,6 +1,6 @@
 //! A connection's writing half: drains the bounded queue into the socket in batches,
-//! with the client's pending presence written ahead of each frame (or alone when
-//! nothing else is queued), sends our pings, enforces the idle timeout, and says the farewell (last frame +
+//! with the client's pending presence written in its place among the frames (see
+//! [`presence`](super::presence)), sends our pings, enforces the idle timeout, and says the farewell (last frame +
 //! close) within [`FAREWELL_TIMEOUT`]. Also the `/echo` conformance loop.
 
 use super::outbox::Farewell;
@@ -38,6 +38,8 @@ pub(super) async fn write<Si>(
     let idle = Duration::from_secs(l.idle_timeout).as_millis() as u64;
     let every = Duration::from_secs(l.ping_interval);
     let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+    // Frames received from the queue so far: presence due after them may be written.
+    let mut received: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -48,10 +50,11 @@ pub(super) async fn write<Si>(
                     let mut next = Some(first);
                     let mut n = 0;
                     while let Some(t) = next.take() {
-                        for p in presence.take() {
+                        for p in presence.take(received) {
                             sink.feed(Message::Text(p)).await?;
                             svc.stats.frames_out.inc();
                         }
+                        received += 1;
                         let len = t.len();
                         sink.feed(Message::Text(t)).await?;
                         inbox.bytes.fetch_sub(len, Ordering::AcqRel);
@@ -60,6 +63,10 @@ pub(super) async fn write<Si>(
                         if n < WRITE_BATCH {
                             next = inbox.rx.try_recv().ok();
                         }
+                    }
+                    for p in presence.take(received) {
+                        sink.feed(Message::Text(p)).await?;
+                        svc.stats.frames_out.inc();
                     }
                     sink.flush().await
                 };
@@ -75,7 +82,7 @@ pub(super) async fn write<Si>(
             }
             _ = presence.changed() => {
                 let batch = async {
-                    for p in presence.take() {
+                    for p in presence.take(received) {
                         sink.feed(Message::Text(p)).await?;
                         svc.stats.frames_out.inc();
                     }
