@@ -344,6 +344,43 @@ async fn silent_sockets_lose_their_handshake_slots_after_the_timeout() {
     c.pongs().await;
 }
 
+#[test]
+fn reserves_that_leave_observers_nothing_and_a_host_cap_at_the_total_are_refused() {
+    let load = |pairs: &[(&str, &str)]| {
+        bbedge::config::Loader::builtin()
+            .env(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (support::env_name(k), (*v).to_owned())),
+            )
+            .load()
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = load(&[
+        ("realtime.limits.max_connections", "4"),
+        ("realtime.limits.reserved_for_agents", "2"),
+        ("realtime.limits.reserved_for_operators", "2"),
+    ]);
+    assert!(e.contains("realtime.limits.reserved_for_operators"), "{e}");
+    assert!(e.contains("realtime.limits.max_connections (4)"), "{e}");
+    let e = load(&[
+        ("realtime.limits.max_handshakes", "8"),
+        ("realtime.rate_limiting.handshakes_per_ip", "8"),
+    ]);
+    assert!(
+        e.contains("realtime.rate_limiting.handshakes_per_ip"),
+        "{e}"
+    );
+    assert!(
+        e.contains("one host could hold every handshake slot"),
+        "{e}"
+    );
+    let e = load(&[("realtime.limits.max_handshakes", "0")]);
+    assert!(e.contains("realtime.limits.max_handshakes"), "{e}");
+}
+
 /// A reader of every frame that keeps the participant set presence describes, and
 /// fails on an inconsistent frame (a join of someone present, a leave of someone absent).
 struct Witness {
