@@ -35,11 +35,8 @@ const JOIN_WITHIN: Duration = Duration::from_secs(1);
 
 /// These tests load both cores; one at a time keeps "within 1 s" about the box, not
 /// about the test next door.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// (A tokio mutex: it is held across awaits, and works across the tests' runtimes.)
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Soft RLIMIT_NOFILE up to the hard limit: the test holds both ends of ~2,000 sockets.
 fn raise_fd_limit() {
@@ -174,7 +171,7 @@ const PACE: Duration = Duration::from_millis(50);
 
 #[tokio::test]
 async fn three_hundred_silent_sockets_from_one_host_keep_neither_agent_nor_operator_out() {
-    let _one = heavy();
+    let _one = HEAVY.lock().await;
     raise_fd_limit();
     let (logs, _guard) = LogCapture::install();
     let tb = TestBox::start(&[]).await;
@@ -226,7 +223,7 @@ async fn three_hundred_silent_sockets_from_one_host_keep_neither_agent_nor_opera
 
 #[tokio::test]
 async fn with_the_room_full_of_observers_and_a_flood_the_agent_and_an_operator_still_join() {
-    let _one = heavy();
+    let _one = HEAVY.lock().await;
     raise_fd_limit();
     // 24 joined slots: 2 only agents may take, 2 more only agents and operators.
     let tb = TestBox::start(&[
@@ -292,7 +289,7 @@ async fn with_the_room_full_of_observers_and_a_flood_the_agent_and_an_operator_s
 
 #[tokio::test]
 async fn silent_sockets_lose_their_handshake_slots_after_the_timeout() {
-    let _one = heavy();
+    let _one = HEAVY.lock().await;
     // The shipped default drops an idle pre-auth socket within 5 s.
     let builtin = bbedge::config::Loader::builtin().load().unwrap();
     assert!(builtin.config.realtime.limits.handshake_timeout <= 5);
@@ -449,7 +446,7 @@ impl Witness {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_1000_joins_and_leaves_closes_no_reading_client_and_presence_adds_up() {
-    let _one = heavy();
+    let _one = HEAVY.lock().await;
     raise_fd_limit();
     const N: usize = 1000;
     let tb = TestBox::start(&[
