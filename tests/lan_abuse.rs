@@ -105,7 +105,7 @@ async fn joins_in_time(tb: &TestBox, token: &str, who: &str) -> (Client, Duratio
     (c, t0.elapsed())
 }
 
-/// `n` silent sockets from [`HOSTILE`], each reconnected (after `pace`) as soon as the
+/// `n` silent sockets from the addresses `from` (in turn), each reconnected (after `pace`) as soon as the
 /// box closes it: a host that keeps trying to hold every slot it can.
 struct Flood {
     stop: CancellationToken,
@@ -115,17 +115,18 @@ struct Flood {
 }
 
 impl Flood {
-    async fn start(to: SocketAddr, n: usize, pace: Duration) -> Flood {
+    async fn start(to: SocketAddr, from: &[[u8; 4]], n: usize, pace: Duration) -> Flood {
         let stop = CancellationToken::new();
         let closed = Arc::new(AtomicU64::new(0));
         let (first, mut firsts) = tokio::sync::mpsc::channel::<()>(n);
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..n {
+        for i in 0..n {
             let (stop, closed, first) = (stop.clone(), closed.clone(), first.clone());
+            let addr = from[i % from.len()];
             tasks.spawn(async move {
                 let mut told = false;
                 while !stop.is_cancelled() {
-                    if let Ok(mut tcp) = tcp_from(HOSTILE, to).await {
+                    if let Ok(mut tcp) = tcp_from(addr, to).await {
                         if !told {
                             told = first.send(()).await.is_ok();
                         }
@@ -178,7 +179,7 @@ async fn three_hundred_silent_sockets_from_one_host_keep_neither_agent_nor_opera
     let caps = *tb.svc().limits.caps();
     assert_eq!(caps.handshakes_per_ip, 8, "the shipped default");
     let addr = tb.realtime.unwrap();
-    let flood = Flood::start(addr, 300, PACE).await;
+    let flood = Flood::start(addr, &[HOSTILE], 300, PACE).await;
     // The box has closed sockets of the flood beyond its 8 handshake slots.
     let (agent_t, _) = tb.token(Role::Agent, None).await;
     let (op_t, _) = tb.token(Role::Operator, None).await;
@@ -257,7 +258,7 @@ async fn with_the_room_full_of_observers_and_a_flood_the_agent_and_an_operator_s
         r["reason"], "connection limit reached (20 of 24 open to observers)",
         "{r}"
     );
-    let flood = Flood::start(tb.realtime.unwrap(), 300, PACE).await;
+    let flood = Flood::start(tb.realtime.unwrap(), &[HOSTILE], 300, PACE).await;
     let (agent_t, _) = tb.token(Role::Agent, None).await;
     let (op_t, _) = tb.token(Role::Operator, None).await;
     let (mut agent, _) = joins_in_time(&tb, &agent_t, "agent").await;
@@ -284,6 +285,26 @@ async fn with_the_room_full_of_observers_and_a_flood_the_agent_and_an_operator_s
     op.pongs().await;
     observers[0].pongs().await;
     assert!(tb.svc().limits.handshaking() <= 8);
+    flood.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_from_many_addresses_fills_the_handshakes_but_a_known_agent_comes_back() {
+    let _one = HEAVY.lock().await;
+    raise_fd_limit();
+    let tb = TestBox::start(&[]).await;
+    let (agent_t, _) = tb.token(Role::Agent, None).await;
+    // The agent has joined from 127.0.0.1 before: the box remembers the address.
+    let (agent, _) = joins_in_time(&tb, &agent_t, "agent").await;
+    drop(agent);
+    // 12 addresses x 8 silent sockets: more than the 64 handshake slots in total.
+    let from: Vec<[u8; 4]> = (1..=12).map(|i| [127, 0, 1, i]).collect();
+    let flood = Flood::start(tb.realtime.unwrap(), &from, 96, PACE).await;
+    let full = tb.svc().limits.caps().max_handshakes;
+    assert_eq!(full, 64, "the shipped default");
+    let (mut agent, _) = joins_in_time(&tb, &agent_t, "returning agent").await;
+    agent.pongs().await;
+    assert!(tb.drops("handshake_limit").await >= 32.0);
     flood.stop().await;
 }
 

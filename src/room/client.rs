@@ -145,6 +145,9 @@ pub async fn serve<S>(
     };
     // Joined: the handshake slot goes back for the next newcomer.
     drop(slot);
+    if matches!(record.role, tokens::Role::Agent | tokens::Role::Operator) {
+        svc.limits.trust(peer.ip());
+    }
     if svc.stopping.is_cancelled() {
         // Joined after the shutdown's close_all went by.
         out.close(super::server::shutting_down());

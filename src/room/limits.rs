@@ -4,7 +4,10 @@
 //!   `limits.max_handshakes` in total and `rate_limiting.handshakes_per_ip` per address,
 //!   taken at accept. Over either the TCP connection is closed unanswered, so a host
 //!   that opens sockets and stays silent holds a few handshake slots for at most
-//!   `handshake_timeout`, never a joined slot.
+//!   `handshake_timeout`, never a joined slot. The last [`TRUSTED_ADDRESSES`] addresses
+//!   an agent or operator joined from have [`TRUSTED_HANDSHAKES`] more handshake slots
+//!   of their own, so that a flood from many addresses cannot keep a known agent
+//!   from coming back either.
 //! - **joined** (after the token check): `limits.max_connections` in total, of which
 //!   `reserved_for_agents` only agents and `reserved_for_operators` more only agents and
 //!   operators may take; `connections_per_ip`; `connections_per_user` per token, like
@@ -13,15 +16,22 @@
 //! Every count is released by dropping its guard.
 
 use super::tokens::Role;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+/// Addresses remembered as an agent's or operator's (the most recent ones).
+pub const TRUSTED_ADDRESSES: usize = 8;
+/// Handshake slots beyond `max_handshakes` that only those addresses may take.
+pub const TRUSTED_HANDSHAKES: usize = 8;
 
 /// The caps.
 #[derive(Debug)]
 pub struct Limits {
     handshakes: Arc<Counts<()>>,
+    trusted_handshakes: Arc<Counts<()>>,
+    trusted: Mutex<VecDeque<IpAddr>>,
     handshakes_per_ip: Arc<Counts<IpAddr>>,
     joined: Arc<Counts<()>>,
     per_ip: Arc<Counts<IpAddr>>,
@@ -164,6 +174,8 @@ impl Limits {
     pub fn new(caps: Caps) -> Self {
         Self {
             handshakes: Counts::new(),
+            trusted_handshakes: Counts::new(),
+            trusted: Mutex::new(VecDeque::with_capacity(TRUSTED_ADDRESSES)),
             handshakes_per_ip: Counts::new(),
             joined: Counts::new(),
             per_ip: Counts::new(),
@@ -180,18 +192,39 @@ impl Limits {
     /// A handshake slot for a just-accepted TCP connection from `ip`; `Err`: close it
     /// unanswered.
     pub fn handshake(&self, ip: IpAddr) -> Result<Handshake, HandshakeCap> {
-        let ip = self
+        let per_ip = self
             .handshakes_per_ip
             .take(&ip, self.caps.handshakes_per_ip)
             .ok_or(HandshakeCap::PerIp)?;
-        let total = self
-            .handshakes
-            .take(&(), self.caps.max_handshakes)
-            .ok_or(HandshakeCap::Total)?;
+        let total = match self.handshakes.take(&(), self.caps.max_handshakes) {
+            Some(t) => t,
+            None if self.is_trusted(&ip) => self
+                .trusted_handshakes
+                .take(&(), TRUSTED_HANDSHAKES)
+                .ok_or(HandshakeCap::Total)?,
+            None => return Err(HandshakeCap::Total),
+        };
         Ok(Handshake {
             _total: total,
-            _ip: ip,
+            _ip: per_ip,
         })
+    }
+
+    /// Remembers `ip` as an agent's or operator's (see [`TRUSTED_ADDRESSES`]).
+    pub fn trust(&self, ip: IpAddr) {
+        let mut t = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        t.retain(|a| *a != ip);
+        if t.len() >= TRUSTED_ADDRESSES {
+            t.pop_back();
+        }
+        t.push_front(ip);
+    }
+
+    fn is_trusted(&self, ip: &IpAddr) -> bool {
+        self.trusted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(ip)
     }
 
     /// A joined slot for a client of `role`, if fewer than [`Caps::joined_cap`] are
@@ -217,7 +250,7 @@ impl Limits {
 
     /// Connections in the handshake.
     pub fn handshaking(&self) -> usize {
-        self.handshakes.get(&())
+        self.handshakes.get(&()) + self.trusted_handshakes.get(&())
     }
 }
 
@@ -256,6 +289,37 @@ mod tests {
         drop(a1);
         assert!(l.handshake(c).is_ok());
         assert_eq!(l.handshaking(), 3, "c gave its slot back when dropped");
+    }
+
+    #[test]
+    fn an_agents_address_keeps_handshake_slots_when_many_addresses_fill_the_rest() {
+        let l = Limits::new(caps());
+        let agent = IpAddr::from([10, 0, 0, 9]);
+        let flood: Vec<_> = (1..=2u8)
+            .flat_map(|i| {
+                let ip = IpAddr::from([10, 0, 1, i]);
+                [l.handshake(ip).unwrap(), l.handshake(ip).unwrap()]
+            })
+            .collect();
+        assert_eq!(l.handshake(agent).unwrap_err(), HandshakeCap::Total);
+        l.trust(agent);
+        let a = l
+            .handshake(agent)
+            .expect("a trusted address has slots of its own");
+        let _b = l.handshake(agent).unwrap();
+        assert_eq!(l.handshake(agent).unwrap_err(), HandshakeCap::PerIp);
+        assert_eq!(l.handshaking(), 6);
+        // The reserve is for the remembered addresses only, and only the newest ones.
+        assert_eq!(
+            l.handshake(IpAddr::from([10, 0, 1, 3])).unwrap_err(),
+            HandshakeCap::Total
+        );
+        drop(a);
+        for i in 0..TRUSTED_ADDRESSES as u8 {
+            l.trust(IpAddr::from([10, 0, 2, i]));
+        }
+        assert_eq!(l.handshake(agent).unwrap_err(), HandshakeCap::Total);
+        drop(flood);
     }
 
     #[test]
