@@ -1,7 +1,8 @@
 //! A connection's writing half: drains the bounded queue into the socket in batches,
 //! with the client's pending presence written in its place among the frames (see
-//! [`presence`](super::presence)), sends our pings, enforces the idle timeout, and says the farewell (last frame +
-//! close) within [`FAREWELL_TIMEOUT`]. Also the `/echo` conformance loop.
+//! [`presence`](super::presence)), sends our pings, enforces the idle timeout, and
+//! says the farewell (last frame + close) within [`FAREWELL_TIMEOUT`]. Also the
+//! `/echo` conformance loop.
 
 use super::outbox::Farewell;
 use super::outbox::{Inbox, Outbox};
