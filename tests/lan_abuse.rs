@@ -126,18 +126,27 @@ impl Flood {
             tasks.spawn(async move {
                 let mut told = false;
                 while !stop.is_cancelled() {
-                    if let Ok(mut tcp) = tcp_from(addr, to).await {
-                        if !told {
-                            told = first.send(()).await.is_ok();
-                        }
-                        let mut buf = [0u8; 64];
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            // Silent: never writes. EOF or reset: the box closed it.
-                            _ = tcp.read(&mut buf) => {
-                                closed.fetch_add(1, Ordering::Relaxed);
+                    // The box resets a socket it refuses at accept, often before the
+                    // connect has even returned: both count as closed by the box.
+                    let attempt = tcp_from(addr, to).await;
+                    if !told {
+                        told = first.send(()).await.is_ok();
+                    }
+                    match attempt {
+                        Ok(mut tcp) => {
+                            let mut buf = [0u8; 64];
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                // Silent: never writes. EOF or reset: the box closed it.
+                                _ = tcp.read(&mut buf) => {
+                                    closed.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                            closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {}
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,
@@ -150,7 +159,7 @@ impl Flood {
         for _ in 0..n {
             tokio::time::timeout(FRAME_TIMEOUT, firsts.recv())
                 .await
-                .expect("every flood socket connects once")
+                .expect("every flood socket tries once")
                 .expect("flood tasks alive");
         }
         Flood {

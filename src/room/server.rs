@@ -64,6 +64,8 @@ pub async fn accept_loop(
             Err(cap) => {
                 svc.stats.dropped(reason::HANDSHAKE_LIMIT);
                 refused.hit(&svc, peer.ip(), cap);
+                // A reset, not a FIN: a sustained flood leaves no TIME_WAIT behind.
+                let _ = tcp.set_zero_linger();
                 drop(tcp);
                 continue;
             }
