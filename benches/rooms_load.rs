@@ -106,6 +106,12 @@ fn env(state: &std::path::Path) -> Vec<(&'static str, String)> {
         ("BBEDGE_UPSTREAM__ENABLED", "false".into()),
         ("BBEDGE_LOGGING__LEVEL", "warn,bbedge=info".into()),
         ("BBEDGE_REALTIME__LIMITS__MAX_CONNECTIONS", "5000".into()),
+        // The attempts phase keeps 1,000 handshakes in flight from 127.0.0.1.
+        ("BBEDGE_REALTIME__LIMITS__MAX_HANDSHAKES", "2000".into()),
+        (
+            "BBEDGE_REALTIME__RATE_LIMITING__HANDSHAKES_PER_IP",
+            "1500".into(),
+        ),
         (
             "BBEDGE_REALTIME__RATE_LIMITING__CONNECTIONS_PER_IP",
             "5000".into(),

@@ -63,10 +63,30 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         rl.connections_per_user as u64,
         1..=100_000,
     )?;
+    range(
+        "realtime.rate_limiting.handshakes_per_ip",
+        rl.handshakes_per_ip as u64,
+        1..=100_000,
+    )?;
     let l = &r.limits;
     range(
         "realtime.limits.max_connections",
         l.max_connections as u64,
+        1..=100_000,
+    )?;
+    range(
+        "realtime.limits.reserved_for_agents",
+        l.reserved_for_agents as u64,
+        0..=1000,
+    )?;
+    range(
+        "realtime.limits.reserved_for_operators",
+        l.reserved_for_operators as u64,
+        0..=1000,
+    )?;
+    range(
+        "realtime.limits.max_handshakes",
+        l.max_handshakes as u64,
         1..=100_000,
     )?;
     range(
@@ -106,6 +126,30 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
             format!(
                 "must be at least realtime.limits.max_frame_bytes ({}), or no frame of the largest size could be queued",
                 l.max_frame_bytes
+            ),
+        ));
+    }
+    if l.reserved_for_agents + l.reserved_for_operators >= l.max_connections {
+        return Err(fail2(
+            loaded,
+            "realtime.limits.reserved_for_operators",
+            "realtime.limits.max_connections",
+            l.reserved_for_operators,
+            format!(
+                "with realtime.limits.reserved_for_agents ({}) must leave observers at least one of realtime.limits.max_connections ({})",
+                l.reserved_for_agents, l.max_connections
+            ),
+        ));
+    }
+    if rl.handshakes_per_ip >= l.max_handshakes {
+        return Err(fail2(
+            loaded,
+            "realtime.rate_limiting.handshakes_per_ip",
+            "realtime.limits.max_handshakes",
+            rl.handshakes_per_ip,
+            format!(
+                "must be below realtime.limits.max_handshakes ({}), or one host could hold every handshake slot",
+                l.max_handshakes
             ),
         ));
     }

@@ -97,8 +97,11 @@ pub struct Snapshots {
 pub struct RateLimiting {
     /// Frames per second one connection may send (token bucket); over it: close 1008.
     pub messages_per_second: u32,
-    /// Concurrent connections from one IP address; over it: close 4029.
+    /// Concurrent joined connections from one IP address; over it: close 4029.
     pub connections_per_ip: usize,
+    /// Connections from one IP address still in the handshake; a new one over it is
+    /// closed unanswered.
+    pub handshakes_per_ip: usize,
     /// Concurrent connections per token ("user"); over it: close 4029.
     pub connections_per_user: usize,
 }
@@ -107,8 +110,15 @@ pub struct RateLimiting {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Concurrent WebSocket connections in total; over it: close 4029.
+    /// Joined (authenticated) WebSocket connections in total; over it: close 4029.
     pub max_connections: usize,
+    /// Of `max_connections`, slots only agents may take.
+    pub reserved_for_agents: usize,
+    /// Of `max_connections`, further slots only agents and operators may take.
+    pub reserved_for_operators: usize,
+    /// Connections still in the handshake (before the token check), in total; a new
+    /// TCP connection over it is closed unanswered.
+    pub max_handshakes: usize,
     /// Largest frame (and message) accepted, in bytes; over it: close 1009.
     pub max_frame_bytes: usize,
     /// Frames queued towards one client before it counts as a slow consumer (close 1013).

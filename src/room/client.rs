@@ -4,7 +4,7 @@
 
 use super::frames;
 use super::handshake::{Target, Upgrade};
-use super::limits::Admission;
+use super::limits::Handshake;
 use super::outbox::{self, Farewell, Outbox};
 use super::registry::Participant;
 use super::stats::reason;
@@ -27,12 +27,22 @@ pub async fn serve<S>(
     mut ws: WebSocketStream<S>,
     up: Upgrade,
     peer: SocketAddr,
-    admission: Admission,
+    slot: Handshake,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let refuse = |code: &'static str| svc.stats.dropped(code);
     if matches!(up.target, Some(Target::Echo)) {
+        // The conformance endpoint counts as an observer once upgraded.
+        let Some(_joined) = svc.limits.join(tokens::Role::Observer) else {
+            refuse(reason::CONNECTION_LIMIT);
+            let why = frames::close_reason(
+                RealtimeCode::ConnectionLimitExceeded,
+                &[("reason", "connection limit reached")],
+            );
+            return farewell(&mut ws, None, Some(4029), &why).await;
+        };
+        drop(slot);
         return echo(&svc, ws).await;
     }
     let Some(Target::Room { kind, id }) = up.target else {
@@ -83,22 +93,22 @@ pub async fn serve<S>(
             &[("reason", what.as_str())],
         )
     };
-    let _permit = match admission {
-        Admission::Normal(p) => p,
-        Admission::Refuse(_) => {
-            refuse(reason::CONNECTION_LIMIT);
-            let why = limit(format!(
-                "connection limit reached ({})",
-                svc.limits.max_connections
-            ));
-            return farewell(&mut ws, None, Some(4029), &why).await;
-        }
+    let Some(_joined) = svc.limits.join(record.role) else {
+        refuse(reason::CONNECTION_LIMIT);
+        let caps = svc.limits.caps();
+        let why = limit(format!(
+            "connection limit reached ({} of {} open to {}s)",
+            caps.joined_cap(record.role),
+            caps.max_connections,
+            record.role.as_str()
+        ));
+        return farewell(&mut ws, None, Some(4029), &why).await;
     };
     let Some(_ip) = svc.limits.ip(peer.ip()) else {
         refuse(reason::CONNECTION_LIMIT);
         let why = limit(format!(
             "per-IP connection limit reached ({})",
-            svc.limits.max_per_ip
+            svc.limits.caps().max_per_ip
         ));
         return farewell(&mut ws, None, Some(4029), &why).await;
     };
@@ -106,7 +116,7 @@ pub async fn serve<S>(
         refuse(reason::CONNECTION_LIMIT);
         let why = limit(format!(
             "per-user connection limit reached ({})",
-            svc.limits.max_per_token
+            svc.limits.caps().max_per_token
         ));
         return farewell(&mut ws, None, Some(4029), &why).await;
     };
@@ -119,6 +129,7 @@ pub async fn serve<S>(
         label: record.label.clone(),
         token_id: record.id.clone(),
         out: out.clone(),
+        presence: Default::default(),
     };
     let room_id = format!("{kind}:{id}");
     out.push(frames::connection_ack(&room_id, &me.id));
@@ -132,6 +143,11 @@ pub async fn serve<S>(
             return farewell(&mut ws, Some(last), Some(4029), &why).await;
         }
     };
+    // Joined: the handshake slot goes back for the next newcomer.
+    drop(slot);
+    if matches!(record.role, tokens::Role::Agent | tokens::Role::Operator) {
+        svc.limits.trust(peer.ip());
+    }
     if svc.stopping.is_cancelled() {
         // Joined after the shutdown's close_all went by.
         out.close(super::server::shutting_down());
@@ -153,7 +169,7 @@ pub async fn serve<S>(
     let started = Instant::now();
     let (sink, stream) = ws.split();
     let reader = read(&svc, &room, &me, stream, &last_seen, started);
-    let writer = write(&svc, &out, inbox, sink, &last_seen, started);
+    let writer = write(&svc, &out, &me.presence, inbox, sink, &last_seen, started);
     tokio::join!(reader, writer);
 
     let left = room.leave(&me.id);

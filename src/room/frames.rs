@@ -198,6 +198,7 @@ mod tests {
                 label: label.to_owned(),
                 token_id: "t".into(),
                 out: crate::room::outbox::queue(1, 1024, stats.clone()).0,
+                presence: Default::default(),
             })
             .collect()
     }

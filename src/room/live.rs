@@ -1,9 +1,11 @@
 //! One live room: its participants (join order), its logic, and its change count for
 //! snapshots. Everything runs under the room's lock and never waits: frames go out
-//! through each client's bounded [`Outbox`](super::outbox::Outbox).
+//! through each client's bounded [`Outbox`](super::outbox::Outbox), presence through its
+//! coalescing [`Presence`](super::presence::Presence).
 
 use super::frames;
 use super::outbox::Farewell;
+use super::presence;
 use super::registry::{timer_for, Ctx, Participant, RoomLogic, RoomType, TimerFn};
 use super::stats::Stats;
 use super::tokens::Role;
@@ -164,19 +166,15 @@ impl Room {
                 });
             }
         }
-        let previous = g
+        let replaces = g
             .departed
             .iter()
             .position(|d| d.token_id == p.token_id)
-            .map(|i| g.departed.swap_remove(i).client_id);
-        let hello = frames::presence(
-            &self.id,
-            "presence.joined",
-            &p.describe(),
-            previous.as_deref(),
-        );
+            .map(|i| g.departed.swap_remove(i))
+            .map(|d| presence::Left::new(&self.id, &d.client_id, &d.who));
+        let hello = presence::Joined::new(&self.id, &p.id, p.describe(), replaces);
         for other in g.participants.iter().filter(|o| o.id != p.id) {
-            other.out.push(hello.clone());
+            other.presence.joined(&hello, other.out.pushed());
         }
     }
 
@@ -212,12 +210,11 @@ impl Room {
                 }
             });
         }
-        let bye =
-            (!held).then(|| frames::presence(&self.id, "presence.left", &who.describe(), None));
+        let bye = (!held).then(|| presence::Left::new(&self.id, &who.id, &who.describe()));
         self.with(|logic, ctx, ps| {
             if let Some(bye) = &bye {
                 for p in ps {
-                    p.out.push(bye.clone());
+                    p.presence.left(bye, p.out.pushed());
                 }
             }
             logic.on_leave(ctx, &who);
@@ -232,9 +229,9 @@ impl Room {
             return;
         };
         let d = g.departed.swap_remove(i);
-        let bye = frames::presence(&self.id, "presence.left", &d.who, None);
+        let bye = presence::Left::new(&self.id, &d.client_id, &d.who);
         for p in &g.participants {
-            p.out.push(bye.clone());
+            p.presence.left(&bye, p.out.pushed());
         }
     }
 

@@ -11,7 +11,7 @@
 //! - [`identity`]: which device the room is (the paired UUID once paired); `feeds`:
 //!   central's commands and preview frames, and the move when pairing completes.
 //! - [`live`], [`rooms`]: live rooms, lifecycle, snapshots. [`outbox`]: bounded per-client
-//!   queues. [`limits`]: connection caps. [`tokens`]: local tokens. [`frames`]: what we
+//!   queues; [`presence`]: coalesced presence per client. [`limits`]: connection caps. [`tokens`]: local tokens. [`frames`]: what we
 //!   send. [`stats`]: metrics. [`tls`]: optional TLS.
 
 pub mod client;
@@ -23,6 +23,7 @@ pub mod identity;
 pub mod limits;
 pub mod live;
 pub mod outbox;
+pub mod presence;
 pub mod registry;
 pub mod rooms;
 pub mod server;
@@ -179,13 +180,8 @@ pub async fn bind(
     ));
     let usable = rooms.check_snapshots();
     tracing::debug!(operation = "room.restore", usable, "room snapshots checked");
-    let rl = &cfg.rate_limiting;
     let svc = Arc::new(Service {
-        limits: limits::Limits::new(
-            cfg.limits.max_connections,
-            rl.connections_per_ip,
-            rl.connections_per_user,
-        ),
+        limits: limits::Limits::new(limits::Caps::from_config(cfg)),
         cfg: cfg.clone(),
         registry,
         rooms,
@@ -294,6 +290,7 @@ impl Service {
             "device_room": self.device_id.room_id(),
             "rooms": rooms,
             "connections": self.limits.in_use(),
+            "handshakes": self.limits.handshaking(),
             "frames_in": s.frames_in.get(),
             "frames_out": s.frames_out.get(),
             "rate_limit_hits": s.rate_limit_hits.get(),

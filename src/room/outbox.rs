@@ -2,7 +2,7 @@
 //! whoever publishes (never waiting), drained by the client's writer.
 
 use super::stats::{reason, Stats};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -29,6 +29,9 @@ pub struct Outbox {
     tx: mpsc::Sender<Utf8Bytes>,
     /// Bytes queued; over `max_bytes`: closed with 1013 as above.
     bytes: Arc<AtomicUsize>,
+    /// Frames queued so far, ever: where presence falls among them
+    /// ([`Presence`](super::presence::Presence)).
+    pushed: Arc<AtomicU64>,
     max_bytes: usize,
     /// Cancelled when the connection must end; the writer then sends `farewell`.
     closing: CancellationToken,
@@ -53,6 +56,7 @@ pub fn queue(frames: usize, max_bytes: usize, stats: Arc<Stats>) -> (Outbox, Inb
         Outbox {
             tx,
             bytes: bytes.clone(),
+            pushed: Arc::new(AtomicU64::new(0)),
             max_bytes,
             closing: CancellationToken::new(),
             farewell: Arc::new(Mutex::new(None)),
@@ -72,7 +76,9 @@ impl Outbox {
         let len = text.len();
         let before = self.bytes.fetch_add(len, Ordering::AcqRel);
         let ok = before + len <= self.max_bytes && self.tx.try_send(text).is_ok();
-        if !ok {
+        if ok {
+            self.pushed.fetch_add(1, Ordering::AcqRel);
+        } else {
             self.bytes.fetch_sub(len, Ordering::AcqRel);
             if self.close(Farewell {
                 last: None,
@@ -84,6 +90,11 @@ impl Outbox {
             }
         }
         ok
+    }
+
+    /// Frames queued so far (the writer counts the ones it received the same way).
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(Ordering::Acquire)
     }
 
     /// Asks the connection to end with `farewell`. Only the first request counts;

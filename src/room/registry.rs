@@ -4,6 +4,7 @@
 //! [`Registry::register`] line (see the test-only `counter` type below).
 
 use super::outbox::Outbox;
+use super::presence::Presence;
 use super::stats::Stats;
 use super::tokens::{Role, TokenRecord};
 use crate::protocol::{MessageType, RealtimeCode};
@@ -72,6 +73,8 @@ pub struct Participant {
     pub token_id: String,
     /// Its send queue.
     pub out: Outbox,
+    /// Presence not yet written to it (kept apart from `out`, coalesced).
+    pub presence: Arc<Presence>,
 }
 
 impl Participant {
@@ -221,6 +224,7 @@ mod tests {
             label: String::new(),
             token_id: "t".into(),
             out,
+            presence: Default::default(),
         };
         let mut logic = ty.create("x");
         logic.restore(&41u64.to_be_bytes()).unwrap();

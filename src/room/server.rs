@@ -1,13 +1,14 @@
-//! The listener: bound in `App::bind`, an accept loop that takes a connection slot
-//! BEFORE any handshake, then TLS (optional) and the WebSocket upgrade within
-//! `handshake_timeout`, each connection in its own tracked task.
+//! The listener: bound in `App::bind`, an accept loop that takes a handshake slot (per
+//! address and in total, never a joined slot: see [`limits`](super::limits)) before any
+//! handshake, then TLS (optional) and the WebSocket upgrade within `handshake_timeout`,
+//! each connection in its own tracked task.
 
 use super::client;
 use super::handshake::{self, Upgrade};
-use super::limits::Admission;
+use super::limits::{Handshake, HandshakeCap};
 use super::stats::reason;
 use super::Service;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -43,6 +44,7 @@ pub async fn accept_loop(
     token: CancellationToken,
 ) {
     let tasks = TaskTracker::new();
+    let mut refused = RefusalLog::default();
     loop {
         let accepted = tokio::select! {
             _ = token.cancelled() => break,
@@ -57,10 +59,16 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Some(admission) = svc.limits.admit() else {
-            svc.stats.dropped(reason::CONNECTION_LIMIT);
-            drop(tcp);
-            continue;
+        let slot = match svc.limits.handshake(peer.ip()) {
+            Ok(h) => h,
+            Err(cap) => {
+                svc.stats.dropped(reason::HANDSHAKE_LIMIT);
+                refused.hit(&svc, peer.ip(), cap);
+                // A reset, not a FIN: a sustained flood leaves no TIME_WAIT behind.
+                let _ = tcp.set_zero_linger();
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         tasks.spawn(connection(
@@ -68,7 +76,7 @@ pub async fn accept_loop(
             tcp,
             peer,
             tls.clone(),
-            admission,
+            slot,
             token.clone(),
         ));
     }
@@ -77,6 +85,45 @@ pub async fn accept_loop(
     svc.rooms.close_all(&shutting_down());
     tasks.close();
     tasks.wait().await;
+}
+
+/// How often the accept loop may log that a handshake cap closed connections.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Says "handshake cap reached" at most once per [`REFUSAL_LOG_INTERVAL`], with how many
+/// connections were closed since the last time: a flood must not flood the log.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<tokio::time::Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn hit(&mut self, svc: &Service, ip: IpAddr, cap: HandshakeCap) {
+        self.since += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        let c = svc.limits.caps();
+        let limit = match cap {
+            HandshakeCap::PerIp => c.handshakes_per_ip,
+            HandshakeCap::Total => c.max_handshakes,
+        };
+        tracing::warn!(
+            operation = "room.accept",
+            peer_ip = %ip,
+            cap = cap.key(),
+            limit,
+            closed = self.since,
+            "handshake cap reached; new connections closed unanswered"
+        );
+        self.last = Some(now);
+        self.since = 0;
+    }
 }
 
 /// The farewell of a client when the box shuts down.
@@ -94,12 +141,12 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    admission: Admission,
+    slot: Handshake,
     token: CancellationToken,
 ) {
     let deadline = Duration::from_secs(svc.cfg.limits.handshake_timeout);
     match tls {
-        None => upgrade(svc, tcp, peer, admission, deadline, token).await,
+        None => upgrade(svc, tcp, peer, slot, deadline, token).await,
         Some(acceptor) => {
             let start = tokio::time::Instant::now();
             let tls = tokio::select! {
@@ -109,7 +156,7 @@ async fn connection(
             match tls {
                 Ok(Ok(stream)) => {
                     let left = deadline.saturating_sub(start.elapsed());
-                    upgrade(svc, stream, peer, admission, left, token).await
+                    upgrade(svc, stream, peer, slot, left, token).await
                 }
                 Ok(Err(e)) => {
                     svc.stats.dropped(reason::HANDSHAKE);
@@ -128,7 +175,7 @@ async fn upgrade<S>(
     svc: Arc<Service>,
     stream: S,
     peer: SocketAddr,
-    admission: Admission,
+    slot: Handshake,
     deadline: Duration,
     token: CancellationToken,
 ) where
@@ -145,7 +192,7 @@ async fn upgrade<S>(
         }
     };
     match hs {
-        Ok(Ok(ws)) => client::serve(svc, ws, up, peer, admission).await,
+        Ok(Ok(ws)) => client::serve(svc, ws, up, peer, slot).await,
         Ok(Err(e)) => {
             svc.stats.dropped(reason::HANDSHAKE);
             tracing::debug!(operation = "room.handshake", peer = %peer, error = %e, "WebSocket handshake refused");

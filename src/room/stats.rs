@@ -33,6 +33,9 @@ pub mod reason {
     pub const CONNECTION_LIMIT: &str = "connection_limit";
     /// A connection refused for its token or room (4003, 4004, no token).
     pub const AUTH: &str = "auth";
+    /// A TCP connection closed unanswered at accept: its address already had
+    /// `handshakes_per_ip` connections in the handshake, or `max_handshakes` were.
+    pub const HANDSHAKE_LIMIT: &str = "handshake_limit";
     /// A handshake that did not finish in `handshake_timeout` or failed.
     pub const HANDSHAKE: &str = "handshake";
     /// A client that answered none of our pings for `idle_timeout` (closed 1001).
@@ -43,7 +46,7 @@ pub mod reason {
     /// An observer's preview frame from central that found no agent or a full queue.
     pub const PREVIEW: &str = "preview";
     /// Every reason, for `/status`.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         NOT_JSON,
         BINARY,
         UNKNOWN_TYPE,
@@ -54,6 +57,7 @@ pub mod reason {
         SLOW_CONSUMER,
         UPSTREAM_FULL,
         CONNECTION_LIMIT,
+        HANDSHAKE_LIMIT,
         AUTH,
         HANDSHAKE,
         IDLE_TIMEOUT,

@@ -1,9 +1,12 @@
 //! A connection's writing half: drains the bounded queue into the socket in batches,
-//! sends our pings, enforces the idle timeout, and says the farewell (last frame +
-//! close) within [`FAREWELL_TIMEOUT`]. Also the `/echo` conformance loop.
+//! with the client's pending presence written in its place among the frames (see
+//! [`presence`](super::presence)), sends our pings, enforces the idle timeout, and
+//! says the farewell (last frame + close) within [`FAREWELL_TIMEOUT`]. Also the
+//! `/echo` conformance loop.
 
 use super::outbox::Farewell;
 use super::outbox::{Inbox, Outbox};
+use super::presence::Presence;
 use super::Service;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +27,7 @@ const WRITE_BATCH: usize = 32;
 pub(super) async fn write<Si>(
     svc: &Service,
     out: &Outbox,
+    presence: &Presence,
     mut inbox: Inbox,
     mut sink: Si,
     last_seen: &AtomicU64,
@@ -35,6 +39,8 @@ pub(super) async fn write<Si>(
     let idle = Duration::from_secs(l.idle_timeout).as_millis() as u64;
     let every = Duration::from_secs(l.ping_interval);
     let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+    // Frames received from the queue so far: presence due after them may be written.
+    let mut received: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -45,6 +51,11 @@ pub(super) async fn write<Si>(
                     let mut next = Some(first);
                     let mut n = 0;
                     while let Some(t) = next.take() {
+                        for p in presence.take(received) {
+                            sink.feed(Message::Text(p)).await?;
+                            svc.stats.frames_out.inc();
+                        }
+                        received += 1;
                         let len = t.len();
                         sink.feed(Message::Text(t)).await?;
                         inbox.bytes.fetch_sub(len, Ordering::AcqRel);
@@ -53,6 +64,28 @@ pub(super) async fn write<Si>(
                         if n < WRITE_BATCH {
                             next = inbox.rx.try_recv().ok();
                         }
+                    }
+                    for p in presence.take(received) {
+                        sink.feed(Message::Text(p)).await?;
+                        svc.stats.frames_out.inc();
+                    }
+                    sink.flush().await
+                };
+                let r = tokio::select! {
+                    biased;
+                    _ = out.closing().cancelled() => break,
+                    r = batch => r,
+                };
+                if r.is_err() {
+                    out.close(Farewell { last: None, code: None, reason: String::new(), why: "write_failed" });
+                    return;
+                }
+            }
+            _ = presence.changed() => {
+                let batch = async {
+                    for p in presence.take(received) {
+                        sink.feed(Message::Text(p)).await?;
+                        svc.stats.frames_out.inc();
                     }
                     sink.flush().await
                 };
