@@ -58,16 +58,33 @@ pub struct Loader {
     file: Option<PathBuf>,
     default_path: Option<PathBuf>,
     env: Vec<(String, String)>,
+    /// `BBEDGE_*` variables whose name or value is not UTF-8: an error at load.
+    env_not_utf8: Vec<String>,
 }
 
 impl Loader {
     /// A loader reading `--config` (if any), else [`DEFAULT_PATH`] when it exists, and
-    /// the process environment.
+    /// the process's `BBEDGE_*` variables. Other variables are not read at all, so one
+    /// that is not UTF-8 (`std::env::vars` would panic on it) does not matter; a
+    /// `BBEDGE_*` one that is not UTF-8 fails [`Loader::load`], naming it.
     pub fn from_process(file: Option<PathBuf>) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let mut env = Vec::new();
+        let mut env_not_utf8 = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            if !k.as_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+                continue;
+            }
+            match (k.to_str(), v.to_str()) {
+                (Some(k), Some(v)) => env.push((k.to_owned(), v.to_owned())),
+                _ => env_not_utf8.push(k.to_string_lossy().into_owned()),
+            }
+        }
         Self {
             file,
             default_path: Some(PathBuf::from(DEFAULT_PATH)),
-            env: std::env::vars().collect(),
+            env,
+            env_not_utf8,
         }
     }
 
@@ -114,6 +131,12 @@ impl Loader {
     }
 
     fn layers(&self) -> Result<Vec<(Source, Table)>, Error> {
+        if let Some(name) = self.env_not_utf8.first() {
+            return Err(Error::Env {
+                name: name.clone(),
+                message: "not valid UTF-8; fix or unset it".into(),
+            });
+        }
         let mut out = Vec::new();
         let path = match (&self.file, &self.default_path) {
             (Some(p), _) => Some(p.clone()),
@@ -176,7 +199,9 @@ fn parse(text: &str, source: &Source) -> Result<Table, Error> {
 
 /// `BBEDGE_REALTIME__RATE_LIMITING__MESSAGES_PER_SECOND=5` → `{realtime.rate_limiting.messages_per_second = 5}`.
 fn env_layer(name: &str, value: &str) -> Result<Table, Error> {
-    let path: Vec<String> = name[ENV_PREFIX.len()..]
+    let path: Vec<String> = name
+        .strip_prefix(ENV_PREFIX)
+        .unwrap_or(name)
         .split("__")
         .map(str::to_ascii_lowercase)
         .collect();
@@ -200,7 +225,11 @@ fn env_layer(name: &str, value: &str) -> Result<Table, Error> {
     }
     match leaf {
         Value::Table(t) => Ok(t),
-        _ => unreachable!("the path has at least one part"),
+        // `split` yields at least one part, so the loop made a table; no panic either way.
+        _ => Err(Error::Env {
+            name: name.to_owned(),
+            message: "expected BBEDGE_<SECTION>__<KEY>".into(),
+        }),
     }
 }
 
