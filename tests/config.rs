@@ -239,3 +239,36 @@ async fn config_default_prints_the_built_in_file() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), DEFAULT_TOML);
 }
+
+#[tokio::test]
+async fn a_log_level_that_is_not_a_level_is_exit_64_naming_the_key_and_the_words() {
+    // EnvFilter takes `warning` as a target name: the daemon would log nothing at all.
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/log-level-warning.toml");
+    let out = support::binary::command()
+        .args(["config", "check", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[CONFIG_OUT_OF_RANGE]")
+            && stderr.contains("`logging.level` = \"warning\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("use off, error, warn, info, debug or trace"),
+        "{stderr}"
+    );
+    let err = Loader::builtin()
+        .env([("BBEDGE_LOGGING__LEVEL", "info,bbedge::room=verbose")])
+        .load()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`bbedge::room=verbose` is not a level"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("BBEDGE_LOGGING__LEVEL"), "{err}");
+}
