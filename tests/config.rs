@@ -210,6 +210,8 @@ async fn the_binary_exits_64_with_one_clear_line_on_a_config_typo() {
     let out = support::binary::command()
         .args(["--config", path.to_str().unwrap(), "run"])
         .current_dir(dir.path())
+        // The stopped pattern goes to the simulated LED, never this machine's.
+        .env("BBEDGE_STATUS_LED__BACKEND", "sim")
         .output()
         .await
         .unwrap();
@@ -218,6 +220,12 @@ async fn the_binary_exits_64_with_one_clear_line_on_a_config_typo() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("[CONFIG_UNKNOWN_KEY]") && stderr.contains("max_room"),
+        "{stderr}"
+    );
+    // The same line says that it will not be restarted, and what the LED shows.
+    assert!(
+        stderr.contains("stopped with exit 64, which systemd does not restart")
+            && stderr.contains("the simulated LED records config_fault"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -130,6 +130,78 @@ impl Loader {
         Ok(loaded)
     }
 
+    /// For a configuration that does not load: the built-in defaults with the
+    /// `[daemon]` and `[status_led]` sections the layers give, each taken only when it
+    /// is valid on its own (a layer that cannot be read or parsed is skipped). Only
+    /// used to show on the LED why the daemon stopped; `None` if nothing loads.
+    pub fn salvage(&self) -> Option<Config> {
+        let defaults = parse(DEFAULT_TOML, &Source::BuiltIn).ok()?;
+        let mut config = to_config(&defaults, &Source::BuiltIn).ok()?;
+        let mut merged = defaults.clone();
+        let mut ignored = BTreeMap::new();
+        for table in self.lenient_layers() {
+            merge(&mut merged, table, "", &Source::BuiltIn, &mut ignored);
+        }
+        for section in ["daemon", "status_led"] {
+            let (Some(value), mut alone) = (merged.get(section), defaults.clone()) else {
+                continue;
+            };
+            alone.insert(section.to_owned(), value.clone());
+            if let Ok(c) = to_config(&alone, &Source::BuiltIn) {
+                match section {
+                    "daemon" => config.daemon = c.daemon,
+                    _ => config.status_led = c.status_led,
+                }
+            }
+        }
+        let led = &config.status_led;
+        if led.sysfs_name.is_empty() || led.sysfs_name.contains('/') {
+            let c = to_config(&defaults, &Source::BuiltIn).ok()?;
+            config.status_led = c.status_led;
+        }
+        Some(config)
+    }
+
+    /// [`Loader::layers`], skipping what cannot be read, parsed or mapped.
+    fn lenient_layers(&self) -> Vec<Table> {
+        let mut out = Vec::new();
+        if let Some(path) = self.file_to_read() {
+            let mut files = vec![path.clone()];
+            files.extend(dropins(&path).unwrap_or_default());
+            out.extend(
+                files
+                    .iter()
+                    .filter_map(|f| read_layer(f).ok())
+                    .map(|(_, t)| t),
+            );
+        }
+        out.extend(
+            self.config_env()
+                .into_iter()
+                .filter_map(|(name, value)| env_layer(name, value).ok()),
+        );
+        out
+    }
+
+    fn file_to_read(&self) -> Option<PathBuf> {
+        match (&self.file, &self.default_path) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(d)) if d.exists() => Some(d.clone()),
+            _ => None,
+        }
+    }
+
+    /// The `BBEDGE_<SECTION>__<KEY>` variables, sorted.
+    fn config_env(&self) -> Vec<&(String, String)> {
+        let mut env: Vec<_> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .collect();
+        env.sort();
+        env
+    }
+
     fn layers(&self) -> Result<Vec<(Source, Table)>, Error> {
         if let Some(name) = self.env_not_utf8.first() {
             return Err(Error::Env {
@@ -138,24 +210,13 @@ impl Loader {
             });
         }
         let mut out = Vec::new();
-        let path = match (&self.file, &self.default_path) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(d)) if d.exists() => Some(d.clone()),
-            _ => None,
-        };
-        if let Some(path) = path {
+        if let Some(path) = self.file_to_read() {
             out.push(read_layer(&path)?);
             for dropin in dropins(&path)? {
                 out.push(read_layer(&dropin)?);
             }
         }
-        let mut env: Vec<_> = self
-            .env
-            .iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
-            .collect();
-        env.sort();
-        for (name, value) in env {
+        for (name, value) in self.config_env() {
             out.push((Source::Env(name.clone()), env_layer(name, value)?));
         }
         Ok(out)
