@@ -188,9 +188,13 @@ where
         } else {
             exit::OK
         };
+        let what = match e.kind() {
+            ErrorKind::DisplayVersion => "--version",
+            _ => "--help",
+        };
         return Err(match output::out(e.render()) {
             Ok(()) => code,
-            Err(io) => output::write_failed("--help", &io),
+            Err(io) => output::write_failed(what, &io),
         });
     }
     output::err(e.render().to_string().trim_end());
