@@ -36,10 +36,18 @@ struct Run {
     err: String,
 }
 
-/// A foreign variable whose value is not UTF-8, and one whose name is not.
+/// A foreign variable whose value is not UTF-8, one whose name is not, and the
+/// foreign variables bbedge or its crates do read (tokio panics on a non-UTF-8
+/// TOKIO_WORKER_THREADS unless the worker count is set; RUST_LOG; the proxy variables).
 fn foreign_non_utf8() -> Vec<(OsString, OsString)> {
+    let bad = OsStr::from_bytes(b"\xff\xfe").to_owned();
     vec![
-        ("FOO".into(), OsStr::from_bytes(b"\xff\xfe").to_owned()),
+        ("FOO".into(), bad.clone()),
+        ("TOKIO_WORKER_THREADS".into(), bad.clone()),
+        ("RUST_LOG".into(), bad.clone()),
+        ("HTTP_PROXY".into(), bad.clone()),
+        ("NO_PROXY".into(), bad.clone()),
+        ("STATE_DIRECTORY".into(), bad.clone()),
         (
             OsStr::from_bytes(b"BAR_\xff").to_owned(),
             OsStr::from_bytes(b"x").to_owned(),

@@ -34,7 +34,11 @@ pub fn daemon(cli: &Cli) -> i32 {
         format,
         verbose: cli.verbose,
     });
+    // The worker count is set here, so tokio never reads TOKIO_WORKER_THREADS: it
+    // panics on a value that is not a positive number or not UTF-8.
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .thread_name("bbedge")
         .build()
