@@ -62,6 +62,7 @@ pub fn init(settings: &LogSettings) -> Output {
                     fmt::layer()
                         .json()
                         .with_writer(std::io::stderr)
+                        .log_internal_errors(false)
                         .flatten_event(true),
                 )
                 .try_init();
@@ -80,8 +81,12 @@ fn text_layer<S>(ansi: bool) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    // A log line stderr cannot take (a broken journal stream: EPIPE) is dropped. The
+    // layer's own report of it (off by default; kept off here on purpose) would go to
+    // the same stderr with eprintln!, which panics.
     fmt::layer()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(ansi)
         .with_target(false)
 }

@@ -641,3 +641,67 @@ async fn unusable_tls_files_stop_for_good_with_78_and_the_led_says_so() {
     assert_eq!(read(led.join("trigger")), "timer");
     assert_eq!(read(led.join("delay_on")), "200");
 }
+
+#[tokio::test]
+async fn the_daemon_with_stdout_and_stderr_closed_keeps_serving_and_stops_cleanly() {
+    // Its logs go nowhere (a broken journal stream), so its health port is chosen here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut env = base_env(&state);
+    env.retain(|(k, _)| k != "BBEDGE_HEALTH__PORT");
+    env.push(("BBEDGE_HEALTH__PORT".into(), port.to_string().into()));
+    let mut cmd = command(dir.path(), &["run"], &env, Out::Closed);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    cmd.stderr(Stdio::from(writer));
+    let mut child = cmd.spawn().expect("bbedge starts");
+    let url = format!("http://127.0.0.1:{port}");
+    // No log line can say "ready": ask /ready until it answers 200 (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = reqwest::get(format!("{url}/ready")).await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "bbedge exited");
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each of these makes the daemon log (token issued, revoked) into the dead stderr.
+    let added = bbedge(
+        dir.path(),
+        &["token", "add", "--role", "observer"],
+        &env,
+        Out::Piped,
+    )
+    .await;
+    assert_eq!(added.code, OK, "{}", added.err);
+    let id = added
+        .out
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("id:")
+        .trim()
+        .to_owned();
+    let r = bbedge(dir.path(), &["token", "revoke", &id], &env, Out::Piped).await;
+    assert_eq!(r.code, OK, "{}", r.err);
+    let (code, _) = support::http_get(&format!("{url}/health")).await;
+    assert_eq!(code, 200);
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
