@@ -74,6 +74,19 @@ fn base_env(state: &Path) -> Vec<(OsString, OsString)> {
     .collect()
 }
 
+/// The write end of a pipe whose reader has already exited: `bbedge … | true`, with
+/// `true` gone before bbedge writes, so every write is EPIPE. (`std::io::pipe` is
+/// newer than the MSRV; this needs no unsafe.)
+fn closed_pipe() -> Stdio {
+    let mut reader = std::process::Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("true runs");
+    let writer = reader.stdin.take().expect("stdin piped");
+    reader.wait().expect("true exits");
+    Stdio::from(writer)
+}
+
 fn command(
     cwd: &Path,
     args: &[&str],
@@ -96,9 +109,7 @@ fn command(
             cmd.stdout(Stdio::piped());
         }
         Out::Closed => {
-            let (reader, writer) = std::io::pipe().expect("pipe");
-            drop(reader);
-            cmd.stdout(Stdio::from(writer));
+            cmd.stdout(closed_pipe());
         }
     }
     cmd
@@ -656,9 +667,7 @@ async fn the_daemon_with_stdout_and_stderr_closed_keeps_serving_and_stops_cleanl
     env.retain(|(k, _)| k != "BBEDGE_HEALTH__PORT");
     env.push(("BBEDGE_HEALTH__PORT".into(), port.to_string().into()));
     let mut cmd = command(dir.path(), &["run"], &env, Out::Closed);
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    cmd.stderr(Stdio::from(writer));
+    cmd.stderr(closed_pipe());
     let mut child = cmd.spawn().expect("bbedge starts");
     let url = format!("http://127.0.0.1:{port}");
     // No log line can say "ready": ask /ready until it answers 200 (bounded).
