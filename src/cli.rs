@@ -177,23 +177,15 @@ where
         Ok(cli) => return Ok(cli),
         Err(e) => e,
     };
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            exit::USAGE
-        } else {
-            exit::OK
-        };
-        let what = match e.kind() {
-            ErrorKind::DisplayVersion => "--version",
-            _ => "--help",
-        };
+    let what = match e.kind() {
+        ErrorKind::DisplayHelp => Some("--help"),
+        ErrorKind::DisplayVersion => Some("--version"),
+        // Everything else, `bbedge token` without a subcommand included, is a refusal.
+        _ => None,
+    };
+    if let Some(what) = what {
         return Err(match output::out(e.render()) {
-            Ok(()) => code,
+            Ok(()) => exit::OK,
             Err(io) => output::write_failed(what, &io),
         });
     }

@@ -714,3 +714,26 @@ async fn the_daemon_with_stdout_and_stderr_closed_keeps_serving_and_stops_cleanl
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+#[tokio::test]
+async fn command_line_refusals_are_64_on_stderr_and_help_is_0_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&dir.path().join("state"));
+    for args in [
+        &["token"][..],
+        &["--no-such-flag"],
+        &["led", "identify", "--seconds", "x"],
+    ] {
+        let r = bbedge(dir.path(), args, &env, Out::Piped).await;
+        assert_eq!(r.code, USAGE, "bbedge {args:?} (not clap's 2): {}", r.err);
+        assert!(r.out.is_empty(), "bbedge {args:?}: {}", r.out);
+        assert!(
+            r.err.contains("Usage: bbedge"),
+            "bbedge {args:?}: {}",
+            r.err
+        );
+    }
+    let r = bbedge(dir.path(), &["token", "--help"], &env, Out::Piped).await;
+    assert_eq!(r.code, OK, "{}", r.err);
+    assert!(r.out.contains("Usage: bbedge token"), "{}", r.out);
+}
