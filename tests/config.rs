@@ -280,3 +280,59 @@ async fn a_log_level_that_is_not_a_level_is_exit_64_naming_the_key_and_the_words
     );
     assert!(err.to_string().contains("BBEDGE_LOGGING__LEVEL"), "{err}");
 }
+
+#[test]
+fn the_environment_is_read_as_the_os_gives_it_and_only_bbedge_variables_count() {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::OsStrExt;
+    let bad = || OsStr::from_bytes(b"\xffSECRET").to_owned();
+    let vars = |extra: Vec<(OsString, OsString)>| {
+        let mut v: Vec<(OsString, OsString)> = vec![
+            ("FOO".into(), bad()),
+            (OsStr::from_bytes(b"\xff").to_owned(), "x".into()),
+            ("BBEDGE_REALTIME__PORT".into(), "9999".into()),
+        ];
+        v.extend(extra);
+        v
+    };
+    let loaded = Loader::builtin().env_os(vars(vec![])).load().unwrap();
+    assert_eq!(loaded.config.realtime.port, 9999);
+    let err = Loader::builtin()
+        .env_os(vars(vec![("BBEDGE_DEVICE__NAME".into(), bad())]))
+        .load()
+        .unwrap_err();
+    assert_eq!(err.code(), "CONFIG_BAD_ENV");
+    assert_eq!(
+        err.to_string(),
+        "environment variable BBEDGE_DEVICE__NAME: not valid UTF-8; fix or unset it"
+    );
+}
+
+#[test]
+fn a_broken_configuration_still_yields_its_led_and_state_dir_for_the_fault_blink() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bbedge.toml");
+    std::fs::write(
+        &file,
+        "[daemon]\nstate_dir = \"/srv/box\"\n[status_led]\nbackend = \"sysfs\"\nsysfs_name = \"led0\"\n[realtime.rooms]\nmax_room = 3\n",
+    )
+    .unwrap();
+    let loader = Loader::builtin().file(&file);
+    assert_eq!(loader.load().unwrap_err().code(), "CONFIG_UNKNOWN_KEY");
+    let c = loader.salvage().expect("salvaged");
+    assert_eq!(c.status_led.sysfs_name, "led0");
+    assert_eq!(c.daemon.state_dir, "/srv/box");
+    // A typo inside [status_led] itself: that section falls back to the defaults.
+    std::fs::write(
+        &file,
+        "[status_led]\nbackend = \"sysfs\"\nsysfs_nam = \"led0\"\n",
+    )
+    .unwrap();
+    let c = Loader::builtin().file(&file).salvage().expect("salvaged");
+    let defaults = Loader::builtin().load().unwrap().config;
+    assert_eq!(c.status_led, defaults.status_led);
+    // Not even TOML: the defaults.
+    std::fs::write(&file, "[status_led\n").unwrap();
+    let c = Loader::builtin().file(&file).salvage().expect("salvaged");
+    assert_eq!(c, defaults);
+}

@@ -68,24 +68,12 @@ impl Loader {
     /// that is not UTF-8 (`std::env::vars` would panic on it) does not matter; a
     /// `BBEDGE_*` one that is not UTF-8 fails [`Loader::load`], naming it.
     pub fn from_process(file: Option<PathBuf>) -> Self {
-        use std::os::unix::ffi::OsStrExt;
-        let mut env = Vec::new();
-        let mut env_not_utf8 = Vec::new();
-        for (k, v) in std::env::vars_os() {
-            if !k.as_bytes().starts_with(ENV_PREFIX.as_bytes()) {
-                continue;
-            }
-            match (k.to_str(), v.to_str()) {
-                (Some(k), Some(v)) => env.push((k.to_owned(), v.to_owned())),
-                _ => env_not_utf8.push(k.to_string_lossy().into_owned()),
-            }
-        }
         Self {
             file,
             default_path: Some(PathBuf::from(DEFAULT_PATH)),
-            env,
-            env_not_utf8,
+            ..Self::default()
         }
+        .env_os(std::env::vars_os())
     }
 
     /// A loader with only the built-in defaults (tests add layers with the builders).
@@ -110,6 +98,27 @@ impl Loader {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
+        self
+    }
+
+    /// Uses these environment variables, as the OS gives them: only `BBEDGE_*` ones are
+    /// kept; one whose name or value is not UTF-8 fails [`Loader::load`], naming it.
+    pub fn env_os<I>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
+        use std::os::unix::ffi::OsStrExt;
+        self.env.clear();
+        self.env_not_utf8.clear();
+        for (k, v) in vars {
+            if !k.as_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+                continue;
+            }
+            match (k.to_str(), v.to_str()) {
+                (Some(k), Some(v)) => self.env.push((k.to_owned(), v.to_owned())),
+                _ => self.env_not_utf8.push(k.to_string_lossy().into_owned()),
+            }
+        }
         self
     }
 
