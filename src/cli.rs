@@ -80,6 +80,9 @@ pub enum ConfigCommand {
     Check {
         /// The file to check.
         file: Option<PathBuf>,
+        /// Print the result as JSON: `ok`, the layers read and the effective configuration.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the built-in default configuration.
     Default,
@@ -123,7 +126,11 @@ pub enum TokenCommand {
         label: Option<String>,
     },
     /// List tokens (ids, roles, labels; never the tokens).
-    List,
+    List {
+        /// Print the records as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a token by id; its live connections are closed at once.
     Revoke {
         /// The token id from `bbedge token list`.

@@ -26,8 +26,8 @@ fn run() -> i32 {
     match cli.command {
         None | Some(Command::Run) => commands::run::daemon(&cli),
         Some(Command::Config(ConfigCommand::Default)) => commands::config::print_default(),
-        Some(Command::Config(ConfigCommand::Check { ref file })) => {
-            commands::config::check(file.clone().or_else(|| cli.config.clone()))
+        Some(Command::Config(ConfigCommand::Check { ref file, json })) => {
+            commands::config::check(file.clone().or_else(|| cli.config.clone()), json)
         }
         Some(Command::Status(ref args)) => commands::status::show(&cli, args),
         Some(Command::Token(ref cmd)) => commands::token::run(&cli, cmd),

@@ -411,10 +411,12 @@ async fn every_subcommand_with_a_closed_stdout_exits_74_and_an_unseen_token_is_r
 
     for (args, what) in [
         (&["config", "check"][..], "config check"),
+        (&["config", "check", "--json"], "config check"),
         (&["config", "default"], "config default"),
         (&["--version"], "--version"),
         (&["--help"], "--help"),
         (&["token", "list"], "token.list"),
+        (&["token", "list", "--json"], "token.list"),
         (&["unpair"], "unpair"),
         (&["led", "identify", "--seconds", "1"], "led identify"),
         (&["led", "test"], "led test"),

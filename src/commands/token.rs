@@ -75,7 +75,7 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
                 json!({"role": role, "room": room, "label": label}),
             )
         }
-        TokenCommand::List => ("token.list", json!({})),
+        TokenCommand::List { .. } => ("token.list", json!({})),
         TokenCommand::Revoke { id } => ("token.revoke", json!({"id": id})),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -87,6 +87,9 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
     };
     let cache = loaded.config.store.cache_bytes;
     let result = runtime.block_on(execute(&paths, cache, op, args));
+    if let (TokenCommand::List { json: true }, Ok(v)) = (cmd, &result) {
+        return print_list_json(v);
+    }
     match result {
         Ok(v) => match out(render(op, &v)) {
             Ok(()) => exit::OK,
@@ -149,6 +152,25 @@ fn unseen(
         )),
     }
     exit::IOERR
+}
+
+/// `token list --json`: the records as a JSON array, re-read as [`TokenRecord`]s so only
+/// their fields (never a token or its hash) are printed, whatever the daemon answered.
+fn print_list_json(v: &Value) -> i32 {
+    let text = serde_json::from_value::<Vec<TokenRecord>>(v.clone())
+        .and_then(|all| serde_json::to_string_pretty(&all));
+    match text {
+        Ok(text) => match out(format_args!("{text}\n")) {
+            Ok(()) => exit::OK,
+            Err(e) => write_failed("token.list", &e),
+        },
+        Err(e) => {
+            err(format_args!(
+                "bbedge token.list: the answer is not a list of token records [CONTROL_BAD_ANSWER]: {e}"
+            ));
+            exit::FAILURE
+        }
+    }
 }
 
 /// The text printed for a successful `op`.
