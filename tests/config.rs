@@ -336,3 +336,96 @@ fn a_broken_configuration_still_yields_its_led_and_state_dir_for_the_fault_blink
     let c = Loader::builtin().file(&file).salvage().expect("salvaged");
     assert_eq!(c, defaults);
 }
+
+/// The conffile the package installs as /etc/bbedge/bbedge.toml (issue 13, item 3).
+fn conffile() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bbedge.conffile.toml")
+}
+
+#[test]
+fn the_shipped_conffile_parses_and_changes_no_default() {
+    let text = std::fs::read_to_string(conffile()).unwrap();
+    let table: toml::Table = toml::from_str(&text).expect("the conffile is TOML");
+    assert!(table.is_empty(), "the conffile sets nothing: {table:?}");
+    let loaded = Loader::builtin().file(conffile()).load().unwrap();
+    assert_eq!(
+        loaded.layers,
+        vec![Source::BuiltIn, Source::File(conffile())]
+    );
+    assert!(loaded.provenance.is_empty(), "{:?}", loaded.provenance);
+    assert_eq!(loaded.config, Loader::builtin().load().unwrap().config);
+    // Short, and it says where settings go and where the defaults are.
+    assert!(text.lines().count() <= 30, "{} lines", text.lines().count());
+    for must in [
+        "bbedge config default",
+        "/etc/bbedge/bbedge.toml.d/",
+        "bbedge config check",
+    ] {
+        assert!(text.contains(must), "the conffile names {must}");
+    }
+}
+
+#[test]
+fn the_conffiles_example_is_a_valid_drop_in() {
+    // The indented comment lines that look like TOML, uncommented.
+    let text = std::fs::read_to_string(conffile()).unwrap();
+    let example: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#     "))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(example.contains("[device]"), "{example}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("10-site.toml");
+    std::fs::write(&file, &example).unwrap();
+    let loaded = Loader::builtin()
+        .file(&file)
+        .load()
+        .expect("a valid drop-in");
+    assert_eq!(loaded.config.device.name, "Council chamber");
+}
+
+#[test]
+fn the_packaged_etc_bbedge_is_the_defaults_with_only_the_state_dir_pinned() {
+    // /etc/bbedge as the package leaves it: the conffile and the package's drop-in.
+    let etc = tempfile::tempdir().unwrap();
+    let main = etc.path().join("bbedge.toml");
+    std::fs::copy(conffile(), &main).unwrap();
+    std::fs::create_dir(etc.path().join("bbedge.toml.d")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("cross/debian/00-package.toml"),
+        etc.path().join("bbedge.toml.d/00-package.toml"),
+    )
+    .unwrap();
+    let loaded = Loader::builtin().file(&main).load().unwrap();
+    let keys: Vec<&String> = loaded.provenance.keys().collect();
+    assert_eq!(keys, ["daemon.state_dir"]);
+    let mut want = Loader::builtin().load().unwrap().config;
+    want.daemon.state_dir = "/var/lib/bbedge".into();
+    assert_eq!(loaded.config, want);
+
+    // And Cargo.toml installs exactly these there; the defaults file stays in the binary.
+    let manifest: toml::Table = toml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    let under_etc: Vec<(&str, &str)> = assets
+        .iter()
+        .map(|a| (a[0].as_str().unwrap(), a[1].as_str().unwrap()))
+        .filter(|(_, dest)| dest.starts_with("etc/"))
+        .collect();
+    assert_eq!(
+        under_etc,
+        [
+            ("config/bbedge.conffile.toml", "etc/bbedge/bbedge.toml"),
+            (
+                "cross/debian/00-package.toml",
+                "etc/bbedge/bbedge.toml.d/00-package.toml"
+            ),
+        ]
+    );
+}
