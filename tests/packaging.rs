@@ -1,11 +1,12 @@
 //! What the .deb installs besides the binary (issue 13, item 3): shell completions and
-//! man pages generated from the clap definitions, and the short conffile.
+//! man pages generated from the clap definitions (the conffile: tests/config.rs).
 //!
 //! The completions and man pages are generated here, from `bbedge::cli::Cli`, and kept
 //! as files in cross/debian/generated/ so that `cargo deb --no-build` (CI, and
 //! cross/package.sh for any target) finds them without running a binary, which for
 //! arm64 would need qemu. This test fails when they differ from what the clap
-//! definitions give today; then regenerate them with
+//! definitions (and, for bbedge(1)'s EXIT STATUS, the README's exit-code table) give
+//! today; then regenerate them with
 //! `BBEDGE_BLESS=1 cargo test --test packaging` and commit the result.
 
 use bbedge::cli::Cli;
@@ -52,7 +53,90 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
         let name = format!("man/{}", entry.file_name().to_string_lossy());
         files.insert(name, std::fs::read(entry.path()).unwrap());
     }
+    if let Some(top) = files.get_mut("man/bbedge.1") {
+        top.extend_from_slice(admin_sections().as_bytes());
+    }
     files
+}
+
+/// What an admin looks for in bbedge(1) beyond the flags: the exit codes (from the
+/// README's one table, so the two cannot differ), the files, the environment.
+fn admin_sections() -> String {
+    use clap_mangen::roff::{bold, roman, Roff};
+    let mut r = Roff::new();
+    r.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in readme_exit_codes() {
+        r.control("TP", [])
+            .text([bold(code)])
+            .text([roman(meaning)]);
+    }
+    r.control("SH", ["ENVIRONMENT"]);
+    for (name, what) in [
+        ("BBEDGE_CONFIG", "The config file, as --config."),
+        (
+            "BBEDGE_<SECTION>__<KEY>",
+            "Any setting, e.g. BBEDGE_REALTIME__PORT=3002; read after the files.",
+        ),
+        ("BBEDGE_LOG_FORMAT", "As --log-format."),
+        (
+            "RUST_LOG",
+            "Log filter; overrides [logging] level (-v overrides it).",
+        ),
+    ] {
+        r.control("TP", []).text([bold(name)]).text([roman(what)]);
+    }
+    r.control("SH", ["FILES"]);
+    for (path, what) in [
+        (
+            "/etc/bbedge/bbedge.toml",
+            "The config file. Sets nothing as installed: bbedge config default prints every setting with its default.",
+        ),
+        (
+            "/etc/bbedge/bbedge.toml.d/*.toml",
+            "Drop-ins, read in name order after the file; put a box's settings here (e.g. 10-site.toml). 00-package.toml comes with the package.",
+        ),
+        (
+            "/var/lib/bbedge",
+            "State: the store, the pairing credentials and the signing key.",
+        ),
+        (
+            "/boot/firmware/bbedge-pair.toml",
+            "Optional: pairs the box when bbedge starts ([pairing] boot_file).",
+        ),
+    ] {
+        r.control("TP", []).text([bold(path)]).text([roman(what)]);
+    }
+    r.control("SH", ["SEE ALSO"]);
+    r.text([roman(
+        "systemctl(1), journalctl(1), /usr/share/doc/bbedge/FLASHING.md",
+    )]);
+    r.to_roff()
+}
+
+/// The README's exit-code table as (exit, meaning), markdown removed.
+fn readme_exit_codes() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("### Exit codes")
+        .nth(1)
+        .expect("README has an exit-code section");
+    let plain = |cell: &str| {
+        cell.replace("**", "")
+            .replace('`', "")
+            .replace("\u{1}", "|")
+            .trim()
+            .to_owned()
+    };
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with("| Exit"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<String> = row.replace("\\|", "\u{1}").split('|').map(plain).collect();
+            (cells[1].clone(), cells[2].clone())
+        })
+        .collect()
 }
 
 /// The files on disk under cross/debian/generated/, by the same names.
@@ -130,6 +214,34 @@ fn the_man_page_and_the_bash_completion_name_every_subcommand() {
     assert!(text("man/bbedge-token-list.1").contains("\\-\\-json"));
     assert!(text("completions/_bbedge").starts_with("#compdef bbedge"));
     assert!(text("completions/bbedge.fish").contains("complete -c bbedge"));
+    // The admin's sections, the exit codes being the README's.
+    for section in [
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(man.contains(section), "no {section}");
+    }
+    let codes = readme_exit_codes();
+    assert!(codes.len() >= 12, "{codes:?}");
+    for (code, meaning) in &codes {
+        assert!(
+            man.contains(&format!("\\fB{code}\\fR")),
+            "exit {code} missing"
+        );
+        assert!(!meaning.contains('`') && !meaning.is_empty(), "{meaning}");
+    }
+    assert!(codes
+        .iter()
+        .any(|(c, m)| c == "64" && m.starts_with("EX_USAGE") && m.contains("BBEDGE_*")));
+    assert!(
+        codes
+            .iter()
+            .any(|(c, m)| c == "74" && m.contains("| head -0")),
+        "{codes:?}"
+    );
+    assert!(man.contains("/etc/bbedge/bbedge.toml.d/*.toml"));
     // No build-specific text: the page is the same for every target.
     assert!(!man.contains(env!("BBEDGE_GIT_HASH")) || env!("BBEDGE_GIT_HASH") == "unknown");
 }
