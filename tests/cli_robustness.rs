@@ -425,6 +425,18 @@ async fn every_subcommand_with_a_closed_stdout_exits_74_and_an_unseen_token_is_r
         assert_eq!(r.code, IOERR, "bbedge {args:?}: {}", r.err);
         said(&r, what);
     }
+    // An invalid configuration stays exit 64 with its reason on stderr, even when its
+    // JSON cannot be written.
+    let typo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/typo-key.toml");
+    let r = bbedge(
+        cwd,
+        &["config", "check", "--json", typo.to_str().unwrap()],
+        &env,
+        Out::Closed,
+    )
+    .await;
+    assert_eq!(r.code, USAGE, "{}", r.err);
+    assert!(r.err.contains("[CONFIG_UNKNOWN_KEY]"), "{}", r.err);
     let added = bbedge(cwd, &["token", "add", "--role", "agent"], &env, Out::Piped).await;
     let id = added
         .out

@@ -1,6 +1,6 @@
 //! `bbedge config check|default`.
 
-use super::output::out_or_ioerr;
+use super::output::{self, out_or_ioerr};
 use crate::config::{Loaded, Loader, Source, DEFAULT_TOML};
 use crate::error::{exit, ErrorCode};
 use serde_json::{json, Value};
@@ -38,7 +38,10 @@ pub fn check(file: Option<PathBuf>, json: bool) -> i32 {
                 "error": crate::error::chain(&e),
             });
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-            out_or_ioerr("config check", format_args!("{text}\n"), code)
+            // Exit 64 either way: that the configuration is invalid matters more than
+            // that stdout is gone, and stderr has said why.
+            let _ = output::out(format_args!("{text}\n"));
+            code
         }
     }
 }
