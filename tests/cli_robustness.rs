@@ -222,6 +222,13 @@ async fn every_subcommand_ignores_foreign_variables_that_are_not_utf8() {
     )
     .await;
     assert_eq!(added.code, OK, "{}", added.err);
+    // Through the daemon's control socket, the same JSON as from the store.
+    let listed = bbedge(cwd, &["token", "list", "--json"], &env, Out::Piped).await;
+    assert_eq!(listed.code, OK, "{}", listed.err);
+    let rows: serde_json::Value = serde_json::from_str(&listed.out).expect("JSON");
+    assert_eq!(rows[0]["role"], "observer", "{rows}");
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert!(!listed.out.contains("bbt_"), "{}", listed.out);
     stop_daemon(d).await;
 
     let check = bbedge(cwd, &["config", "check"], &env, Out::Piped).await;
