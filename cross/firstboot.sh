@@ -3,7 +3,8 @@
 #
 # Runs as root: at boot from bbedge-firstboot.service (installed by the package, as
 # /usr/lib/bbedge/firstboot.sh), or, for the very first install on a freshly
-# flashed card, from Raspberry Pi Imager's firstrun.sh (see docs/FLASHING.md).
+# flashed card, from cloud-init's runcmd (trixie) or Raspberry Pi Imager's firstrun.sh
+# (bookworm): see docs/FLASHING.md and cross/cloud-init/user-data.
 # A package that is installed (or older than the installed one) is renamed
 # *.deb.installed (*.deb.skipped) so it is handled once. bbedge-pair.toml is left
 # where it is: the daemon reads it from [pairing] boot_file itself.

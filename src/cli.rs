@@ -1,7 +1,12 @@
 //! The command line (clap). Every flag that makes sense in a unit file also reads a
 //! `BBEDGE_*` variable; secret values are hidden from `--help`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::commands::output;
+use crate::error::exit;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// `bbedge --version`: version, git hash and target triple.
@@ -89,6 +94,9 @@ pub enum ConfigCommand {
     Check {
         /// The file to check.
         file: Option<PathBuf>,
+        /// Print the result as JSON: `ok`, the layers read and the effective configuration.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the built-in default configuration.
     Default,
@@ -132,7 +140,11 @@ pub enum TokenCommand {
         label: Option<String>,
     },
     /// List tokens (ids, roles, labels; never the tokens).
-    List,
+    List {
+        /// Print the records as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a token by id; its live connections are closed at once.
     Revoke {
         /// The token id from `bbedge token list`.
@@ -171,4 +183,80 @@ pub enum LedCommand {
     },
     /// Cycle through every pattern, naming each.
     Test,
+}
+
+/// Parses `args`; on failure returns the exit code after saying why: 0 for `--help` and
+/// `--version` (74 when they cannot be written), 64 for anything wrong (clap's own
+/// code, 2, is not in the table), naming the `BBEDGE_*` variable when a bad value came
+/// from one.
+pub fn parse<I>(args: I) -> Result<Cli, i32>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().collect();
+    let e = match Cli::try_parse_from(&args) {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    let what = match e.kind() {
+        ErrorKind::DisplayHelp => Some("--help"),
+        ErrorKind::DisplayVersion => Some("--version"),
+        // Everything else, `bbedge token` without a subcommand included, is a refusal.
+        _ => None,
+    };
+    if let Some(what) = what {
+        return Err(match output::out(e.render()) {
+            Ok(()) => exit::OK,
+            Err(io) => output::write_failed(what, &io),
+        });
+    }
+    output::err(e.render().to_string().trim_end());
+    if let Some(var) = env_to_blame(&e, &args) {
+        output::err(format_args!(
+            "bbedge: that value comes from environment variable {var} [CONFIG_BAD_ENV]; fix or unset it"
+        ));
+    }
+    Err(exit::USAGE)
+}
+
+/// The `BBEDGE_*` variable that supplied the value clap rejected, if one did: the
+/// argument reads a variable, the variable is set and the flag is not on the command line.
+fn env_to_blame(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    let Some(ContextValue::String(bad)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let mut commands = vec![Cli::command()];
+    while let Some(cmd) = commands.pop() {
+        for arg in cmd.get_arguments() {
+            let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            let flag = format!("--{long}");
+            // clap names the argument `--long <VALUE>`.
+            let named = bad == &flag || bad.starts_with(&format!("{flag} "));
+            if !named || std::env::var_os(var).is_none() {
+                continue;
+            }
+            let on_line = args.iter().any(|a| {
+                let a = a.as_bytes();
+                a == flag.as_bytes() || a.starts_with(format!("{flag}=").as_bytes())
+            });
+            if !on_line {
+                return Some(var.to_string_lossy().into_owned());
+            }
+        }
+        commands.extend(cmd.get_subcommands().cloned());
+    }
+    None
+}
+
+/// The names of `BBEDGE_*` variables whose name or value is not UTF-8 (lossily shown;
+/// never the value, which may be a secret such as `BBEDGE_PAIR_CODE`). Variables of
+/// other programs are not looked at.
+pub fn non_utf8_env() -> Vec<String> {
+    std::env::vars_os()
+        .filter(|(k, _)| k.as_bytes().starts_with(b"BBEDGE_"))
+        .filter(|(k, v)| k.to_str().is_none() || v.to_str().is_none())
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect()
 }

@@ -210,6 +210,8 @@ async fn the_binary_exits_64_with_one_clear_line_on_a_config_typo() {
     let out = support::binary::command()
         .args(["--config", path.to_str().unwrap(), "run"])
         .current_dir(dir.path())
+        // The stopped pattern goes to the simulated LED, never this machine's.
+        .env("BBEDGE_STATUS_LED__BACKEND", "sim")
         .output()
         .await
         .unwrap();
@@ -218,6 +220,12 @@ async fn the_binary_exits_64_with_one_clear_line_on_a_config_typo() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("[CONFIG_UNKNOWN_KEY]") && stderr.contains("max_room"),
+        "{stderr}"
+    );
+    // The same line says that it will not be restarted, and what the LED shows.
+    assert!(
+        stderr.contains("stopped with exit 64, which systemd does not restart")
+            && stderr.contains("the simulated LED records config_fault"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -238,4 +246,186 @@ async fn config_default_prints_the_built_in_file() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), DEFAULT_TOML);
+}
+
+#[tokio::test]
+async fn a_log_level_that_is_not_a_level_is_exit_64_naming_the_key_and_the_words() {
+    // EnvFilter takes `warning` as a target name: the daemon would log nothing at all.
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/log-level-warning.toml");
+    let out = support::binary::command()
+        .args(["config", "check", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[CONFIG_OUT_OF_RANGE]")
+            && stderr.contains("`logging.level` = \"warning\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("use off, error, warn, info, debug or trace"),
+        "{stderr}"
+    );
+    let err = Loader::builtin()
+        .env([("BBEDGE_LOGGING__LEVEL", "info,bbedge::room=verbose")])
+        .load()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`bbedge::room=verbose` is not a level"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("BBEDGE_LOGGING__LEVEL"), "{err}");
+}
+
+#[test]
+fn the_environment_is_read_as_the_os_gives_it_and_only_bbedge_variables_count() {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::OsStrExt;
+    let bad = || OsStr::from_bytes(b"\xffSECRET").to_owned();
+    let vars = |extra: Vec<(OsString, OsString)>| {
+        let mut v: Vec<(OsString, OsString)> = vec![
+            ("FOO".into(), bad()),
+            (OsStr::from_bytes(b"\xff").to_owned(), "x".into()),
+            ("BBEDGE_REALTIME__PORT".into(), "9999".into()),
+        ];
+        v.extend(extra);
+        v
+    };
+    let loaded = Loader::builtin().env_os(vars(vec![])).load().unwrap();
+    assert_eq!(loaded.config.realtime.port, 9999);
+    let err = Loader::builtin()
+        .env_os(vars(vec![("BBEDGE_DEVICE__NAME".into(), bad())]))
+        .load()
+        .unwrap_err();
+    assert_eq!(err.code(), "CONFIG_BAD_ENV");
+    assert_eq!(
+        err.to_string(),
+        "environment variable BBEDGE_DEVICE__NAME: not valid UTF-8; fix or unset it"
+    );
+}
+
+#[test]
+fn a_broken_configuration_still_yields_its_led_and_state_dir_for_the_fault_blink() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bbedge.toml");
+    std::fs::write(
+        &file,
+        "[daemon]\nstate_dir = \"/srv/box\"\n[status_led]\nbackend = \"sysfs\"\nsysfs_name = \"led0\"\n[realtime.rooms]\nmax_room = 3\n",
+    )
+    .unwrap();
+    let loader = Loader::builtin().file(&file);
+    assert_eq!(loader.load().unwrap_err().code(), "CONFIG_UNKNOWN_KEY");
+    let c = loader.salvage().expect("salvaged");
+    assert_eq!(c.status_led.sysfs_name, "led0");
+    assert_eq!(c.daemon.state_dir, "/srv/box");
+    // A typo inside [status_led] itself: that section falls back to the defaults.
+    std::fs::write(
+        &file,
+        "[status_led]\nbackend = \"sysfs\"\nsysfs_nam = \"led0\"\n",
+    )
+    .unwrap();
+    let c = Loader::builtin().file(&file).salvage().expect("salvaged");
+    let defaults = Loader::builtin().load().unwrap().config;
+    assert_eq!(c.status_led, defaults.status_led);
+    // Not even TOML: the defaults.
+    std::fs::write(&file, "[status_led\n").unwrap();
+    let c = Loader::builtin().file(&file).salvage().expect("salvaged");
+    assert_eq!(c, defaults);
+}
+
+/// The conffile the package installs as /etc/bbedge/bbedge.toml (issue 13, item 3).
+fn conffile() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bbedge.conffile.toml")
+}
+
+#[test]
+fn the_shipped_conffile_parses_and_changes_no_default() {
+    let text = std::fs::read_to_string(conffile()).unwrap();
+    let table: toml::Table = toml::from_str(&text).expect("the conffile is TOML");
+    assert!(table.is_empty(), "the conffile sets nothing: {table:?}");
+    let loaded = Loader::builtin().file(conffile()).load().unwrap();
+    assert_eq!(
+        loaded.layers,
+        vec![Source::BuiltIn, Source::File(conffile())]
+    );
+    assert!(loaded.provenance.is_empty(), "{:?}", loaded.provenance);
+    assert_eq!(loaded.config, Loader::builtin().load().unwrap().config);
+    // Short, and it says where settings go and where the defaults are.
+    assert!(text.lines().count() <= 30, "{} lines", text.lines().count());
+    for must in [
+        "bbedge config default",
+        "/etc/bbedge/bbedge.toml.d/",
+        "bbedge config check",
+    ] {
+        assert!(text.contains(must), "the conffile names {must}");
+    }
+}
+
+#[test]
+fn the_conffiles_example_is_a_valid_drop_in() {
+    // The indented comment lines that look like TOML, uncommented.
+    let text = std::fs::read_to_string(conffile()).unwrap();
+    let example: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#     "))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(example.contains("[device]"), "{example}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("10-site.toml");
+    std::fs::write(&file, &example).unwrap();
+    let loaded = Loader::builtin()
+        .file(&file)
+        .load()
+        .expect("a valid drop-in");
+    assert_eq!(loaded.config.device.name, "Council chamber");
+}
+
+#[test]
+fn the_packaged_etc_bbedge_is_the_defaults_with_only_the_state_dir_pinned() {
+    // /etc/bbedge as the package leaves it: the conffile and the package's drop-in.
+    let etc = tempfile::tempdir().unwrap();
+    let main = etc.path().join("bbedge.toml");
+    std::fs::copy(conffile(), &main).unwrap();
+    std::fs::create_dir(etc.path().join("bbedge.toml.d")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("cross/debian/00-package.toml"),
+        etc.path().join("bbedge.toml.d/00-package.toml"),
+    )
+    .unwrap();
+    let loaded = Loader::builtin().file(&main).load().unwrap();
+    let keys: Vec<&String> = loaded.provenance.keys().collect();
+    assert_eq!(keys, ["daemon.state_dir"]);
+    let mut want = Loader::builtin().load().unwrap().config;
+    want.daemon.state_dir = "/var/lib/bbedge".into();
+    assert_eq!(loaded.config, want);
+
+    // And Cargo.toml installs exactly these there; the defaults file stays in the binary.
+    let manifest: toml::Table = toml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    let under_etc: Vec<(&str, &str)> = assets
+        .iter()
+        .map(|a| (a[0].as_str().unwrap(), a[1].as_str().unwrap()))
+        .filter(|(_, dest)| dest.starts_with("etc/"))
+        .collect();
+    assert_eq!(
+        under_etc,
+        [
+            ("config/bbedge.conffile.toml", "etc/bbedge/bbedge.toml"),
+            (
+                "cross/debian/00-package.toml",
+                "etc/bbedge/bbedge.toml.d/00-package.toml"
+            ),
+        ]
+    );
 }

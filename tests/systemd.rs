@@ -214,6 +214,13 @@ fn daemon_unit_has_the_contract_the_daemon_relies_on() {
     assert_eq!(value(&unit, "StateDirectoryMode"), "0750");
     assert_eq!(value(&unit, "ConfigurationDirectory"), "bbedge");
     assert_eq!(value(&unit, "Restart"), "on-failure");
+    // What restarting cannot fix stops at once: the daemon's own list, exactly.
+    let prevent: Vec<i32> = value(&unit, "RestartPreventExitStatus")
+        .split_whitespace()
+        .map(|c| c.parse().expect("a numeric exit status"))
+        .collect();
+    assert_eq!(prevent, bbedge::commands::run::GIVES_UP.to_vec());
+    assert_eq!(prevent, vec![64, 78], "EX_USAGE and EX_CONFIG");
     assert!(timespan(value(&unit, "WatchdogSec")) >= Duration::from_secs(10));
     assert_eq!(value(&unit, "ProtectSystem"), "strict");
     assert!(

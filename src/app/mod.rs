@@ -98,7 +98,7 @@ impl StartError {
             StartError::Store(store::Error::Unwritable { .. }) => exit::NOPERM,
             StartError::Store(_) => exit::OS,
             StartError::Bind { .. } | StartError::Control { .. } => exit::OS,
-            StartError::RoomTls(_) => exit::USAGE,
+            StartError::RoomTls(e) => e.exit_code(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! LED, so both ask it over the control socket; with no daemon they drive the LED
 //! themselves and give it back (sysfs trigger restored) when done or on Ctrl-C.
 
+use super::output::{err, out, out_or_ioerr, write_failed};
 use crate::app::Paths;
 use crate::cli::{Cli, LedCommand};
 use crate::config::{Loader, StatusLed};
@@ -73,27 +74,33 @@ impl Interrupt {
 
 async fn identify(cfg: &StatusLed, state_dir: &Path, seconds: u64, stop: &mut Interrupt) -> i32 {
     if seconds == 0 || seconds > MAX_REQUEST.as_secs() {
-        eprintln!(
+        err(format_args!(
             "bbedge led identify: --seconds {seconds} is out of range; allowed 1 to {}",
             MAX_REQUEST.as_secs()
-        );
+        ));
         return exit::USAGE;
     }
     let duration = Duration::from_secs(seconds);
     match control::request(state_dir, "led.identify", json!({ "seconds": seconds })).await {
-        Ok(v) => {
-            println!(
-                "The daemon blinks identify on its {} LED for {seconds} s.",
+        Ok(v) => out_or_ioerr(
+            "led identify",
+            format_args!(
+                "The daemon blinks identify on its {} LED for {seconds} s.\n",
                 v["backend"].as_str().unwrap_or("status")
-            );
-            exit::OK
-        }
+            ),
+            exit::OK,
+        ),
         Err(ControlError::NotRunning) => {
             let direct = Direct::open(cfg, state_dir);
             if let Err(e) = direct.led.identify(duration) {
                 return super::fail("cannot identify", e.code(), &e, exit::FAILURE);
             }
-            println!("Blinking identify for {seconds} s (Ctrl-C stops).");
+            if let Err(e) = out(format_args!(
+                "Blinking identify for {seconds} s (Ctrl-C stops).\n"
+            )) {
+                direct.close().await;
+                return write_failed("led identify", &e);
+            }
             let mut rx = direct.led.watch();
             let done = async {
                 let _ = rx.wait_for(|v| v.state == DeviceState::Identify).await;
@@ -127,14 +134,19 @@ async fn test(cfg: &StatusLed, state_dir: &Path, stop: &mut Interrupt) -> i32 {
             target.close().await;
             return refused(&e);
         }
-        println!(
-            "{:>2}/{total}  {:<17} {:<13} {} ({})",
+        let named = out(format_args!(
+            "{:>2}/{total}  {:<17} {:<13} {} ({})\n",
             i + 1,
             state.as_str(),
             p.name,
             p.timings(),
             p.colour.as_str()
-        );
+        ));
+        if let Err(e) = named {
+            // Nobody can read which pattern is which: stop rather than blink unnamed.
+            target.close().await;
+            return write_failed("led test", &e);
+        }
         // Pacing for a person watching the box: the LED shows this step meanwhile.
         tokio::select! {
             _ = tokio::time::sleep(step) => {}
@@ -190,12 +202,12 @@ impl Direct {
         hub.update(|f| f.booting = false);
         let (led, task) = signal::build(cfg, hub, Some(state_dir));
         let view = led.view();
-        eprintln!(
+        err(format_args!(
             "bbedge led: no daemon is running; driving the {} LED directly ({})",
             view.backend, view.reason
-        );
+        ));
         if view.backend == "sim" {
-            eprintln!("bbedge led: no LED hardware could be opened, so nothing will light; see docs/LED.md");
+            err("bbedge led: no LED hardware could be opened, so nothing will light; see docs/LED.md");
         }
         let token = CancellationToken::new();
         let task = tokio::spawn(task.with_shutdown_show(Duration::ZERO).run(token.clone()));

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod led;
+pub mod output;
 pub mod pair;
 pub mod run;
 pub mod status;
@@ -13,7 +14,7 @@ use crate::error::exit;
 
 /// For subcommands this build does not have yet.
 pub fn unavailable(name: &str) -> i32 {
-    eprintln!("bbedge {name}: not available in this build");
+    output::err(format_args!("bbedge {name}: not available in this build"));
     exit::UNAVAILABLE
 }
 
@@ -24,6 +25,9 @@ pub fn fail(
     err: &(dyn std::error::Error + 'static),
     exit_code: i32,
 ) -> i32 {
-    eprintln!("bbedge: {what} [{code}]: {}", crate::error::chain(err));
+    output::err(format_args!(
+        "bbedge: {what} [{code}]: {}",
+        crate::error::chain(err)
+    ));
     exit_code
 }

@@ -5,6 +5,7 @@
 //! Output is one sentence: on stdout when paired, on stderr with its code otherwise.
 //! The exit codes are in [`crate::pairing::failure::exit`] and `bbedge pair --help`.
 
+use super::output::{err, out_or_ioerr};
 use crate::cli::{Cli, LogFormatArg, PairArgs};
 use crate::config::{Loaded, Loader, LogFormat};
 use crate::control::{self, ControlError};
@@ -53,22 +54,25 @@ pub fn pair(cli: &Cli, args: &PairArgs) -> i32 {
                 "Central accepted the code but has device {} as '{status}', so it refuses the box's connections until an operator sets it active (or enrolls a new device); the credentials are kept for when it is active again.",
                 creds.device_id
             );
-            eprintln!("bbedge pair: warning: {message} [{NOT_ACCEPTED}]");
+            super::output::err(format_args!(
+                "bbedge pair: warning: {message} [{NOT_ACCEPTED}]"
+            ));
             tell_daemon(&rt, &paths.state_dir, true);
             let args = json!({"code": NOT_ACCEPTED, "message": message});
             let _ = rt.block_on(control::request(&paths.state_dir, "pairing.report", args));
             pair_exit::DEVICE_NOT_ACCEPTED
         }
         Ok(creds) => {
-            println!(
-                "Paired with {} as \"{}\" (device {}); the token expires at {}.",
+            // The daemon is told first: the pairing stands whether or not stdout works.
+            let after = tell_daemon(&rt, &paths.state_dir, true);
+            let text = format!(
+                "Paired with {} as \"{}\" (device {}); the token expires at {}.\n{after}",
                 creds.server, creds.name, creds.device_id, creds.expires_at
             );
-            tell_daemon(&rt, &paths.state_dir, true);
-            pair_exit::PAIRED
+            out_or_ioerr("pair", text, pair_exit::PAIRED)
         }
         Err(e) => {
-            eprintln!("bbedge pair: {e} [{}]", e.code());
+            err(format_args!("bbedge pair: {e} [{}]", e.code()));
             report_to_daemon(&rt, &paths.state_dir, &e);
             e.exit_code()
         }
@@ -94,24 +98,24 @@ pub fn unpair(cli: &Cli) -> i32 {
             Ok(true) => removed.push(what),
             Ok(false) => {}
             Err(e) => {
-                eprintln!(
+                err(format_args!(
                     "bbedge unpair: cannot remove the {what} at {}: {e}; run it as the daemon's user or root. [PAIRING_WRITE_FAILED]",
                     path.display()
-                );
+                ));
                 return pair_exit::FILES;
             }
         }
     }
-    if removed.is_empty() {
-        println!("This box was not paired; there was nothing to remove.");
+    let after = tell_daemon(&rt, &paths.state_dir, false);
+    let text = if removed.is_empty() {
+        format!("This box was not paired; there was nothing to remove.\n{after}")
     } else {
-        println!(
-            "Unpaired: removed the {}; the box no longer connects to CivicPress.",
+        format!(
+            "Unpaired: removed the {}; the box no longer connects to CivicPress.\n{after}",
             removed.join(" and the ")
-        );
-    }
-    tell_daemon(&rt, &paths.state_dir, false);
-    exit::OK
+        )
+    };
+    out_or_ioerr("unpair", text, exit::OK)
 }
 
 fn setup(cli: &Cli) -> Option<(Loaded, tokio::runtime::Runtime)> {
@@ -144,17 +148,19 @@ fn setup(cli: &Cli) -> Option<(Loaded, tokio::runtime::Runtime)> {
     }
 }
 
-/// Asks a running daemon to re-read the credentials; says what happened.
-fn tell_daemon(rt: &tokio::runtime::Runtime, state_dir: &std::path::Path, paired: bool) {
+/// Asks a running daemon to re-read the credentials; returns the lines for stdout
+/// (empty, or ending in a newline). A refusal is said on stderr at once.
+fn tell_daemon(rt: &tokio::runtime::Runtime, state_dir: &std::path::Path, paired: bool) -> String {
     match rt.block_on(control::request(state_dir, "pairing.reload", json!({}))) {
-        Ok(_) => println!("The running daemon picked up the change."),
-        Err(ControlError::NotRunning) if paired => println!(
-            "The daemon is not running: start it now (systemctl start bbedge), because CivicPress activates a box only if it connects within 15 minutes of the code being issued."
-        ),
-        Err(ControlError::NotRunning) => {}
-        Err(e) => eprintln!(
-            "bbedge: the daemon did not take the change ({e}); restart it with `systemctl restart bbedge`."
-        ),
+        Ok(_) => "The running daemon picked up the change.\n".to_owned(),
+        Err(ControlError::NotRunning) if paired => "The daemon is not running: start it now (systemctl start bbedge), because CivicPress activates a box only if it connects within 15 minutes of the code being issued.\n".to_owned(),
+        Err(ControlError::NotRunning) => String::new(),
+        Err(e) => {
+            err(format_args!(
+                "bbedge: the daemon did not take the change ({e}); restart it with `systemctl restart bbedge`."
+            ));
+            String::new()
+        }
     }
 }
 

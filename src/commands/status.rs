@@ -1,5 +1,6 @@
 //! `bbedge status`: asks the running daemon's `/status` and prints a readable summary.
 
+use super::output::{err, out_or_ioerr};
 use crate::cli::{Cli, StatusArgs};
 use crate::config::Loader;
 use crate::error::{exit, ErrorCode};
@@ -38,15 +39,12 @@ pub fn show(cli: &Cli, args: &StatusArgs) -> i32 {
     });
     match body {
         Ok(v) if args.json => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            exit::OK
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            out_or_ioerr("status", format_args!("{text}\n"), exit::OK)
         }
-        Ok(v) => {
-            print!("{}", summary(&v));
-            exit::OK
-        }
+        Ok(v) => out_or_ioerr("status", summary(&v), exit::OK),
         Err(e) => {
-            eprintln!("bbedge status: the daemon did not answer at {url}/status ({e}); is it running? try `systemctl status bbedge`");
+            err(format_args!("bbedge status: the daemon did not answer at {url}/status ({e}); is it running? try `systemctl status bbedge`"));
             exit::UNAVAILABLE
         }
     }

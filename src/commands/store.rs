@@ -25,18 +25,24 @@ pub fn run(cli: &Cli, cmd: &StoreCommand) -> i32 {
                 },
             };
             if !path.is_dir() {
-                eprintln!(
+                super::output::err(format_args!(
                     "bbedge store check: {} is not a database directory",
                     path.display()
-                );
+                ));
                 return exit::USAGE;
             }
             let result = check::verify(&path, cache);
-            println!("{}", check::report(&path, &result));
-            match &result {
+            let code = match &result {
                 Ok(_) => exit::OK,
                 Err(e) => check::exit_code(e),
-            }
+            };
+            // A report nobody can read is exit 74, which the daemon takes as "could not
+            // check" (start fails and is retried), never as "corrupt".
+            super::output::out_or_ioerr(
+                "store check",
+                format_args!("{}\n", check::report(&path, &result)),
+                code,
+            )
         }
     }
 }

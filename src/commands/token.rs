@@ -3,6 +3,7 @@
 //! connections); otherwise the store is opened directly. Both paths run the functions
 //! below, which wrap [`crate::room::tokens`].
 
+use super::output::{err, out, write_failed};
 use crate::app::Paths;
 use crate::cli::{Cli, RoleArg, TokenCommand};
 use crate::config::Loader;
@@ -74,7 +75,7 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
                 json!({"role": role, "room": room, "label": label}),
             )
         }
-        TokenCommand::List => ("token.list", json!({})),
+        TokenCommand::List { .. } => ("token.list", json!({})),
         TokenCommand::Revoke { id } => ("token.revoke", json!({"id": id})),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -85,33 +86,22 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
         Err(e) => return super::fail("cannot start the async runtime", "RUNTIME", &e, exit::OS),
     };
     let store_config = loaded.config.store.clone();
-    let result = runtime.block_on(async {
-        match control::request(&paths.state_dir, op, args.clone()).await {
-            Err(ControlError::NotRunning) => {
-                let store = match crate::store::open::from_command(&paths.store, &store_config) {
-                    Ok(o) => o.store,
-                    Err(e) => return Err(ControlError::failed(&e, e.code())),
-                };
-                match op {
-                    "token.add" => add(&store, args).await,
-                    "token.list" => list(&store),
-                    _ => revoke(&store, None, args).await,
-                }
-            }
-            other => other,
-        }
-    });
+    let result = runtime.block_on(execute(&paths, &store_config, op, args));
+    if let (TokenCommand::List { json: true }, Ok(v)) = (cmd, &result) {
+        return print_list_json(v);
+    }
     match result {
-        Ok(v) => {
-            print(op, &v);
-            exit::OK
-        }
+        Ok(v) => match out(render(op, &v)) {
+            Ok(()) => exit::OK,
+            Err(e) if op == "token.add" => unseen(&runtime, &paths, &store_config, &v, &e),
+            Err(e) => write_failed(op, &e),
+        },
         Err(e) => {
             let code = match &e {
                 ControlError::Failed { code, .. } => code.clone(),
                 other => other.code().to_owned(),
             };
-            eprintln!("bbedge {op}: {e} [{code}]");
+            err(format_args!("bbedge {op}: {e} [{code}]"));
             if code == "TOKEN_NOT_FOUND" || matches!(e, ControlError::BadRequest(_)) {
                 exit::USAGE
             } else {
@@ -121,29 +111,109 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
     }
 }
 
-fn print(op: &str, v: &Value) {
+/// Runs `op` in the daemon over its control socket, or on the store when none runs.
+async fn execute(
+    paths: &Paths,
+    store_config: &crate::config::Store,
+    op: &str,
+    args: Value,
+) -> Result<Value, ControlError> {
+    match control::request(&paths.state_dir, op, args.clone()).await {
+        Err(ControlError::NotRunning) => {
+            // Through the child check, as the daemon opens it: a db that makes sled
+            // panic is quarantined (and said so on stderr), not a crash of this command.
+            let store = match crate::store::open::from_command(&paths.store, store_config) {
+                Ok(o) => o.store,
+                Err(e) => return Err(ControlError::failed(&e, e.code())),
+            };
+            match op {
+                "token.add" => add(&store, args).await,
+                "token.list" => list(&store),
+                _ => revoke(&store, None, args).await,
+            }
+        }
+        other => other,
+    }
+}
+
+/// A token was issued but could not be shown (stdout closed or full): nobody has it,
+/// so it is revoked again rather than left valid and unknown. Exit 74 either way.
+fn unseen(
+    runtime: &tokio::runtime::Runtime,
+    paths: &Paths,
+    store_config: &crate::config::Store,
+    issued: &Value,
+    e: &std::io::Error,
+) -> i32 {
+    let id = issued["record"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let undone = runtime.block_on(execute(paths, store_config, "token.revoke", json!({ "id": id })));
+    match undone {
+        Ok(_) => err(format_args!(
+            "bbedge token.add: cannot write the token to stdout [OUTPUT_FAILED]: {e}; token {id} was revoked again, so no unseen token stays valid"
+        )),
+        Err(r) => err(format_args!(
+            "bbedge token.add: cannot write the token to stdout [OUTPUT_FAILED]: {e}; revoking token {id} failed too ({r}): revoke it with `bbedge token revoke {id}`"
+        )),
+    }
+    exit::IOERR
+}
+
+/// `token list --json`: the records as a JSON array, re-read as [`TokenRecord`]s so only
+/// their fields (never a token or its hash) are printed, whatever the daemon answered.
+fn print_list_json(v: &Value) -> i32 {
+    let text = serde_json::from_value::<Vec<TokenRecord>>(v.clone())
+        .and_then(|all| serde_json::to_string_pretty(&all));
+    match text {
+        Ok(text) => match out(format_args!("{text}\n")) {
+            Ok(()) => exit::OK,
+            Err(e) => write_failed("token.list", &e),
+        },
+        Err(e) => {
+            err(format_args!(
+                "bbedge token.list: the answer is not a list of token records [CONTROL_BAD_ANSWER]: {e}"
+            ));
+            exit::FAILURE
+        }
+    }
+}
+
+/// The text printed for a successful `op`.
+fn render(op: &str, v: &Value) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
     match op {
         "token.add" => {
             let rec: Option<TokenRecord> = serde_json::from_value(v["record"].clone()).ok();
             if let Some(r) = rec {
-                println!(
+                let _ = writeln!(
+                    s,
                     "id:    {}\nrole:  {}\nroom:  {}",
                     r.id,
                     r.role.as_str(),
                     r.room.as_deref().unwrap_or("(this box)")
                 );
             }
-            println!("token: {}", v["token"].as_str().unwrap_or(""));
-            println!("\nThe token is shown only this once; bbedge keeps only its hash.");
+            let _ = writeln!(s, "token: {}", v["token"].as_str().unwrap_or(""));
+            let _ = writeln!(
+                s,
+                "\nThe token is shown only this once; bbedge keeps only its hash."
+            );
         }
         "token.list" => {
             let all: Vec<TokenRecord> = serde_json::from_value(v.clone()).unwrap_or_default();
             if all.is_empty() {
-                println!("no tokens; issue one with `bbedge token add --role observer`");
+                let _ = writeln!(
+                    s,
+                    "no tokens; issue one with `bbedge token add --role observer`"
+                );
             }
             for r in all {
                 let state = if r.revoked { "revoked" } else { "active" };
-                println!(
+                let _ = writeln!(
+                    s,
                     "{}  {:<8}  {:<7}  {:<20}  {}  {}",
                     r.id,
                     r.role.as_str(),
@@ -154,6 +224,9 @@ fn print(op: &str, v: &Value) {
                 );
             }
         }
-        _ => println!("revoked {}", v["id"].as_str().unwrap_or("")),
+        _ => {
+            let _ = writeln!(s, "revoked {}", v["id"].as_str().unwrap_or(""));
+        }
     }
+    s
 }

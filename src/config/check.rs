@@ -319,14 +319,17 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
         ));
     }
     range("status_led.mailbox", led.mailbox as u64, 1..=1024)?;
-    if c.logging.level.trim().is_empty()
-        || tracing_subscriber::EnvFilter::try_new(&c.logging.level).is_err()
-    {
+    if let Err(bad) = crate::telemetry::check_filter(&c.logging.level) {
+        let which = if bad.is_empty() || bad == c.logging.level {
+            String::new()
+        } else {
+            format!("`{bad}` is not a level; ")
+        };
         return Err(fail(
             loaded,
             "logging.level",
             format!("{:?}", c.logging.level),
-            "use error, warn, info, debug, trace, or a filter such as \"info,bbedge::room=debug\"",
+            format!("{which}{}", crate::telemetry::LEVEL_WORDS_HELP),
         ));
     }
     Ok(())

@@ -58,17 +58,22 @@ pub struct Loader {
     file: Option<PathBuf>,
     default_path: Option<PathBuf>,
     env: Vec<(String, String)>,
+    /// `BBEDGE_*` variables whose name or value is not UTF-8: an error at load.
+    env_not_utf8: Vec<String>,
 }
 
 impl Loader {
     /// A loader reading `--config` (if any), else [`DEFAULT_PATH`] when it exists, and
-    /// the process environment.
+    /// the process's `BBEDGE_*` variables. Other variables are not read at all, so one
+    /// that is not UTF-8 (`std::env::vars` would panic on it) does not matter; a
+    /// `BBEDGE_*` one that is not UTF-8 fails [`Loader::load`], naming it.
     pub fn from_process(file: Option<PathBuf>) -> Self {
         Self {
             file,
             default_path: Some(PathBuf::from(DEFAULT_PATH)),
-            env: std::env::vars().collect(),
+            ..Self::default()
         }
+        .env_os(std::env::vars_os())
     }
 
     /// A loader with only the built-in defaults (tests add layers with the builders).
@@ -96,6 +101,27 @@ impl Loader {
         self
     }
 
+    /// Uses these environment variables, as the OS gives them: only `BBEDGE_*` ones are
+    /// kept; one whose name or value is not UTF-8 fails [`Loader::load`], naming it.
+    pub fn env_os<I>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
+        use std::os::unix::ffi::OsStrExt;
+        self.env.clear();
+        self.env_not_utf8.clear();
+        for (k, v) in vars {
+            if !k.as_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+                continue;
+            }
+            match (k.to_str(), v.to_str()) {
+                (Some(k), Some(v)) => self.env.push((k.to_owned(), v.to_owned())),
+                _ => self.env_not_utf8.push(k.to_string_lossy().into_owned()),
+            }
+        }
+        self
+    }
+
     /// Loads, merges, deserialises and checks.
     pub fn load(&self) -> Result<Loaded, Error> {
         let mut merged = parse(DEFAULT_TOML, &Source::BuiltIn)?;
@@ -113,26 +139,93 @@ impl Loader {
         Ok(loaded)
     }
 
-    fn layers(&self) -> Result<Vec<(Source, Table)>, Error> {
+    /// For a configuration that does not load: the built-in defaults with the
+    /// `[daemon]` and `[status_led]` sections the layers give, each taken only when it
+    /// is valid on its own (a layer that cannot be read or parsed is skipped). Only
+    /// used to show on the LED why the daemon stopped; `None` if nothing loads.
+    pub fn salvage(&self) -> Option<Config> {
+        let defaults = parse(DEFAULT_TOML, &Source::BuiltIn).ok()?;
+        let mut config = to_config(&defaults, &Source::BuiltIn).ok()?;
+        let mut merged = defaults.clone();
+        let mut ignored = BTreeMap::new();
+        for table in self.lenient_layers() {
+            merge(&mut merged, table, "", &Source::BuiltIn, &mut ignored);
+        }
+        for section in ["daemon", "status_led"] {
+            let (Some(value), mut alone) = (merged.get(section), defaults.clone()) else {
+                continue;
+            };
+            alone.insert(section.to_owned(), value.clone());
+            if let Ok(c) = to_config(&alone, &Source::BuiltIn) {
+                match section {
+                    "daemon" => config.daemon = c.daemon,
+                    _ => config.status_led = c.status_led,
+                }
+            }
+        }
+        let led = &config.status_led;
+        if led.sysfs_name.is_empty() || led.sysfs_name.contains('/') {
+            let c = to_config(&defaults, &Source::BuiltIn).ok()?;
+            config.status_led = c.status_led;
+        }
+        Some(config)
+    }
+
+    /// [`Loader::layers`], skipping what cannot be read, parsed or mapped.
+    fn lenient_layers(&self) -> Vec<Table> {
         let mut out = Vec::new();
-        let path = match (&self.file, &self.default_path) {
+        if let Some(path) = self.file_to_read() {
+            let mut files = vec![path.clone()];
+            files.extend(dropins(&path).unwrap_or_default());
+            out.extend(
+                files
+                    .iter()
+                    .filter_map(|f| read_layer(f).ok())
+                    .map(|(_, t)| t),
+            );
+        }
+        out.extend(
+            self.config_env()
+                .into_iter()
+                .filter_map(|(name, value)| env_layer(name, value).ok()),
+        );
+        out
+    }
+
+    fn file_to_read(&self) -> Option<PathBuf> {
+        match (&self.file, &self.default_path) {
             (Some(p), _) => Some(p.clone()),
             (None, Some(d)) if d.exists() => Some(d.clone()),
             _ => None,
-        };
-        if let Some(path) = path {
-            out.push(read_layer(&path)?);
-            for dropin in dropins(&path)? {
-                out.push(read_layer(&dropin)?);
-            }
         }
+    }
+
+    /// The `BBEDGE_<SECTION>__<KEY>` variables, sorted.
+    fn config_env(&self) -> Vec<&(String, String)> {
         let mut env: Vec<_> = self
             .env
             .iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
             .collect();
         env.sort();
-        for (name, value) in env {
+        env
+    }
+
+    fn layers(&self) -> Result<Vec<(Source, Table)>, Error> {
+        if let Some(name) = self.env_not_utf8.first() {
+            return Err(Error::Env {
+                name: name.clone(),
+                message: "not valid UTF-8; fix or unset it".into(),
+            });
+        }
+        let mut out = Vec::new();
+        if let Some(path) = self.file_to_read() {
+            out.push(read_layer(&path)?);
+            for dropin in dropins(&path)? {
+                out.push(read_layer(&dropin)?);
+            }
+        }
+        for (name, value) in self.config_env() {
             out.push((Source::Env(name.clone()), env_layer(name, value)?));
         }
         Ok(out)
@@ -176,7 +269,9 @@ fn parse(text: &str, source: &Source) -> Result<Table, Error> {
 
 /// `BBEDGE_REALTIME__RATE_LIMITING__MESSAGES_PER_SECOND=5` → `{realtime.rate_limiting.messages_per_second = 5}`.
 fn env_layer(name: &str, value: &str) -> Result<Table, Error> {
-    let path: Vec<String> = name[ENV_PREFIX.len()..]
+    let path: Vec<String> = name
+        .strip_prefix(ENV_PREFIX)
+        .unwrap_or(name)
         .split("__")
         .map(str::to_ascii_lowercase)
         .collect();
@@ -200,7 +295,11 @@ fn env_layer(name: &str, value: &str) -> Result<Table, Error> {
     }
     match leaf {
         Value::Table(t) => Ok(t),
-        _ => unreachable!("the path has at least one part"),
+        // `split` yields at least one part, so the loop made a table; no panic either way.
+        _ => Err(Error::Env {
+            name: name.to_owned(),
+            message: "expected BBEDGE_<SECTION>__<KEY>".into(),
+        }),
     }
 }
 

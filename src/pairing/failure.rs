@@ -232,8 +232,9 @@ impl PairError {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
    0  paired: credentials and key stored, the daemon told
-   2  a required option is missing or unknown (from the argument parser)
-  64  a value is invalid (device UUID, code format, URL, name); nothing was sent
+  64  an option is missing or unknown, or a value is invalid (device UUID, code
+      format, URL, name); nothing was sent
+  74  paired, but this could not be written (stdout closed); the pairing stands
   73  the key or credentials file could not be read or written
   78  refused locally: http:// to a non-loopback host, or a bad [upstream] extra_ca_file
   80  the server rejected a field of the request (400)

@@ -36,6 +36,18 @@ pub enum TlsError {
     Config(String),
 }
 
+impl TlsError {
+    /// The exit code: 78 (`EX_CONFIG`) for files a person must fix, which the unit does
+    /// not restart on; 71 (`EX_OSERR`) when the self-signed pair cannot be saved (a full
+    /// or read-only state directory may recover).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            TlsError::Pem { .. } | TlsError::Config(_) => crate::error::exit::CONFIG,
+            TlsError::SelfSigned { .. } => crate::error::exit::OS,
+        }
+    }
+}
+
 /// The acceptor for `[realtime.tls]`, or `None` when TLS is off.
 pub fn acceptor(
     tls: &crate::config::Tls,

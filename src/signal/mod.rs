@@ -7,6 +7,7 @@
 //! - [`pattern`]: the pure pattern engine (state → rhythm and colour).
 //! - [`led`]: the LED task; [`LedHandle`] asks it for identify or a `led test` step and
 //!   reads what it shows (`/status`, `/metrics`).
+//! - [`fault`]: the pattern left on the LED when the daemon stops for good.
 //! - [`backend`]: the one hardware seam, implemented by [`sysfs`], [`gpio`] and [`sim`],
 //!   and the `auto` choice between them.
 
@@ -14,6 +15,7 @@ pub mod agent;
 pub mod backend;
 pub mod control;
 mod error;
+pub mod fault;
 pub mod gpio;
 mod handle;
 pub mod led;

@@ -29,6 +29,8 @@ struct Inner {
     created: Instant,
     edges: VecDeque<Edge>,
     restored: bool,
+    /// A kernel-style timer left blinking (on ms, off ms): see [`super::fault`].
+    timer: Option<(u64, u64)>,
 }
 
 /// The simulated LED. Cheap to clone; clones share the record.
@@ -51,6 +53,7 @@ impl SimLed {
                 created: Instant::now(),
                 edges: VecDeque::with_capacity(EDGE_HISTORY),
                 restored: false,
+                timer: None,
             })),
         }
     }
@@ -66,6 +69,18 @@ impl SimLed {
     /// Whether it is lit now.
     pub fn is_on(&self) -> bool {
         self.edges().last().is_some_and(|e| e.on)
+    }
+
+    /// Leaves the LED blinking `on_ms`/`off_ms` by itself, as sysfs's timer trigger does.
+    pub fn set_timer(&self, on_ms: u64, off_ms: u64) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.timer = Some((on_ms, off_ms));
+        }
+    }
+
+    /// The timer left by [`SimLed::set_timer`], if any.
+    pub fn timer(&self) -> Option<(u64, u64)> {
+        self.inner.lock().ok().and_then(|i| i.timer)
     }
 
     /// Whether the LED was given back (the shutdown path ran).

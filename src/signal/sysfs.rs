@@ -103,7 +103,9 @@ fn remember(found: &str, list: &str, memo: Option<&Path>) -> String {
     let Some(memo) = memo else {
         return found.to_owned();
     };
-    if found != "none" {
+    // `timer` may be the stopped pattern a daemon left (see `fault`): like `none`, it
+    // defers to the trigger remembered, when there is one.
+    if found != "none" && found != super::fault::TIMER_TRIGGER {
         if let Err(e) = std::fs::write(memo, found) {
             tracing::debug!(operation = "led.open", path = %memo.display(), error = %e, "cannot remember the LED trigger");
         }

@@ -56,11 +56,11 @@ pub fn from_command(path: &Path, config: &crate::config::Store) -> Result<Opened
     }?;
     if let Some(q) = &opened.quarantined {
         // Commands log nothing: say it where the operator looks.
-        eprintln!(
+        crate::commands::output::err(format_args!(
             "bbedge: the database was corrupt ({}); moved it to {} and started a fresh one",
             q.reason,
             q.moved_to.display()
-        );
+        ));
     }
     Ok(opened)
 }
