@@ -214,6 +214,9 @@ fn daemon_unit_has_the_contract_the_daemon_relies_on() {
     assert_eq!(value(&unit, "StateDirectoryMode"), "0750");
     assert_eq!(value(&unit, "ConfigurationDirectory"), "bbedge");
     assert_eq!(value(&unit, "Restart"), "on-failure");
+    // The box comes back by itself: no start limit that would leave it failed for good.
+    assert_eq!(value(&unit, "StartLimitIntervalSec"), "0");
+    assert!(timespan(value(&unit, "RestartSec")) >= Duration::from_secs(1));
     // What restarting cannot fix stops at once: the daemon's own list, exactly.
     let prevent: Vec<i32> = value(&unit, "RestartPreventExitStatus")
         .split_whitespace()
