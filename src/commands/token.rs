@@ -149,7 +149,12 @@ fn unseen(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let undone = runtime.block_on(execute(paths, store_config, "token.revoke", json!({ "id": id })));
+    let undone = runtime.block_on(execute(
+        paths,
+        store_config,
+        "token.revoke",
+        json!({ "id": id }),
+    ));
     match undone {
         Ok(_) => err(format_args!(
             "bbedge token.add: cannot write the token to stdout [OUTPUT_FAILED]: {e}; token {id} was revoked again, so no unseen token stays valid"
