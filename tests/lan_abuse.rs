@@ -72,7 +72,7 @@ async fn connect_from(tb: &TestBox, from: [u8; 4], token: &str) -> Option<Client
     );
     let tcp = tcp_from(from, addr).await.ok()?;
     let (ws, _) = tokio::time::timeout(
-        FRAME_TIMEOUT,
+        support::scaled(FRAME_TIMEOUT),
         tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)),
     )
     .await
@@ -98,9 +98,10 @@ async fn joined(mut c: Client) -> (Client, Value) {
 /// the join took.
 async fn joins_in_time(tb: &TestBox, token: &str, who: &str) -> (Client, Duration) {
     let t0 = Instant::now();
-    let (c, state) = tokio::time::timeout(JOIN_WITHIN, tb.join_with(token))
+    let within = support::scaled(JOIN_WITHIN);
+    let (c, state) = tokio::time::timeout(within, tb.join_with(token))
         .await
-        .unwrap_or_else(|_| panic!("the {who} did not join within {JOIN_WITHIN:?}"));
+        .unwrap_or_else(|_| panic!("the {who} did not join within {within:?}"));
     assert!(state["participantCount"].as_u64().unwrap() >= 1);
     (c, t0.elapsed())
 }
@@ -157,7 +158,7 @@ impl Flood {
         }
         drop(first);
         for _ in 0..n {
-            tokio::time::timeout(FRAME_TIMEOUT, firsts.recv())
+            tokio::time::timeout(support::scaled(FRAME_TIMEOUT), firsts.recv())
                 .await
                 .expect("every flood socket tries once")
                 .expect("flood tasks alive");
@@ -339,7 +340,7 @@ async fn silent_sockets_lose_their_handshake_slots_after_the_timeout() {
     // (read EOF, or a reset), counted, and logged.
     let mut third = tcp_from(HOSTILE, addr).await.unwrap();
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(FRAME_TIMEOUT, third.read(&mut buf))
+    let n = tokio::time::timeout(support::scaled(FRAME_TIMEOUT), third.read(&mut buf))
         .await
         .expect("closed at once");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
@@ -350,7 +351,7 @@ async fn silent_sockets_lose_their_handshake_slots_after_the_timeout() {
     );
     // The two silent ones go after handshake_timeout (1 s here), awaited as their EOF.
     for tcp in &mut held {
-        let n = tokio::time::timeout(FRAME_TIMEOUT, tcp.read(&mut buf))
+        let n = tokio::time::timeout(support::scaled(FRAME_TIMEOUT), tcp.read(&mut buf))
             .await
             .expect("dropped after the timeout");
         assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");

@@ -18,6 +18,18 @@ use std::path::{Path, PathBuf};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// `d` times `$BBEDGE_TEST_TIME_SCALE` (default 1): time bounds and hang guards stated for
+/// a native build, stretched where the suite runs emulated (`.ci/run` sets 10 for the
+/// aarch64 suite under qemu-user). Lower bounds are never scaled.
+pub fn scaled(d: std::time::Duration) -> std::time::Duration {
+    let k = std::env::var("BBEDGE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|k| *k >= 1)
+        .unwrap_or(1);
+    d * k
+}
+
 /// `../shared` beside the repository (or `$BBEDGE_SHARED_DIR`).
 pub fn shared_dir() -> PathBuf {
     std::env::var_os("BBEDGE_SHARED_DIR")
@@ -178,7 +190,7 @@ pub async fn next_event<T>(
     mut pick: impl FnMut(bbedge::bus::HookEvent) -> Option<T>,
 ) -> T {
     loop {
-        let e = tokio::time::timeout(ws::FRAME_TIMEOUT, events.recv())
+        let e = tokio::time::timeout(scaled(ws::FRAME_TIMEOUT), events.recv())
             .await
             .expect("event hang guard")
             .expect("bus open, subscriber not lagging");

@@ -69,9 +69,12 @@ impl TestBox {
                 HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
             );
         }
-        let (ws, _) = tokio::time::timeout(FRAME_TIMEOUT, tokio_tungstenite::connect_async(req))
-            .await
-            .expect("connect hang guard")?;
+        let (ws, _) = tokio::time::timeout(
+            super::scaled(FRAME_TIMEOUT),
+            tokio_tungstenite::connect_async(req),
+        )
+        .await
+        .expect("connect hang guard")?;
         Ok(Client {
             ws,
             id: String::new(),
@@ -126,7 +129,7 @@ impl Client {
     /// The next text frame as JSON (skipping WebSocket pings).
     pub async fn next_json(&mut self) -> Value {
         loop {
-            let m = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+            let m = tokio::time::timeout(super::scaled(FRAME_TIMEOUT), self.ws.next())
                 .await
                 .expect("frame hang guard")
                 .expect("stream open")
@@ -189,7 +192,7 @@ impl Client {
             panic!("raw_close reads plain ws:// only");
         };
         let mut raw = Vec::new();
-        tokio::time::timeout(FRAME_TIMEOUT, tcp.read_to_end(&mut raw))
+        tokio::time::timeout(super::scaled(FRAME_TIMEOUT), tcp.read_to_end(&mut raw))
             .await
             .expect("close hang guard")
             .expect("reads");
@@ -219,7 +222,7 @@ impl Client {
     pub async fn closed(mut self) -> Closed {
         let mut frames = Vec::new();
         loop {
-            let m = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+            let m = tokio::time::timeout(super::scaled(FRAME_TIMEOUT), self.ws.next())
                 .await
                 .expect("close hang guard");
             match m {
