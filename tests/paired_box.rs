@@ -14,18 +14,10 @@ use std::time::{Duration, Instant};
 use support::fake_central::register::{FakeCentral as Registry, Tls};
 use support::fake_central::{Device, FakeCentral};
 use support::logs::LogCapture;
-use support::uplink::{token, DEVICE_ID, UUID};
+use support::paired::{agent_status, candidates, online_box, paired_dir, UPSTREAM_ON};
+use support::uplink::UUID;
 use support::ws::frame;
 use support::TestBox;
-
-const UPSTREAM_ON: (&str, &str) = ("upstream.enabled", "true");
-
-fn agent_status(marker: &str) -> Value {
-    frame(
-        "status",
-        json!({"payload": {"state": "idle", "marker": marker}}),
-    )
-}
 
 /// Pairs the box in `dir` with a fresh code from `reg` as `bbedge pair` does (the same
 /// registration code path, then `pairing.reload` when a daemon runs); `rt` learns the
@@ -165,51 +157,6 @@ async fn a_box_paired_before_its_first_start_serves_the_paired_uuid_with_its_old
     tb.stop().await;
 }
 
-/// Credentials for `rt` in a fresh dir, as pairing would have written them `ago` ago
-/// with central's answer `status`.
-fn paired_dir(rt: &FakeCentral, ago: Duration, status: Option<&str>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let tok = token(7 * 86_400, "paired-box");
-    rt.allow(
-        &tok,
-        Device {
-            id: DEVICE_ID.into(),
-            uuid: UUID.into(),
-            key: None,
-        },
-    );
-    let paired_at = time::OffsetDateTime::now_utc() - ago;
-    let c = Credentials {
-        server: support::uplink::NO_API.into(),
-        realtime_url: rt.realtime_url(),
-        device_id: DEVICE_ID.into(),
-        device_uuid: UUID.into(),
-        token: Secret::new(tok),
-        expires_at: "2099-01-01T00:00:00.000Z".into(),
-        paired_at: bbedge::protocol::frame::format_rfc3339(paired_at),
-        name: "Council chamber".into(),
-        key_registered: false,
-        device_status: status.map(str::to_owned),
-    };
-    bbedge::pairing::credentials::save(&dir.path().join("credentials.toml"), &c).unwrap();
-    dir
-}
-
-/// A paired box, online, with an agent in its room that central has seen.
-async fn online_box(rt: &FakeCentral, extra: &[(&str, &str)]) -> (TestBox, support::ws::Client) {
-    let mut cfg = vec![UPSTREAM_ON];
-    cfg.extend_from_slice(extra);
-    let tb = TestBox::start_in(paired_dir(rt, Duration::from_secs(60), None), &cfg).await;
-    assert_eq!(tb.svc().device_id, UUID);
-    let (mut agent, _) = tb.join(Role::Agent).await;
-    agent.send(&agent_status("ready")).await;
-    rt.wait_frame("the agent's status", 0, |f| {
-        f["payload"]["marker"] == "ready"
-    })
-    .await;
-    (tb, agent)
-}
-
 #[tokio::test]
 async fn a_late_agent_ack_never_follows_bbedges_timeout_and_central_sees_a_504_code() {
     let rt = FakeCentral::start().await;
@@ -283,86 +230,6 @@ async fn a_late_ack_on_the_lan_reaches_nobody() {
         let next = c.until(|f| f["type"] == "pong" || f["type"] == "ack").await;
         assert_eq!(next["type"], "pong", "{next}");
     }
-    tb.stop().await;
-}
-
-fn candidates(n: usize, from: &str) -> Vec<Value> {
-    (0..n)
-        .map(|i| {
-            frame(
-                "preview.ice_candidate",
-                json!({"payload": {"candidate": format!("candidate:{from}-{i}"), "sdpMid": "0"}}),
-            )
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn a_burst_of_100_ice_candidates_crosses_both_ways_without_taking_command_slots() {
-    let rt = FakeCentral::start().await;
-    // The LAN room limits each client like central does (10 frames/s); this agent sends
-    // its burst at once, so the burst tests bbedge's pacing towards central.
-    // Central's own limit (10), which the link's sliding window keeps whatever central's
-    // window alignment is: the burst takes about 10 s instead of 12.5 s at the default 8.
-    let (tb, mut agent) = online_box(
-        &rt,
-        &[
-            ("realtime.rate_limiting.messages_per_second", "1000"),
-            ("upstream.frames_per_second", "10"),
-        ],
-    )
-    .await;
-    // Central → agent: an observer's 100 candidates, all delivered, in order.
-    let burst: Vec<String> = candidates(100, "observer")
-        .iter()
-        .map(Value::to_string)
-        .collect();
-    assert_eq!(rt.send_burst(UUID, &burst).await, 100);
-    for i in 0..100 {
-        let f = agent.until(|f| f["type"] == "preview.ice_candidate").await;
-        assert_eq!(
-            f["payload"]["candidate"],
-            format!("candidate:observer-{i}"),
-            "{f}"
-        );
-    }
-    // A command right behind the burst still gets its slot and the agent's ack.
-    let id = rt.send_command(UUID, "preview.start", json!({})).unwrap();
-    let cmd = agent.until(|f| f["type"] == "command").await;
-    agent
-        .send(&frame(
-            "ack",
-            json!({"commandId": cmd["id"], "success": true}),
-        ))
-        .await;
-    assert_eq!(rt.wait_ack(&id).await["success"], true);
-
-    // Agent → central: 100 candidates, paced under central's rate limit, none lost.
-    let from = rt.snapshot(|s| s.frames.len());
-    for c in candidates(100, "agent") {
-        agent.send(&c).await;
-    }
-    rt.wait_within(Duration::from_secs(60), "100 candidates at central", |s| {
-        let n = s
-            .frames
-            .iter()
-            .skip(from)
-            .filter(|r| r.frame["type"] == "preview.ice_candidate")
-            .count();
-        (n >= 100).then_some(())
-    })
-    .await;
-    let got: Vec<Value> = rt
-        .frames_where(from, |f| f["type"] == "preview.ice_candidate")
-        .into_iter()
-        .map(|r| r.frame["payload"]["candidate"].clone())
-        .collect();
-    let want: Vec<Value> = (0..100)
-        .map(|i| json!(format!("candidate:agent-{i}")))
-        .collect();
-    assert_eq!(got, want);
-    assert_eq!(tb.drops("preview").await, 0.0);
-    rt.assert_no_violations();
     tb.stop().await;
 }
 

@@ -7,7 +7,9 @@ mod support;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::fake_central::FakeCentral;
+use support::paired::{candidates, online_box};
 use support::uplink::{self, ack_ok, event, is, manifest, wait_outbox, Opts, Up, DEVICE_ID, UUID};
+use support::ws::frame;
 
 #[tokio::test]
 async fn sends_nothing_before_the_ack_then_device_connected_then_status() {
@@ -1216,4 +1218,75 @@ async fn an_attempt_central_processes_late_is_healed_by_one_clean_reconnect_with
     assert!(fake.knows(UUID));
     fake.assert_no_violations();
     up.stop().await;
+}
+
+/// Issue 10 item 6 (with the paired-box tests in spirit; here because its 10 s of
+/// pacing at central's rate limit run beside this file's slow replay tests).
+#[tokio::test]
+async fn a_burst_of_100_ice_candidates_crosses_both_ways_without_taking_command_slots() {
+    let rt = FakeCentral::start().await;
+    // The LAN room limits each client like central does (10 frames/s); this agent sends
+    // its burst at once, so the burst tests bbedge's pacing towards central.
+    // Central's own limit (10), which the link's sliding window keeps whatever central's
+    // window alignment is: the burst takes about 10 s instead of 12.5 s at the default 8.
+    let (tb, mut agent) = online_box(
+        &rt,
+        &[
+            ("realtime.rate_limiting.messages_per_second", "1000"),
+            ("upstream.frames_per_second", "10"),
+        ],
+    )
+    .await;
+    // Central → agent: an observer's 100 candidates, all delivered, in order.
+    let burst: Vec<String> = candidates(100, "observer")
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(rt.send_burst(UUID, &burst).await, 100);
+    for i in 0..100 {
+        let f = agent.until(|f| f["type"] == "preview.ice_candidate").await;
+        assert_eq!(
+            f["payload"]["candidate"],
+            format!("candidate:observer-{i}"),
+            "{f}"
+        );
+    }
+    // A command right behind the burst still gets its slot and the agent's ack.
+    let id = rt.send_command(UUID, "preview.start", json!({})).unwrap();
+    let cmd = agent.until(|f| f["type"] == "command").await;
+    agent
+        .send(&frame(
+            "ack",
+            json!({"commandId": cmd["id"], "success": true}),
+        ))
+        .await;
+    assert_eq!(rt.wait_ack(&id).await["success"], true);
+
+    // Agent → central: 100 candidates, paced under central's rate limit, none lost.
+    let from = rt.snapshot(|s| s.frames.len());
+    for c in candidates(100, "agent") {
+        agent.send(&c).await;
+    }
+    rt.wait_within(Duration::from_secs(60), "100 candidates at central", |s| {
+        let n = s
+            .frames
+            .iter()
+            .skip(from)
+            .filter(|r| r.frame["type"] == "preview.ice_candidate")
+            .count();
+        (n >= 100).then_some(())
+    })
+    .await;
+    let got: Vec<Value> = rt
+        .frames_where(from, |f| f["type"] == "preview.ice_candidate")
+        .into_iter()
+        .map(|r| r.frame["payload"]["candidate"].clone())
+        .collect();
+    let want: Vec<Value> = (0..100)
+        .map(|i| json!(format!("candidate:agent-{i}")))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(tb.drops("preview").await, 0.0);
+    rt.assert_no_violations();
+    tb.stop().await;
 }
