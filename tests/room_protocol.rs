@@ -8,6 +8,7 @@ mod support;
 use bbedge::room::tokens::Role;
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
+use support::logs::LogCapture;
 use support::ws::FRAME_TIMEOUT;
 use support::TestBox;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,8 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Well under a client's own close timeout (and the server's 2 s farewell bound).
-const AT_ONCE: Duration = Duration::from_millis(500);
+/// Under the server's 2 s farewell bound (`writer::FAREWELL_TIMEOUT`): a close that
+/// waited for a timeout on either side takes at least that; margin left for qemu.
+const AT_ONCE: Duration = Duration::from_millis(1500);
 
 /// A masked client frame (mask 1,2,3,4), payload under 126 bytes.
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
@@ -155,6 +157,7 @@ async fn a_client_close_on_echo_is_echoed_the_same_way() {
 
 #[tokio::test]
 async fn invalid_utf8_in_a_room_text_frame_closes_with_1007() {
+    let (logs, _g) = LogCapture::install();
     let tb = TestBox::start(&[]).await;
     let (code, reason) = room_close_for(&tb, &masked(0x81, &[0xce, 0xba, 0xff, 0xfe])).await;
     assert_eq!((code, reason.as_str()), (1007, "INVALID_UTF8"));
@@ -162,10 +165,29 @@ async fn invalid_utf8_in_a_room_text_frame_closes_with_1007() {
     let mut frames = masked(0x01, b"ok ");
     frames.extend(masked(0x80, &[0xed, 0xa0, 0x80]));
     assert_eq!(room_close_for(&tb, &frames).await.0, 1007);
+    assert_eq!(
+        bad_frame_lines(&logs, 1007, "invalid_utf8"),
+        2,
+        "{}",
+        logs.text()
+    );
+}
+
+/// Log lines "closing on a bad frame" with this code and reason.
+fn bad_frame_lines(logs: &LogCapture, code: u16, why: &str) -> usize {
+    logs.text()
+        .lines()
+        .filter(|l| {
+            l.contains("closing on a bad frame")
+                && l.contains(&format!("\"code\":{code}"))
+                && l.contains(&format!("\"reason\":\"{why}\""))
+        })
+        .count()
 }
 
 #[tokio::test]
 async fn rsv_bits_reserved_opcodes_and_unmasked_frames_close_the_room_with_1002() {
+    let (logs, _g) = LogCapture::install();
     let tb = TestBox::start(&[]).await;
     let cases: [(&str, Vec<u8>); 5] = [
         ("RSV1 set", masked(0x80 | 0x40 | 0x1, b"{}")),
@@ -178,6 +200,12 @@ async fn rsv_bits_reserved_opcodes_and_unmasked_frames_close_the_room_with_1002(
         let (code, reason) = room_close_for(&tb, &frame).await;
         assert_eq!((code, reason.as_str()), (1002, "PROTOCOL_ERROR"), "{what}");
     }
+    assert_eq!(
+        bad_frame_lines(&logs, 1002, "protocol_error"),
+        5,
+        "{}",
+        logs.text()
+    );
 }
 
 #[tokio::test]
@@ -247,6 +275,7 @@ fn one_line(body: &str) {
 
 #[tokio::test]
 async fn plain_http_on_the_room_port_gets_an_answer_not_a_silent_close() {
+    let (logs, _g) = LogCapture::install();
     let tb = TestBox::start(&[]).await;
     let path = tb.device_path();
     let (status, body) = http(
@@ -264,6 +293,7 @@ async fn plain_http_on_the_room_port_gets_an_answer_not_a_silent_close() {
     assert_eq!(status, 400);
     one_line(&body);
     assert_eq!(tb.drops("handshake").await, 3.0);
+    assert_eq!(logs.count("not a WebSocket upgrade"), 3, "{}", logs.text());
     // The port still serves WebSocket clients.
     let (mut c, _) = tb.join(Role::Observer).await;
     c.pongs().await;

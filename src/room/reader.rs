@@ -64,26 +64,22 @@ pub(super) async fn read<St, H>(
             }
         };
         last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        match msg {
-            Message::Text(_) | Message::Binary(_) => {
-                if !handler.data(msg).await {
-                    break;
-                }
+        if msg.is_text() || msg.is_binary() {
+            if !handler.data(msg).await {
+                break;
             }
-            Message::Close(frame) => {
-                // The echo is queued in tungstenite; sending another Close would fail
-                // with SendAfterClosing. The writer flushes the echo instead.
-                let code = frame.as_ref().map(|f| u16::from(f.code));
-                tracing::debug!(operation = "room.close", code, "client closed");
-                out.close(Farewell {
-                    last: None,
-                    code: None,
-                    reason: String::new(),
-                    why: "closed",
-                });
-                return;
-            }
-            _ => {}
+        } else if let Message::Close(frame) = msg {
+            // The echo is queued in tungstenite; sending another Close would fail
+            // with SendAfterClosing. The writer flushes the echo instead.
+            let code = frame.as_ref().map(|f| u16::from(f.code));
+            tracing::debug!(operation = "room.close", code, "client closed");
+            out.close(Farewell {
+                last: None,
+                code: None,
+                reason: String::new(),
+                why: "closed",
+            });
+            return;
         }
     }
     // We close: the peer answers with its Close; anything before that is dropped.
