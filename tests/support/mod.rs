@@ -7,6 +7,7 @@ pub mod binary;
 pub mod fake_central;
 pub mod led;
 pub mod logs;
+pub mod raw;
 pub mod schema;
 pub mod uplink;
 pub mod ws;
