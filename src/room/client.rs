@@ -6,6 +6,7 @@ use super::frames;
 use super::handshake::{Target, Upgrade};
 use super::limits::Handshake;
 use super::outbox::{self, Farewell, Outbox};
+use super::reader::{linger, read, Handler};
 use super::registry::Participant;
 use super::stats::reason;
 use super::writer::{echo, farewell, write};
@@ -14,11 +15,11 @@ use crate::bus::HookEvent;
 use crate::protocol::{check, RealtimeCode};
 use futures_util::StreamExt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// Serves one upgraded connection until it closes.
@@ -167,10 +168,25 @@ pub async fn serve<S>(
 
     let last_seen = AtomicU64::new(0);
     let started = Instant::now();
-    let (sink, stream) = ws.split();
-    let reader = read(&svc, &room, &me, stream, &last_seen, started);
-    let writer = write(&svc, &out, &me.presence, inbox, sink, &last_seen, started);
+    let (mut sink, mut stream) = ws.split();
+    let mut frames = RoomFrames {
+        svc: &svc,
+        room: &room,
+        me: &me,
+        bucket: Bucket::new(svc.cfg.rate_limiting.messages_per_second),
+    };
+    let reader = read(&svc, &mut stream, &out, &last_seen, started, &mut frames);
+    let writer = write(
+        &svc,
+        &out,
+        &me.presence,
+        inbox,
+        &mut sink,
+        &last_seen,
+        started,
+    );
     tokio::join!(reader, writer);
+    let ws = stream.reunite(sink).ok();
 
     let left = room.leave(&me.id);
     if left == 0 {
@@ -186,115 +202,95 @@ pub async fn serve<S>(
         role: role.to_owned(),
         reason: why.to_owned(),
     });
+    drop(_e);
+    if let Some(mut ws) = ws {
+        linger(ws.get_mut()).await;
+    }
 }
 
-/// Reads until the peer closes, errs, or the connection is told to close.
-async fn read<St>(
-    svc: &Service,
-    room: &super::live::Room,
-    me: &Participant,
-    mut stream: St,
-    last_seen: &AtomicU64,
-    started: Instant,
-) where
-    St: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
-{
-    let rl = &svc.cfg.rate_limiting;
-    let mut bucket = Bucket::new(rl.messages_per_second);
-    let out = &me.out;
-    let error = |code: RealtimeCode, msg: &str, why: &'static str| {
-        svc.stats.dropped(why);
+/// What a room does with a client's messages: the rate limit, JSON only, the schema,
+/// the role's permissions, then the room. The framing and close handshake around it
+/// are the shared [`reader`](super::reader)'s.
+struct RoomFrames<'a> {
+    svc: &'a Service,
+    room: &'a super::live::Room,
+    me: &'a Participant,
+    bucket: Bucket,
+}
+
+impl RoomFrames<'_> {
+    fn refuse(&self, code: RealtimeCode, msg: &str, why: &'static str) {
+        self.svc.stats.dropped(why);
         tracing::debug!(
             operation = "room.frame",
             reason = why,
             "frame refused: {msg}"
         );
-        out.push(frames::error(code.as_str(), msg));
-    };
-    loop {
-        let msg = tokio::select! {
-            biased;
-            _ = out.closing().cancelled() => return,
-            m = stream.next() => m,
-        };
-        let msg = match msg {
-            Some(Ok(m)) => m,
-            Some(Err(WsError::Capacity(_))) => {
-                svc.stats.dropped(reason::TOO_LARGE);
-                let max = svc.cfg.limits.max_frame_bytes;
-                out.close(Farewell {
-                    last: Some(frames::error(
-                        RealtimeCode::FrameTooLarge.as_str(),
-                        &format!("Frame larger than {max} bytes"),
-                    )),
-                    code: Some(1009),
-                    reason: "FRAME_TOO_LARGE".into(),
-                    why: "too_large",
-                });
-                return;
-            }
-            Some(Err(_)) | None => break,
-        };
-        last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.me.out.push(frames::error(code.as_str(), msg));
+    }
+}
+
+impl Handler for RoomFrames<'_> {
+    async fn data(&mut self, msg: Message) -> bool {
+        let (svc, out) = (self.svc, &self.me.out);
+        svc.stats.frames_in.inc();
         let text = match msg {
             Message::Text(t) => t,
-            Message::Binary(_) => {
-                svc.stats.frames_in.inc();
-                if !bucket.take() {
-                    return rate_limited(svc, out);
+            _ => {
+                if !self.bucket.take() {
+                    rate_limited(svc, out);
+                    return false;
                 }
-                error(
+                self.refuse(
                     RealtimeCode::InvalidFrame,
                     "Binary frames are not accepted",
                     reason::BINARY,
                 );
-                continue;
+                return true;
             }
-            Message::Close(_) => break,
-            _ => continue,
         };
-        svc.stats.frames_in.inc();
         let v: serde_json::Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(_) => {
-                if !bucket.take() {
-                    return rate_limited(svc, out);
+                if !self.bucket.take() {
+                    rate_limited(svc, out);
+                    return false;
                 }
-                error(
+                self.refuse(
                     RealtimeCode::InvalidFrame,
                     "Frame is not JSON",
                     reason::NOT_JSON,
                 );
-                continue;
+                return true;
             }
         };
         if v["type"] == "ping" {
             out.push(frames::pong());
-            continue;
+            return true;
         }
-        if !bucket.take() {
-            return rate_limited(svc, out);
+        if !self.bucket.take() {
+            rate_limited(svc, out);
+            return false;
         }
         let ty = match check::check(&v) {
             Ok(ty) => ty,
             Err(e) => {
-                error(RealtimeCode::InvalidFrame, &e.to_string(), e.reason());
-                continue;
+                self.refuse(RealtimeCode::InvalidFrame, &e.to_string(), e.reason());
+                return true;
             }
         };
-        if !room.kind.permits(me.role, ty) {
-            let msg = format!("A {} may not send {} frames", me.role.as_str(), ty.as_str());
-            error(RealtimeCode::Forbidden, &msg, reason::FORBIDDEN);
-            continue;
+        if !self.room.kind.permits(self.me.role, ty) {
+            let msg = format!(
+                "A {} may not send {} frames",
+                self.me.role.as_str(),
+                ty.as_str()
+            );
+            self.refuse(RealtimeCode::Forbidden, &msg, reason::FORBIDDEN);
+            return true;
         }
-        room.frame(&me.id, ty, &v, &text);
+        self.room.frame(&self.me.id, ty, &v, &text);
+        true
     }
-    out.close(Farewell {
-        last: None,
-        code: Some(1000),
-        reason: String::new(),
-        why: "closed",
-    });
 }
 
 fn rate_limited(svc: &Service, out: &Outbox) {

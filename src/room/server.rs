@@ -5,6 +5,7 @@
 
 use super::client;
 use super::handshake::{self, Upgrade};
+use super::head::{self, Replay, Verdict};
 use super::limits::{Handshake, HandshakeCap};
 use super::stats::reason;
 use super::Service;
@@ -173,7 +174,7 @@ async fn connection(
 
 async fn upgrade<S>(
     svc: Arc<Service>,
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
     slot: Handshake,
     deadline: Duration,
@@ -181,6 +182,32 @@ async fn upgrade<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let start = tokio::time::Instant::now();
+    // Anything but a WebSocket upgrade is answered in HTTP here (tungstenite would
+    // close it without a word); an upgrade goes on to tungstenite, bytes and all.
+    let read = tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout(deadline, head::read(&mut stream)) => r,
+    };
+    let bytes = match read {
+        Ok(Verdict::Upgrade(bytes)) => bytes,
+        Ok(Verdict::Refuse(status, why)) => {
+            svc.stats.dropped(reason::HANDSHAKE);
+            tracing::debug!(operation = "room.handshake", peer = %peer, status, "not a WebSocket upgrade: {why}");
+            return;
+        }
+        Ok(Verdict::Gone) => {
+            svc.stats.dropped(reason::HANDSHAKE);
+            return;
+        }
+        Err(_) => {
+            svc.stats.dropped(reason::HANDSHAKE);
+            tracing::info!(operation = "room.handshake", peer = %peer, timeout_secs = deadline.as_secs(), "handshake timed out; connection dropped");
+            return;
+        }
+    };
+    let stream = Replay::new(bytes, stream);
+    let deadline = deadline.saturating_sub(start.elapsed());
     let mut up = Upgrade::default();
     let cfg = ws_config(svc.cfg.limits.max_frame_bytes);
     let hs = {

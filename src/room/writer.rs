@@ -7,12 +7,14 @@
 use super::outbox::Farewell;
 use super::outbox::{Inbox, Outbox};
 use super::presence::Presence;
+use super::reader::{linger, read, Handler};
 use super::Service;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -124,7 +126,9 @@ pub(super) async fn write<Si>(
     }
 }
 
-/// Sends an optional last frame and a close frame (no code: the peer sees 1005).
+/// Sends an optional last frame and a close frame (no code: the peer sees 1005). If
+/// the peer closed first, tungstenite has queued the echo of its Close and refuses
+/// anything more (`SendAfterClosing`): then the echo is flushed, and nothing else sent.
 async fn say<Si>(
     sink: &mut Si,
     last: Option<Utf8Bytes>,
@@ -134,35 +138,94 @@ async fn say<Si>(
 where
     Si: futures_util::Sink<Message, Error = WsError> + Unpin,
 {
-    if let Some(l) = last {
-        sink.feed(Message::Text(l)).await?;
+    let ours = async {
+        if let Some(l) = last {
+            sink.feed(Message::Text(l)).await?;
+        }
+        let frame = code.map(|c| CloseFrame {
+            code: CloseCode::from(c),
+            reason: reason.into(),
+        });
+        sink.send(Message::Close(frame)).await
+    };
+    match ours.await {
+        Ok(()) | Err(WsError::Protocol(ProtocolError::SendAfterClosing)) => sink.close().await,
+        Err(e) => Err(e),
     }
-    let frame = code.map(|c| CloseFrame {
-        code: CloseCode::from(c),
-        reason: reason.into(),
-    });
-    sink.send(Message::Close(frame)).await?;
-    sink.close().await
 }
 
-/// The conformance endpoint: every text and binary message goes back unchanged; pings,
-/// closes and the limits are tungstenite's, configured as for the rooms.
-pub(super) async fn echo<S>(svc: &Service, mut ws: WebSocketStream<S>)
+/// The conformance endpoint: every text and binary message goes back unchanged,
+/// through the rooms' [`reader`](super::reader) (framing, close handshake, close codes)
+/// and limits.
+pub(super) async fn echo<S>(svc: &Service, ws: WebSocketStream<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    while let Some(Ok(m)) = ws.next().await {
-        if m.is_text() || m.is_binary() {
-            svc.stats.frames_in.inc();
-            if ws.send(m).await.is_err() {
-                break;
+    // The queue is for the close signal only: echoes go through `tx`, one at a time.
+    let (out, _inbox) = super::outbox::queue(1, 0, svc.stats.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(1);
+    let (mut sink, mut stream) = ws.split();
+    let mut echoes = Echoes { svc, out: &out, tx };
+    let last_seen = AtomicU64::new(0);
+    let reader = read(
+        svc,
+        &mut stream,
+        &out,
+        &last_seen,
+        Instant::now(),
+        &mut echoes,
+    );
+    let writer = async {
+        loop {
+            let m = tokio::select! {
+                biased;
+                _ = out.closing().cancelled() => break,
+                m = rx.recv() => m,
+            };
+            let Some(m) = m else { break };
+            if sink.send(m).await.is_err() {
+                out.close(Farewell {
+                    last: None,
+                    code: None,
+                    reason: String::new(),
+                    why: "write_failed",
+                });
+                return;
             }
             svc.stats.frames_out.inc();
+        }
+        if let Some(f) = out.farewell() {
+            let _ =
+                tokio::time::timeout(FAREWELL_TIMEOUT, say(&mut sink, f.last, f.code, &f.reason))
+                    .await;
+        }
+    };
+    tokio::join!(reader, writer);
+    if let Ok(mut ws) = stream.reunite(sink) {
+        linger(ws.get_mut()).await;
+    }
+}
+
+/// `/echo`'s handler: hands each message to the echo writer (waiting for it: the
+/// socket's pace is the reader's).
+struct Echoes<'a> {
+    svc: &'a Service,
+    out: &'a Outbox,
+    tx: tokio::sync::mpsc::Sender<Message>,
+}
+
+impl Handler for Echoes<'_> {
+    async fn data(&mut self, msg: Message) -> bool {
+        self.svc.stats.frames_in.inc();
+        tokio::select! {
+            biased;
+            _ = self.out.closing().cancelled() => false,
+            r = self.tx.send(msg) => r.is_ok(),
         }
     }
 }
 
-/// Ends a connection that never joined.
+/// Ends a connection that never joined: the close handshake, then the socket.
 pub(super) async fn farewell<S>(
     ws: &mut WebSocketStream<S>,
     last: Option<Utf8Bytes>,
@@ -171,5 +234,16 @@ pub(super) async fn farewell<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, say(ws, last, code, reason)).await;
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        if say(ws, last, code, reason).await.is_ok() {
+            // The peer's Close answers ours.
+            while let Some(Ok(m)) = ws.next().await {
+                if m.is_close() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    linger(ws.get_mut()).await;
 }

@@ -8,6 +8,7 @@ pub mod fake_central;
 pub mod led;
 pub mod logs;
 pub mod paired;
+pub mod raw;
 pub mod schema;
 pub mod uplink;
 pub mod ws;
