@@ -61,19 +61,21 @@ trap cleanup EXIT
 
 DEVICE=$(cat /proc/sys/kernel/random/uuid)
 # Everything as shipped except: a free port, a fixed device UUID, no upstream, echo on.
-# Extra BBEDGE_* assignments (the raised limits of echo9) come as arguments.
-bbedge_env() {
-    env BBEDGE_DAEMON__STATE_DIR="\"$WORK/state\"" \
-        BBEDGE_REALTIME__HOST='"127.0.0.1"' BBEDGE_REALTIME__PORT=0 BBEDGE_REALTIME__ECHO=true \
-        BBEDGE_HEALTH__PORT=0 BBEDGE_STATUS_LED__BACKEND=sim BBEDGE_PAIRING__BOOT_FILE='""' \
-        BBEDGE_UPSTREAM__ENABLED=false BBEDGE_DEVICE__UUID="\"$DEVICE\"" "$@"
-}
+# Extra BBEDGE_* assignments (the raised limits of echo9) come as arguments. A plain
+# array for env(1), not a shell function: `env … bbedge &` makes $! bbedge's own pid
+# (env execs it), so stop_daemon stops bbedge and not a subshell that leaves it running.
+BBEDGE_ENV=(
+    BBEDGE_DAEMON__STATE_DIR="\"$WORK/state\""
+    BBEDGE_REALTIME__HOST='"127.0.0.1"' BBEDGE_REALTIME__PORT=0 BBEDGE_REALTIME__ECHO=true
+    BBEDGE_HEALTH__PORT=0 BBEDGE_STATUS_LED__BACKEND=sim BBEDGE_PAIRING__BOOT_FILE='""'
+    BBEDGE_UPSTREAM__ENABLED=false BBEDGE_DEVICE__UUID="\"$DEVICE\""
+)
 
 ADDR=""
 start_daemon() {
     local log=$WORK/daemon-$1.log
     shift
-    bbedge_env "$@" "$BIN" run --log-format json >"$log" 2>&1 &
+    env "${BBEDGE_ENV[@]}" "$@" "$BIN" run --log-format json >"$log" 2>&1 &
     DAEMON=$!
     ADDR=""
     for _ in $(seq 100); do
@@ -90,7 +92,7 @@ start_daemon() {
 
 # A real agent token for this box's room, issued before the daemon starts. It stays
 # in variables and the (temporary) spec file; it is never printed.
-TOKEN=$(bbedge_env "$BIN" token add --role agent --label autobahn | sed -n 's/^token: //p')
+TOKEN=$(env "${BBEDGE_ENV[@]}" "$BIN" token add --role agent --label autobahn | sed -n 's/^token: //p')
 if [ -z "$TOKEN" ]; then
     echo "autobahn.sh: bbedge token add --role agent printed no token" >&2
     exit 1
