@@ -44,7 +44,7 @@ pub(super) async fn write<Si>(
     // Frames received from the queue so far: presence due after them may be written.
     let mut received: u64 = 0;
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             biased;
             _ = out.closing().cancelled() => break,
             m = inbox.rx.recv() => {
@@ -53,10 +53,7 @@ pub(super) async fn write<Si>(
                     let mut next = Some(first);
                     let mut n = 0;
                     while let Some(t) = next.take() {
-                        for p in presence.take(received) {
-                            sink.feed(Message::Text(p)).await?;
-                            svc.stats.frames_out.inc();
-                        }
+                        feed_presence(&mut sink, presence, received, svc).await?;
                         received += 1;
                         let len = t.len();
                         sink.feed(Message::Text(t)).await?;
@@ -67,39 +64,17 @@ pub(super) async fn write<Si>(
                             next = inbox.rx.try_recv().ok();
                         }
                     }
-                    for p in presence.take(received) {
-                        sink.feed(Message::Text(p)).await?;
-                        svc.stats.frames_out.inc();
-                    }
+                    feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
                 };
-                let r = tokio::select! {
-                    biased;
-                    _ = out.closing().cancelled() => break,
-                    r = batch => r,
-                };
-                if r.is_err() {
-                    out.close(Farewell { last: None, code: None, reason: String::new(), why: "write_failed" });
-                    return;
-                }
+                unless_closing(out, batch).await
             }
             _ = presence.changed() => {
                 let batch = async {
-                    for p in presence.take(received) {
-                        sink.feed(Message::Text(p)).await?;
-                        svc.stats.frames_out.inc();
-                    }
+                    feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
                 };
-                let r = tokio::select! {
-                    biased;
-                    _ = out.closing().cancelled() => break,
-                    r = batch => r,
-                };
-                if r.is_err() {
-                    out.close(Farewell { last: None, code: None, reason: String::new(), why: "write_failed" });
-                    return;
-                }
+                unless_closing(out, batch).await
             }
             _ = ping.tick() => {
                 let seen = last_seen.load(Ordering::Relaxed);
@@ -108,15 +83,20 @@ pub(super) async fn write<Si>(
                     out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
                     break;
                 }
-                let r = tokio::select! {
-                    biased;
-                    _ = out.closing().cancelled() => break,
-                    r = sink.send(Message::Ping(Default::default())) => r,
-                };
-                if r.is_err() {
-                    out.close(Farewell { last: None, code: None, reason: String::new(), why: "write_failed" });
-                    return;
-                }
+                unless_closing(out, sink.send(Message::Ping(Default::default()))).await
+            }
+        };
+        match step {
+            Step::Written => {}
+            Step::Closing => break,
+            Step::Failed => {
+                out.close(Farewell {
+                    last: None,
+                    code: None,
+                    reason: String::new(),
+                    why: "write_failed",
+                });
+                return;
             }
         }
     }
@@ -124,6 +104,45 @@ pub(super) async fn write<Si>(
         let _ =
             tokio::time::timeout(FAREWELL_TIMEOUT, say(&mut sink, f.last, f.code, &f.reason)).await;
     }
+}
+
+/// How one write to the socket ended.
+enum Step {
+    /// Written (and flushed where the write flushes).
+    Written,
+    /// The connection started closing first: the farewell follows.
+    Closing,
+    /// The socket refused it: the connection is gone.
+    Failed,
+}
+
+/// Runs `write` unless the connection starts closing first.
+async fn unless_closing(
+    out: &Outbox,
+    write: impl std::future::Future<Output = Result<(), WsError>>,
+) -> Step {
+    tokio::select! {
+        biased;
+        _ = out.closing().cancelled() => Step::Closing,
+        r = write => if r.is_ok() { Step::Written } else { Step::Failed },
+    }
+}
+
+/// Feeds the client's presence that is due after `received` queued frames.
+async fn feed_presence<Si>(
+    sink: &mut Si,
+    presence: &Presence,
+    received: u64,
+    svc: &Service,
+) -> Result<(), WsError>
+where
+    Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    for p in presence.take(received) {
+        sink.feed(Message::Text(p)).await?;
+        svc.stats.frames_out.inc();
+    }
+    Ok(())
 }
 
 /// Sends an optional last frame and a close frame (no code: the peer sees 1005). If
