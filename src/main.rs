@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some(Command::Unpair) => commands::pair::unpair(&cli),
         Some(Command::Led(ref cmd)) => commands::led::run(&cli, cmd),
         Some(Command::Store(ref cmd)) => commands::store::run(&cli, cmd),
+        Some(Command::Discover(ref args)) => commands::discover::run(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
