@@ -308,7 +308,7 @@ async fn the_box_is_found_by_name_with_its_txt_records_and_a_state_change_is_ann
     );
 }
 
-type Events = tokio::sync::mpsc::UnboundedReceiver<(String, String)>;
+type Events = tokio::sync::mpsc::Receiver<(String, String)>;
 
 /// The library's browser in the laptop's namespace, reporting `("resolved", state)` for
 /// the box `uuid` and `("removed", instance)`; it stops after reporting `until`
@@ -321,7 +321,7 @@ fn watch_in(
     std::thread::JoinHandle<Result<Vec<discovery::Found>, discovery::Error>>,
     Events,
 ) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let (tx, rx) = tokio::sync::mpsc::channel::<(String, String)>(64);
     let watched = uuid.to_owned();
     let handle = in_netns(&lan.laptop_ns, move || {
         discovery::watch(LINE_TIMEOUT * 2, |h| {
@@ -333,7 +333,7 @@ fn watch_in(
                 _ => return ControlFlow::Continue(()),
             };
             let done = ev.0 == until.0 && (until.1.is_empty() || ev.1 == until.1);
-            let _ = tx.send(ev);
+            let _ = tx.blocking_send(ev); // the test reads as it goes; 64 is ample
             if done {
                 ControlFlow::Break(())
             } else {
