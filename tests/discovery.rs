@@ -406,3 +406,37 @@ async fn the_box_shares_udp_5353_with_a_responder_bound_first_like_avahi() {
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code().await, 0);
 }
+
+#[tokio::test]
+async fn discover_says_when_no_box_answered_and_exits_74_on_a_closed_stdout() {
+    let Some(lan) = Lan::new() else { return };
+    // No box on this LAN: the table says so, exit 0.
+    let out = command_in(&lan.laptop_ns)
+        .args(["discover", "--seconds", "1"])
+        .output()
+        .await
+        .expect("bbedge discover runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("no CivicPress boxes answered on the LAN ({SERVICE_TYPE})\n")
+    );
+    // Its stdout closed before it prints: EX_IOERR and one line naming the code.
+    let mut child = command_in(&lan.laptop_ns)
+        .args(["discover", "--seconds", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bbedge discover starts");
+    drop(child.stdout.take());
+    let out = tokio::time::timeout(LINE_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("discover exits")
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(74), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot write the list [OUTPUT]"),
+        "{stderr}"
+    );
+}
