@@ -74,7 +74,7 @@ impl Advertiser {
         } else {
             vec![addr]
         };
-        let info = ServiceInfo::new(
+        let mut info = ServiceInfo::new(
             SERVICE_TYPE,
             &advert.instance(),
             &advert.host(),
@@ -84,12 +84,9 @@ impl Advertiser {
         )
         .map_err(|e| fail(e.to_string()))?;
         // Listening on every address: advertise every interface's, following changes.
-        let info = if addr.is_unspecified() {
-            info.enable_addr_auto()
-        } else {
-            info
-        };
-        let mut info = info;
+        if addr.is_unspecified() {
+            info = info.enable_addr_auto();
+        }
         // An update of a name already won needs no new probe (RFC 6762 §8.4): it is
         // announced at once instead of going quiet for the ~750 ms of probing.
         info.set_requires_probe(probe);
