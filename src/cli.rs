@@ -74,6 +74,8 @@ pub enum Command {
     /// Inspect the database.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// List the CivicPress boxes advertising on the LAN (mDNS).
+    Discover(crate::commands::discover::DiscoverArgs),
 }
 
 /// `bbedge store …`

@@ -35,5 +35,6 @@ fn run() -> i32 {
         Some(Command::Unpair) => commands::pair::unpair(&cli),
         Some(Command::Led(ref cmd)) => commands::led::run(&cli, cmd),
         Some(Command::Store(ref cmd)) => commands::store::run(&cli, cmd),
+        Some(Command::Discover(ref args)) => commands::discover::run(args),
     }
 }

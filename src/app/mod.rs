@@ -14,6 +14,7 @@
 //! 3. `status`: follows the device state into systemd's STATUS= line and the log.
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
 //! 5. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
+//! 5. `discovery`: the mDNS advertisement of the rooms, when `[discovery] enabled`.
 //! 6. `pairing.expiry`: the token's warning window and `needs_pairing`.
 //! 7. `pairing.boot`: pairing from the boot-partition file, when there is one.
 //! 5. `upstream`: the link to central (idle until paired).
@@ -533,10 +534,20 @@ impl App {
             .as_ref()
             .and_then(|r| r.local_addr())
             .map(|a| a.to_string());
+        // === discovery (issue 13): built while the rooms' address is known, spawned
+        // after them so it stops first (a goodbye before the rooms close).
+        let advertiser = rooms.as_ref().and_then(|r| {
+            let addr = r.local_addr()?;
+            crate::discovery::advertise::from_config(&config, addr, hub.clone(), r.service())
+        });
         if let Some(r) = rooms {
             tasks.spawn("rooms", move |token| r.run(token));
         }
         // --- end local rooms ---
+        if let Some(a) = advertiser {
+            tasks.spawn("discovery", move |token| a.run(token));
+        }
+        // === end discovery
 
         // --- pairing: after the control socket, so `bbedge pair` works while it runs.
         pairing.spawn(&mut tasks);

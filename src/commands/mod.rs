@@ -2,6 +2,7 @@
 //! on failure.
 
 pub mod config;
+pub mod discover;
 pub mod led;
 pub mod output;
 pub mod pair;

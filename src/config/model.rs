@@ -25,6 +25,8 @@ pub struct Config {
     pub status_led: StatusLed,
     /// The HTTP health, status and metrics endpoint.
     pub health: Health,
+    /// mDNS/DNS-SD advertisement of the local room on the LAN.
+    pub discovery: Discovery,
     /// Log level and format.
     pub logging: Logging,
 }
@@ -288,6 +290,14 @@ pub struct Health {
     pub host: IpAddr,
     /// TCP port (0 picks a free port, for tests).
     pub port: u16,
+}
+
+/// `[discovery]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// Advertise the local room (`_civicpress-box._tcp`) over mDNS while it serves.
+    pub enabled: bool,
 }
 
 /// `[logging]`

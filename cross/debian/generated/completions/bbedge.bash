@@ -19,6 +19,9 @@ _bbedge() {
             bbedge,config)
                 cmd="bbedge__subcmd__config"
                 ;;
+            bbedge,discover)
+                cmd="bbedge__subcmd__discover"
+                ;;
             bbedge,help)
                 cmd="bbedge__subcmd__help"
                 ;;
@@ -63,6 +66,9 @@ _bbedge() {
                 ;;
             bbedge__subcmd__help,config)
                 cmd="bbedge__subcmd__help__subcmd__config"
+                ;;
+            bbedge__subcmd__help,discover)
+                cmd="bbedge__subcmd__help__subcmd__discover"
                 ;;
             bbedge__subcmd__help,help)
                 cmd="bbedge__subcmd__help__subcmd__help"
@@ -173,7 +179,7 @@ _bbedge() {
 
     case "${cmd}" in
         bbedge)
-            opts="-c -v -h -V --config --verbose --log-format --help --version run config status token pair unpair led store help"
+            opts="-c -v -h -V --config --verbose --log-format --help --version run config status token pair unpair led store discover help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -332,8 +338,38 @@ _bbedge() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bbedge__subcmd__discover)
+            opts="-c -v -h -V --json --seconds --config --verbose --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "auto text json journald" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bbedge__subcmd__help)
-            opts="run config status token pair unpair led store help"
+            opts="run config status token pair unpair led store discover help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -377,6 +413,20 @@ _bbedge() {
         bbedge__subcmd__help__subcmd__config__subcmd__default)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bbedge__subcmd__help__subcmd__discover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
