@@ -48,18 +48,9 @@ fn seed() -> u64 {
 }
 
 fn env(state: &Path) -> Vec<(String, String)> {
-    [
-        ("BBEDGE_DAEMON__STATE_DIR", state.display().to_string()),
-        ("BBEDGE_HEALTH__PORT", "0".into()),
-        ("BBEDGE_REALTIME__PORT", "0".into()),
-        ("BBEDGE_REALTIME__HOST", "127.0.0.1".into()),
-        ("BBEDGE_STATUS_LED__BACKEND", "sim".into()),
-        ("BBEDGE_PAIRING__BOOT_FILE", "\"\"".into()),
-        ("BBEDGE_DEVICE__UUID", UUID.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    let mut env = binary::daemon_env(state);
+    env.push(("BBEDGE_DEVICE__UUID".into(), UUID.into()));
+    env
 }
 
 /// `bbedge token add --role agent` on the stopped daemon's state; returns the token.

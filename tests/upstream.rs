@@ -753,17 +753,7 @@ async fn kill_9_during_replay_loses_nothing() {
         },
     );
     uplink::write_credentials(&state, &fake, &tok, false);
-    let env: Vec<(String, String)> = [
-        ("BBEDGE_DAEMON__STATE_DIR", state.display().to_string()),
-        ("BBEDGE_HEALTH__PORT", "0".into()),
-        ("BBEDGE_REALTIME__PORT", "0".into()),
-        ("BBEDGE_REALTIME__HOST", "127.0.0.1".into()),
-        ("BBEDGE_STATUS_LED__BACKEND", "sim".into()),
-        ("BBEDGE_PAIRING__BOOT_FILE", "\"\"".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = binary::daemon_env(&state);
     let mut d = binary::spawn(dir.path(), &["run"], &env);
     d.wait_for("connected to central").await;
     fake.wait_frame("event 30", 0, |f| f["id"] == "ev-00030")

@@ -21,6 +21,18 @@ pub struct Farewell {
     pub why: &'static str,
 }
 
+impl Farewell {
+    /// The socket refused a write: the peer is gone, so nothing more is said.
+    pub fn write_failed() -> Farewell {
+        Farewell {
+            last: None,
+            code: None,
+            reason: String::new(),
+            why: "write_failed",
+        }
+    }
+}
+
 /// The publisher's handle on a client's queue. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {

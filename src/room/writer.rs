@@ -90,12 +90,7 @@ pub(super) async fn write<Si>(
             Step::Written => {}
             Step::Closing => break,
             Step::Failed => {
-                out.close(Farewell {
-                    last: None,
-                    code: None,
-                    reason: String::new(),
-                    why: "write_failed",
-                });
+                out.close(Farewell::write_failed());
                 return;
             }
         }
@@ -203,12 +198,7 @@ where
             };
             let Some(m) = m else { break };
             if sink.send(m).await.is_err() {
-                out.close(Farewell {
-                    last: None,
-                    code: None,
-                    reason: String::new(),
-                    why: "write_failed",
-                });
+                out.close(Farewell::write_failed());
                 return;
             }
             svc.stats.frames_out.inc();

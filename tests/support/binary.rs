@@ -65,6 +65,22 @@ pub fn command() -> Command {
     }
 }
 
+/// The environment of a daemon child in tests: state in `state`, every listener on
+/// 127.0.0.1 port 0, the simulated LED, no boot-partition file.
+pub fn daemon_env(state: &Path) -> Vec<(String, String)> {
+    [
+        ("BBEDGE_DAEMON__STATE_DIR", state.display().to_string()),
+        ("BBEDGE_HEALTH__PORT", "0".into()),
+        ("BBEDGE_REALTIME__PORT", "0".into()),
+        ("BBEDGE_REALTIME__HOST", "127.0.0.1".into()),
+        ("BBEDGE_STATUS_LED__BACKEND", "sim".into()),
+        ("BBEDGE_PAIRING__BOOT_FILE", "\"\"".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Starts `bbedge <args>` in `cwd` with `env`, logging JSON to stderr.
 pub fn spawn(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Daemon {
     let mut cmd = command();
