@@ -259,7 +259,8 @@ async fn a_command_with_no_agent_gets_a_schema_valid_agent_not_connected_ack() {
     assert_eq!(ack["errorCode"], "AGENT_NOT_CONNECTED");
 }
 
-#[tokio::test]
+// Paused time: the timer fires when the test is otherwise idle, not after a real wait.
+#[tokio::test(start_paused = true)]
 async fn a_command_the_agent_never_acks_gets_agent_timeout() {
     let tb = TestBox::start(&[("realtime.limits.command_timeout", "1")]).await;
     let (mut agent, _) = tb.join(Role::Agent).await;
@@ -565,7 +566,8 @@ async fn per_token_caps_close_with_4029() {
     drop((a, b));
 }
 
-#[tokio::test]
+// Paused time: the timer fires when the test is otherwise idle, not after a real wait.
+#[tokio::test(start_paused = true)]
 async fn a_half_finished_handshake_is_dropped_after_the_timeout() {
     let tb = TestBox::start(&[("realtime.limits.handshake_timeout", "1")]).await;
     let (mut present, _) = tb.join(Role::Observer).await;
@@ -713,7 +715,8 @@ async fn revoking_a_token_closes_its_live_connections_at_once() {
     assert_eq!(other.next_non_presence().await["type"], "pong");
 }
 
-#[tokio::test]
+// Paused time: the timer fires when the test is otherwise idle, not after a real wait.
+#[tokio::test(start_paused = true)]
 async fn a_client_that_stops_answering_pings_is_closed_after_the_idle_timeout() {
     let tb = TestBox::start(&[
         ("realtime.limits.ping_interval", "1"),
@@ -1006,7 +1009,8 @@ async fn tls_with_a_self_signed_certificate_made_on_first_start() {
     assert_eq!(status["rooms"]["tls"], true);
 }
 
-#[tokio::test]
+// Paused time: the timer fires when the test is otherwise idle, not after a real wait.
+#[tokio::test(start_paused = true)]
 async fn every_frame_bbedge_originates_is_schema_valid_or_a_known_off_schema_shape() {
     let tb = TestBox::start(&[("realtime.limits.command_timeout", "1")]).await;
     let schema = Schema::load();
@@ -1062,7 +1066,8 @@ async fn the_echo_conformance_endpoint_is_off_by_default_and_echoes_when_on() {
     assert_eq!(b, Message::Text("not even JSON".into()));
 }
 
-#[tokio::test]
+// Paused time: the timer fires when the test is otherwise idle, not after a real wait.
+#[tokio::test(start_paused = true)]
 async fn a_quick_reconnect_within_the_grace_period_is_not_announced_as_left_then_joined() {
     let tb = TestBox::start(&[("realtime.rooms.grace_period", "1")]).await;
     let (mut agent, _) = tb.join(Role::Agent).await;
