@@ -7,6 +7,7 @@ mod support;
 
 use bbedge::bus::HookEvent;
 use bbedge::protocol::check;
+use bbedge::protocol::Inbound;
 use bbedge::relay::AgentReply;
 use bbedge::room::tokens::Role;
 use bbedge::signal::DeviceState;
@@ -108,9 +109,11 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(sent_up, st);
+    assert_eq!(sent_up.to_value(), st);
+    // Upstream gets the agent's own bytes, not a re-serialised copy.
+    assert_eq!(sent_up.text().as_str(), st.to_string());
     up.agent_status
-        .wait_for(|s| s.as_ref() == Some(&st))
+        .wait_for(|s| s.as_ref().map(Inbound::to_value).as_ref() == Some(&st))
         .await
         .unwrap();
     let status = tb.status().await;
@@ -280,17 +283,21 @@ async fn commands_from_upstream_reach_the_agent_and_get_its_ack_or_not_connected
     let cmd = schema::vector("command.json");
     let id = cmd["id"].as_str().unwrap().to_owned();
     let d = Duration::from_secs(5);
+    let typed = Inbound::read(cmd.to_string()).unwrap();
     assert_eq!(
-        up.command(cmd.clone(), id.clone(), d).await,
+        up.command(typed.clone(), id.clone(), d).await,
         AgentReply::NotConnected
     );
     let (mut agent, _) = tb.join(Role::Agent).await;
     let ack = frame("ack", json!({"commandId": id, "success": true}));
-    let (reply, _) = tokio::join!(up.command(cmd.clone(), id.clone(), d), async {
+    let (reply, _) = tokio::join!(up.command(typed.clone(), id.clone(), d), async {
         assert_eq!(agent.next_json().await, cmd);
         agent.send(&ack).await;
     });
-    assert_eq!(reply, AgentReply::Ack(ack));
+    let AgentReply::Ack(reply) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(reply.to_value(), ack);
 }
 
 #[tokio::test]

@@ -1,9 +1,14 @@
-//! Structural checks of inbound frames, written from the contract's facts (§d.1): the
-//! required fields and their types per message type, closed envelopes, a non-empty `id`
-//! and an RFC 3339 `timestamp` with an offset. The schema itself is never embedded;
-//! tests prove this agrees with it on every shared vector.
+//! Checks of inbound frames, written from the contract's facts (§d.1). The typed
+//! [`Frame`](super::wire::Frame) enforces types, required fields and closed envelopes;
+//! [`validate`] adds what serde cannot say (a non-empty `id`, an RFC 3339 `timestamp`
+//! with an offset, the schedule and manifest payloads). A refused frame is explained by
+//! the structural walk below, on the error path only, so the peer gets the same precise
+//! error as ever. The schema itself is never embedded; tests prove this agrees with it
+//! on every shared vector.
 
+use super::wire::Frame;
 use super::MessageType;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 
@@ -43,9 +48,96 @@ impl CheckError {
 
 type Result<T = ()> = std::result::Result<T, CheckError>;
 
-/// Checks a parsed frame and returns its type. The off-schema `ping`, `pong` and
-/// `control` frames are only checked for their `type`.
+/// Why a text frame was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not JSON at all.
+    NotJson,
+    /// JSON, but not a valid protocol frame.
+    Check(CheckError),
+}
+
+/// Parses and checks one text frame: the one parse on its way in. The off-schema
+/// `ping`, `pong` and `control` frames are only checked for their `type`.
+pub fn parse(text: &str) -> std::result::Result<Frame, Refusal> {
+    if let Ok(f) = serde_json::from_str::<Frame>(text) {
+        if validate(&f).is_ok() {
+            return Ok(f);
+        }
+    }
+    // The slow path, for refused frames only: say exactly why.
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => Err(Refusal::Check(explain(&v))),
+        Err(_) => Err(Refusal::NotJson),
+    }
+}
+
+/// Checks an already parsed JSON value and returns its type (tests, the schema vectors).
 pub fn check(frame: &Value) -> Result<MessageType> {
+    match Frame::deserialize(frame) {
+        Ok(f) if validate(&f).is_ok() => Ok(f.ty()),
+        _ => Err(explain(frame)),
+    }
+}
+
+/// What serde's types cannot express. Accepts or refuses exactly as the schema does;
+/// the reason given to the peer comes from the structural walk.
+pub fn validate(frame: &Frame) -> Result {
+    let (id, ts) = match frame {
+        Frame::Ping(_) | Frame::Pong(_) | Frame::Control(_) => return Ok(()),
+        Frame::Command(c) => (&c.id, &c.timestamp),
+        Frame::Ack(a) => (&a.id, &a.timestamp),
+        Frame::Event(e) => (&e.id, &e.timestamp),
+        Frame::Heartbeat(e) => (&e.id, &e.timestamp),
+        Frame::Status(p)
+        | Frame::SchedulePush(p)
+        | Frame::SessionManifest(p)
+        | Frame::PreviewOffer(p)
+        | Frame::PreviewAnswer(p)
+        | Frame::PreviewIceCandidate(p) => (&p.id, &p.timestamp),
+        Frame::PreviewStopped(p)
+        | Frame::ConnectionAck(p)
+        | Frame::ReEnrolled(p)
+        | Frame::AuthFailed(p) => (&p.id, &p.timestamp),
+        Frame::Error(e) => (&e.id, &e.timestamp),
+    };
+    non_empty_str(id, "id")?;
+    rfc3339(ts, "timestamp")?;
+    match frame {
+        Frame::Command(c) => non_empty_str(&c.action, "action"),
+        Frame::Event(e) => non_empty_str(&e.event, "event"),
+        Frame::Ack(a) => non_empty_str(&a.command_id, "commandId"),
+        Frame::SchedulePush(p) => schedule(&p.payload),
+        Frame::SessionManifest(p) => manifest(&p.payload),
+        _ => Ok(()),
+    }
+}
+
+fn non_empty_str(s: &str, f: &'static str) -> Result {
+    if s.is_empty() {
+        Err(CheckError::Invalid(f))
+    } else {
+        Ok(())
+    }
+}
+
+fn rfc3339(s: &str, f: &'static str) -> Result {
+    time::OffsetDateTime::parse(s, &Rfc3339)
+        .map(|_| ())
+        .map_err(|_| CheckError::Invalid(f))
+}
+
+/// Why a frame the typed parse refused is invalid. A frame this walk would accept (a
+/// duplicate key, say) is `Invalid("frame")`.
+fn explain(frame: &Value) -> CheckError {
+    match structural(frame) {
+        Ok(_) => CheckError::Invalid("frame"),
+        Err(e) => e,
+    }
+}
+
+/// The structural walk of a JSON value (the refusal path).
+fn structural(frame: &Value) -> Result<MessageType> {
     let obj = frame.as_object().ok_or(CheckError::NotAnObject)?;
     let ty = obj
         .get("type")
@@ -232,9 +324,7 @@ fn timestamp(obj: &Map<String, Value>, f: &'static str) -> Result {
         .ok_or(CheckError::Missing(f))?
         .as_str()
         .ok_or(CheckError::Invalid(f))?;
-    time::OffsetDateTime::parse(s, &Rfc3339)
-        .map(|_| ())
-        .map_err(|_| CheckError::Invalid(f))
+    rfc3339(s, f)
 }
 
 #[cfg(test)]

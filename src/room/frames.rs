@@ -2,7 +2,8 @@
 //! off-schema shapes (§c.4, §d.11); acks are schema-valid.
 
 use super::registry::Participant;
-use crate::protocol::{new_id, now_ms, now_rfc3339, RealtimeCode};
+use crate::protocol::wire::Ack;
+use crate::protocol::{now_ms, Frame, Inbound, RealtimeCode};
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -152,11 +153,8 @@ pub fn presence(room_id: &str, event: &str, who: &Value, previous: Option<&str>)
 }
 
 /// A schema-valid failure ack for `command_id` (`AGENT_NOT_CONNECTED`, `AGENT_TIMEOUT`, …).
-pub fn failed_ack(command_id: &str, code: &str, message: &str) -> Value {
-    json!({
-        "type":"ack","id":new_id(),"timestamp":now_rfc3339(),
-        "commandId":command_id,"success":false,"error":message,"errorCode":code
-    })
+pub fn failed_ack(command_id: &str, code: &str, message: &str) -> Inbound {
+    Inbound::new(Frame::Ack(Ack::new(command_id, Err((code, message)))))
 }
 
 /// A 4xxx close reason: `{"code":"<NAME>",…extra}`.

@@ -11,6 +11,7 @@ use crate::pairing::Credentials;
 use crate::protocol::frame::format_rfc3339;
 use crate::protocol::now_ms;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 impl Upstream {
     pub(crate) fn take_ack(&self, core: &mut Core, a: AckOut, generation: u64) {
@@ -92,7 +93,7 @@ impl Upstream {
     /// Handles one inbound text frame; `Some` ends the connection.
     pub(crate) fn inbound(
         &mut self,
-        text: &str,
+        text: &Utf8Bytes,
         core: &mut Core,
         generation: u64,
         ping_sent_ms: i64,
@@ -126,7 +127,7 @@ impl Upstream {
                 }
             }
             Inbound::Pong { server_ms: None } => {}
-            Inbound::SchedulePush(v) => self.schedule.cache_push(&v),
+            Inbound::SchedulePush(p) => self.schedule.cache_push(&p),
             Inbound::Preview(v) => {
                 if !self.relay.forward_preview(v) {
                     inc(&self.stats.preview_dropped);
@@ -158,7 +159,7 @@ impl Upstream {
         core: &mut Core,
         id: String,
         action: String,
-        frame: Value,
+        frame: crate::protocol::Inbound,
         generation: u64,
     ) {
         let expires = super::online::clock() + crate::protocol::deadlines::central(&action);
