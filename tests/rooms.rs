@@ -125,6 +125,31 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
     assert_eq!(tb.connections("observer").await, 2.0);
 }
 
+/// Parsed once at the edge, relayed as received: an agent frame with its own key order
+/// and spacing reaches the observers, the operator's ack path and the upstream seam
+/// byte for byte (the room does not re-serialise what it relays).
+#[tokio::test]
+async fn agent_frames_are_relayed_byte_for_byte() {
+    let mut tb = TestBox::start(&[]).await;
+    let mut up = tb.upstream.take().unwrap();
+    let (mut agent, _) = tb.join(Role::Agent).await;
+    let (mut obs, _) = tb.join(Role::Observer).await;
+    let text = "{ \"payload\" : { \"state\":\"idle\", \"z\":1, \"a\":[ 1 ,2 ] },\n\t\"timestamp\":\"2026-06-20T19:00:30+00:00\",  \"id\":\"odd-1\", \"type\":\"status\" }";
+    Schema::load().assert_valid(&serde_json::from_str(text).unwrap());
+    agent.send_raw(Message::Text(text.into())).await;
+    assert_eq!(obs.next_text_non_presence().await, text);
+    let sent_up = tokio::time::timeout(FRAME_TIMEOUT, up.from_agent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent_up.text().as_str(), text);
+    // An operator's command reaches the agent as the operator wrote it, too.
+    let (mut op, _) = tb.join(Role::Operator).await;
+    let cmd = "{\"action\":\"get_status\",\"type\":\"command\", \"id\":\"c-odd\",\"timestamp\":\"2026-06-20T19:00:30Z\"}";
+    op.send_raw(Message::Text(cmd.into())).await;
+    assert_eq!(agent.next_text_non_presence().await, cmd);
+}
+
 #[tokio::test]
 async fn an_agent_that_closes_drops_or_is_revoked_no_longer_counts_as_recording() {
     let mut tb = TestBox::start(&[("realtime.rooms.grace_period", "0")]).await;

@@ -550,6 +550,24 @@ async fn every_frame_kind_bbedge_relays_is_schema_valid() {
     up.stop().await;
 }
 
+/// An agent event goes to the outbox and on to central as the agent sent it, its key
+/// order and spacing kept: parsed once at the room's edge, never re-serialised.
+#[tokio::test]
+async fn an_agent_event_reaches_central_byte_for_byte() {
+    let fake = FakeCentral::start().await;
+    let up = Up::start(&fake, Opts::default()).await;
+    fake.wait_frame("status", 0, is("status")).await;
+    let text = "{\"payload\":{\"z\":2,\"a\":1},  \"event\":\"upload.progress\",\"timestamp\":\"2026-06-20T19:00:30.5+02:00\",\"id\":\"odd-ev\",\"type\":\"event\"}";
+    let f = bbedge::protocol::Inbound::parse(text).unwrap();
+    up.room.to_central.try_send(f).unwrap();
+    let got = fake
+        .wait_frame("the odd event", 0, |f| f["id"] == "odd-ev")
+        .await;
+    assert_eq!(got.text, text);
+    fake.assert_no_violations();
+    up.stop().await;
+}
+
 #[tokio::test]
 async fn a_full_disk_while_offline_refuses_new_frames_and_keeps_stored_ones() {
     // ENOSPC cannot be produced on demand here (no small tmpfs), so the disk counts as
