@@ -243,12 +243,15 @@ impl DeviceRoom {
         self.answered_by_bbedge(command_id);
         ctx.stats.dropped(reason::LATE_ACK);
         tracing::warn!(operation = "room.command", room = %ctx.room_id, correlation_id = %command_id, "agent ack after bbedge already answered the command; dropped, not forwarded");
-        let frame = json!({"type": "control", "event": "error", "error": {
-            "code": ACK_TOO_LATE,
-            "message": format!("ack for command {command_id} came after its deadline; bbedge already answered it and did not forward this ack"),
-            "commandId": command_id,
-        }});
-        ctx.broadcast(&frames::text(&frame), |p| p.role == Role::Agent);
+        let message = format!("ack for command {command_id} came after its deadline; bbedge already answered it and did not forward this ack");
+        let frame = frames::Control::Error {
+            error: frames::ErrorBody {
+                code: ACK_TOO_LATE,
+                message: &message,
+                command_id: Some(command_id),
+            },
+        };
+        ctx.broadcast(&frame.text(), |p| p.role == Role::Agent);
     }
 
     fn take_pending(&mut self, command_id: &str) -> Option<Pending> {

@@ -10,7 +10,6 @@ use super::{manifest, signing, AckOut, Upstream};
 use crate::pairing::Credentials;
 use crate::protocol::frame::format_rfc3339;
 use crate::protocol::now_ms;
-use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 impl Upstream {
@@ -71,16 +70,13 @@ impl Upstream {
                 return Err(true);
             }
         };
-        let v: Value = serde_json::from_str(stored).map_err(|_| false)?;
         let signed_at = rfc3339_from_ms(now_ms() + skew_ms);
         let form = manifest::Form {
             key: key.as_deref(),
             omit_capture_times: self.cfg.manifest_omit_capture_times,
             signed_at: &signed_at,
         };
-        let text = manifest::prepare(&v, form)
-            .map(|f| f.to_string())
-            .ok_or(false)?;
+        let text = manifest::prepare(stored, form).ok_or(false)?;
         if key.is_some() && self.stats.signing.available() == signing::Change::Back {
             tracing::info!(
                 operation = "upstream.manifest",
