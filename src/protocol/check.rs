@@ -349,4 +349,36 @@ mod tests {
         let f = json!({"type":"heartbeat","id":"","timestamp":"2026-06-20T19:00:30Z"});
         assert_eq!(check(&f), Err(CheckError::Invalid("id")));
     }
+
+    /// Indicative cost of the edge parse, old (JSON value + structural walk) against
+    /// new (typed parse + semantic checks). `cargo test --lib parse_cost -- --ignored
+    /// --nocapture`; meaningful in an optimised build only.
+    #[test]
+    #[ignore]
+    fn parse_cost_of_a_status_frame() {
+        let text = r#"{"type":"status","id":"3f1c","timestamp":"2026-06-20T19:00:30.000Z","payload":{"state":"recording","session_id":"s-1","health":{"cpu":12.5,"temp_c":51,"disk_free_mb":20480,"network_connected":true},"sources":{"video":["hdmi0"],"audio":["usb1","line"]},"capabilities":{"preview":true}}}"#;
+        const N: u32 = 20_000;
+        let t = std::time::Instant::now();
+        for _ in 0..N {
+            let v: Value = serde_json::from_str(std::hint::black_box(text)).unwrap();
+            std::hint::black_box(structural(&v).unwrap());
+            // The old intake re-serialised the frame for the outbox.
+            std::hint::black_box(v.to_string());
+        }
+        let old = t.elapsed() / N;
+        let t = std::time::Instant::now();
+        for _ in 0..N {
+            let v: Value = serde_json::from_str(std::hint::black_box(text)).unwrap();
+            std::hint::black_box(structural(&v).unwrap());
+        }
+        let old_edge = t.elapsed() / N;
+        let t = std::time::Instant::now();
+        for _ in 0..N {
+            std::hint::black_box(parse(std::hint::black_box(text)).unwrap());
+        }
+        let new = t.elapsed() / N;
+        println!(
+            "status frame, per frame: value+walk {old_edge:?} (+reserialise {old:?}), typed+checks {new:?}"
+        );
+    }
 }
