@@ -378,6 +378,28 @@ mod tests {
 
     #[test]
     fn every_type_name_round_trips() {
+        for s in [
+            "command",
+            "ack",
+            "event",
+            "status",
+            "heartbeat",
+            "schedule.push",
+            "session.manifest",
+            "preview.offer",
+            "preview.answer",
+            "preview.ice_candidate",
+            "preview.stopped",
+            "connection.ack",
+            "re_enrolled",
+            "auth_failed",
+            "error",
+            "control",
+            "ping",
+            "pong",
+        ] {
+            assert_eq!(MessageType::parse(s).map(MessageType::as_str), Some(s));
+        }
         for &t in MessageType::ALL {
             assert_eq!(MessageType::parse(t.as_str()), Some(t));
         }
