@@ -43,6 +43,12 @@ impl Inbound {
         Self::with_text(frame, Utf8Bytes::from(text))
     }
 
+    /// A frame read from `text` some other way (leniently, see `upstream::frames`):
+    /// the caller vouches that `frame` is what `text` says.
+    pub fn from_parts(frame: Frame, text: Utf8Bytes) -> Self {
+        Self::with_text(frame, text)
+    }
+
     fn with_text(frame: Frame, text: Utf8Bytes) -> Self {
         Self(Arc::new(Parsed { frame, text }))
     }

@@ -56,7 +56,10 @@ pub enum Inbound {
 pub fn classify(text: &Utf8Bytes) -> Inbound {
     let f = match protocol::Inbound::read(text.clone()) {
         Ok(f) => f,
-        Err(_) => return refused(text),
+        Err(_) => match loose(text) {
+            Ok(f) => f,
+            Err(why) => return why,
+        },
     };
     match f.frame() {
         Frame::Command(c) if !c.id.is_empty() && !c.action.is_empty() => Inbound::Command {
@@ -85,13 +88,44 @@ pub fn classify(text: &Utf8Bytes) -> Inbound {
     }
 }
 
-/// A frame its type refused: which `type` it claimed decides (the slow path).
-fn refused(text: &str) -> Inbound {
-    let v: Value = match serde_json::from_str(text) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return Inbound::Malformed("not an object"),
-        Err(_) => return Inbound::Malformed("not JSON"),
+/// A frame its type refused (the slow path). Central validates neither its own
+/// commands nor what it relays from observers' browsers, so a command or an observer's
+/// preview frame with keys bbedge does not know is still read (its known keys), and
+/// relayed as sent; anything else is classified by the `type` it claimed.
+fn loose(text: &Utf8Bytes) -> Result<protocol::Inbound, Inbound> {
+    let o = match serde_json::from_str(text) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => return Err(Inbound::Malformed("not an object")),
+        Err(_) => return Err(Inbound::Malformed("not JSON")),
     };
+    let ty = o.get("type").and_then(Value::as_str);
+    let relayed = matches!(
+        ty.and_then(MessageType::parse),
+        Some(MessageType::Command | MessageType::PreviewAnswer | MessageType::PreviewIceCandidate)
+    );
+    if relayed {
+        let mut known: Map<String, Value> = o
+            .iter()
+            .filter(|(k, v)| match k.as_str() {
+                "type" | "action" => true,
+                "id" | "timestamp" => v.is_string(),
+                "payload" => v.is_object(),
+                _ => false,
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if ty != Some("command") && !known.contains_key("payload") {
+            known.insert("payload".into(), json!({}));
+        }
+        if let Ok(f) = <Frame as serde::Deserialize>::deserialize(&Value::Object(known)) {
+            return Ok(protocol::Inbound::from_parts(f, text.clone()));
+        }
+    }
+    Err(refused(&o))
+}
+
+/// Which `type` a refused frame claimed decides what it is.
+fn refused(v: &Map<String, Value>) -> Inbound {
     match v
         .get("type")
         .and_then(Value::as_str)
@@ -203,7 +237,21 @@ mod tests {
 
     #[test]
     fn what_central_really_sends_is_read_and_nothing_panics() {
-        let cases: [(&str, &str); 12] = [
+        let cases: [(&str, &str); 15] = [
+            // Central validates neither its commands nor observers' frames: unknown
+            // keys are tolerated (and relayed as sent).
+            (
+                r#"{"type":"command","id":"c","timestamp":"t","action":"x","correlationId":"k"}"#,
+                "command",
+            ),
+            (
+                r#"{"type":"preview.answer","from":"user-1","payload":{"sdp":"x"}}"#,
+                "preview",
+            ),
+            (
+                r#"{"type":"preview.ice_candidate","to":"agent"}"#,
+                "preview",
+            ),
             (
                 r#"{"type":"control","event":"connection.ack","roomId":"device:x","clientId":"c1"}"#,
                 "ack",
@@ -242,6 +290,12 @@ mod tests {
             };
             assert_eq!(got, want, "{text}");
         }
+        // Read leniently, relayed exactly as central sent it.
+        let text = r#"{"type":"preview.answer","from":"user-1","payload":{"sdp":"x"}}"#;
+        let Inbound::Preview(f) = classify(&Utf8Bytes::from(text)) else {
+            panic!("not a preview");
+        };
+        assert_eq!(f.text().as_str(), text);
     }
 
     #[test]
