@@ -12,8 +12,11 @@
 //! may be absent (rooms disabled, box unpaired): then sends fail fast with a defined
 //! result instead of waiting. The agent's last `status` is published in a `watch` so the
 //! upstream can merge it into its own status and answer `get_status` itself.
+//!
+//! Frames cross as [`Inbound`]: parsed once where they entered (the room client, the
+//! upstream reader), typed for reading, with their original text for relaying.
 
-use serde_json::Value;
+use crate::protocol::Inbound;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -28,8 +31,8 @@ pub const TO_CENTRAL_CAPACITY: usize = 1024;
 /// A command from central for the local agent.
 #[derive(Debug)]
 pub struct ToAgent {
-    /// The command frame exactly as central sent it.
-    pub frame: Value,
+    /// The command frame exactly as central sent it (or as bbedge built it).
+    pub frame: Inbound,
     /// `command.id`, echoed by the agent as `ack.commandId`.
     pub command_id: String,
     /// How long the agent has to ack before the relay answers `AGENT_TIMEOUT`.
@@ -41,8 +44,8 @@ pub struct ToAgent {
 /// What became of a command sent to the agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentReply {
-    /// The agent's ack frame.
-    Ack(Value),
+    /// The agent's ack frame (or bbedge's own for the room, `ERR_DEVICE_BUSY`).
+    Ack(Inbound),
     /// No agent is connected (`AGENT_NOT_CONNECTED`).
     NotConnected,
     /// The agent did not ack in time (`AGENT_TIMEOUT`).
@@ -55,12 +58,12 @@ pub struct UpstreamSide {
     /// Sends commands to the local room.
     pub to_agent: mpsc::Sender<ToAgent>,
     /// Sends observers' preview frames to the local room (no reply).
-    pub preview_to_agent: mpsc::Sender<Value>,
+    pub preview_to_agent: mpsc::Sender<Inbound>,
     /// Receives agent frames for central.
-    pub from_agent: mpsc::Receiver<Value>,
+    pub from_agent: mpsc::Receiver<Inbound>,
     /// The connected agent's last `status` frame; `None` before its first status and
     /// once no agent is connected (the room never claims a departed agent records).
-    pub agent_status: watch::Receiver<Option<Value>>,
+    pub agent_status: watch::Receiver<Option<Inbound>>,
 }
 
 /// The local room's half.
@@ -69,12 +72,12 @@ pub struct RoomSide {
     /// Receives commands from central.
     pub commands: mpsc::Receiver<ToAgent>,
     /// Receives observers' preview frames from central.
-    pub previews: mpsc::Receiver<Value>,
+    pub previews: mpsc::Receiver<Inbound>,
     /// Sends agent frames towards central. `try_send` only: the room never waits; a full
     /// channel is counted and the frame refused.
-    pub to_central: mpsc::Sender<Value>,
+    pub to_central: mpsc::Sender<Inbound>,
     /// Publishes the connected agent's last `status`; `None` when the last agent leaves.
-    pub agent_status: watch::Sender<Option<Value>>,
+    pub agent_status: watch::Sender<Option<Inbound>>,
 }
 
 /// Creates both halves.
@@ -104,7 +107,7 @@ impl UpstreamSide {
     /// timeout). Never waits longer than `deadline` plus a channel hop.
     pub async fn command(
         &self,
-        frame: Value,
+        frame: Inbound,
         command_id: String,
         deadline: Duration,
     ) -> AgentReply {

@@ -7,6 +7,7 @@ mod support;
 
 use bbedge::bus::HookEvent;
 use bbedge::protocol::check;
+use bbedge::protocol::Inbound;
 use bbedge::relay::AgentReply;
 use bbedge::room::tokens::Role;
 use bbedge::signal::DeviceState;
@@ -108,9 +109,11 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(sent_up, st);
+    assert_eq!(sent_up.to_value(), st);
+    // Upstream gets the agent's own bytes, not a re-serialised copy.
+    assert_eq!(sent_up.text().as_str(), st.to_string());
     up.agent_status
-        .wait_for(|s| s.as_ref() == Some(&st))
+        .wait_for(|s| s.as_ref().map(Inbound::to_value).as_ref() == Some(&st))
         .await
         .unwrap();
     let status = tb.status().await;
@@ -120,6 +123,31 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
     assert_eq!(state["state"]["agentStatus"], st);
     assert_eq!(state["state"]["activeSession"], "s-1");
     assert_eq!(tb.connections("observer").await, 2.0);
+}
+
+/// Parsed once at the edge, relayed as received: an agent frame with its own key order
+/// and spacing reaches the observers, the operator's ack path and the upstream seam
+/// byte for byte (the room does not re-serialise what it relays).
+#[tokio::test]
+async fn agent_frames_are_relayed_byte_for_byte() {
+    let mut tb = TestBox::start(&[]).await;
+    let mut up = tb.upstream.take().unwrap();
+    let (mut agent, _) = tb.join(Role::Agent).await;
+    let (mut obs, _) = tb.join(Role::Observer).await;
+    let text = "{ \"payload\" : { \"state\":\"idle\", \"z\":1, \"a\":[ 1 ,2 ] },\n\t\"timestamp\":\"2026-06-20T19:00:30+00:00\",  \"id\":\"odd-1\", \"type\":\"status\" }";
+    Schema::load().assert_valid(&serde_json::from_str(text).unwrap());
+    agent.send_raw(Message::Text(text.into())).await;
+    assert_eq!(obs.next_text_non_presence().await, text);
+    let sent_up = tokio::time::timeout(FRAME_TIMEOUT, up.from_agent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent_up.text().as_str(), text);
+    // An operator's command reaches the agent as the operator wrote it, too.
+    let (mut op, _) = tb.join(Role::Operator).await;
+    let cmd = "{\"action\":\"get_status\",\"type\":\"command\", \"id\":\"c-odd\",\"timestamp\":\"2026-06-20T19:00:30Z\"}";
+    op.send_raw(Message::Text(cmd.into())).await;
+    assert_eq!(agent.next_text_non_presence().await, cmd);
 }
 
 #[tokio::test]
@@ -281,17 +309,21 @@ async fn commands_from_upstream_reach_the_agent_and_get_its_ack_or_not_connected
     let cmd = schema::vector("command.json");
     let id = cmd["id"].as_str().unwrap().to_owned();
     let d = Duration::from_secs(5);
+    let typed = Inbound::read(cmd.to_string()).unwrap();
     assert_eq!(
-        up.command(cmd.clone(), id.clone(), d).await,
+        up.command(typed.clone(), id.clone(), d).await,
         AgentReply::NotConnected
     );
     let (mut agent, _) = tb.join(Role::Agent).await;
     let ack = frame("ack", json!({"commandId": id, "success": true}));
-    let (reply, _) = tokio::join!(up.command(cmd.clone(), id.clone(), d), async {
+    let (reply, _) = tokio::join!(up.command(typed.clone(), id.clone(), d), async {
         assert_eq!(agent.next_json().await, cmd);
         agent.send(&ack).await;
     });
-    assert_eq!(reply, AgentReply::Ack(ack));
+    let AgentReply::Ack(reply) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(reply.to_value(), ack);
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@ use super::stats::reason;
 use super::writer::{echo, farewell, write};
 use super::{tokens, Service};
 use crate::bus::HookEvent;
-use crate::protocol::{check, RealtimeCode};
+use crate::protocol::check::Refusal;
+use crate::protocol::{Inbound, MessageType, RealtimeCode};
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -249,13 +250,22 @@ impl Handler for RoomFrames<'_> {
                 return true;
             }
         };
-        let v: serde_json::Value = match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(_) => {
-                if !self.bucket.take() {
-                    rate_limited(svc, out);
-                    return false;
-                }
+        // The one parse: typed, checked, and kept with its text for relaying.
+        let parsed = match Inbound::parse(text) {
+            Ok(f) if f.ty() == MessageType::Ping => {
+                out.push(frames::pong());
+                return true;
+            }
+            Ok(f) => Ok(f),
+            Err(e) => Err(e),
+        };
+        if !self.bucket.take() {
+            rate_limited(svc, out);
+            return false;
+        }
+        let f = match parsed {
+            Ok(f) => f,
+            Err(Refusal::NotJson) => {
                 self.refuse(
                     RealtimeCode::InvalidFrame,
                     "Frame is not JSON",
@@ -263,22 +273,12 @@ impl Handler for RoomFrames<'_> {
                 );
                 return true;
             }
-        };
-        if v["type"] == "ping" {
-            out.push(frames::pong());
-            return true;
-        }
-        if !self.bucket.take() {
-            rate_limited(svc, out);
-            return false;
-        }
-        let ty = match check::check(&v) {
-            Ok(ty) => ty,
-            Err(e) => {
+            Err(Refusal::Check(e)) => {
                 self.refuse(RealtimeCode::InvalidFrame, &e.to_string(), e.reason());
                 return true;
             }
         };
+        let ty = f.ty();
         if !self.room.kind.permits(self.me.role, ty) {
             let msg = format!(
                 "A {} may not send {} frames",
@@ -288,7 +288,7 @@ impl Handler for RoomFrames<'_> {
             self.refuse(RealtimeCode::Forbidden, &msg, reason::FORBIDDEN);
             return true;
         }
-        self.room.frame(&self.me.id, ty, &v, &text);
+        self.room.frame(&self.me.id, &f);
         true
     }
 }

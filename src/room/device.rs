@@ -12,7 +12,7 @@ use super::frames;
 use super::registry::{Ctx, Participant, RoomLogic, RoomType};
 use super::stats::reason;
 use super::tokens::{Role, TokenRecord};
-use crate::protocol::{deadlines, MessageType, RealtimeCode};
+use crate::protocol::{deadlines, Frame, Inbound, MessageType, RealtimeCode};
 use crate::relay::{AgentReply, ToAgent};
 use crate::signal::StatusHub;
 use serde::{Deserialize, Serialize};
@@ -39,10 +39,10 @@ pub const ACK_TOO_LATE: &str = "ACK_TOO_LATE";
 pub struct Links {
     /// Agent frames towards central. `try_send` only; a full channel is counted
     /// (`drops{reason="upstream_full"}`) and the frame is not sent upstream.
-    pub to_central: mpsc::Sender<Value>,
+    pub to_central: mpsc::Sender<Inbound>,
     /// The connected agent's last `status` frame, for the upstream link; `None` once no
     /// agent is connected.
-    pub agent_status: watch::Sender<Option<Value>>,
+    pub agent_status: watch::Sender<Option<Inbound>>,
     /// Gets the `recording` fact from the agent's status.
     pub hub: StatusHub,
     /// The cached schedule (read-only here).
@@ -134,7 +134,7 @@ struct DeviceRoom {
     schedule_store: crate::store::Store,
     command_timeout: Option<Duration>,
     /// The agent's last `status` frame.
-    last_status: Option<Value>,
+    last_status: Option<Inbound>,
     /// From the agent's status or `session.*` events.
     active_session: Option<heapless::String<MAX_SESSION_ID>>,
     /// Commands sent to the agent, awaiting its ack.
@@ -200,7 +200,7 @@ impl DeviceRoom {
                         "The agent did not acknowledge in time",
                     ),
                 };
-                ctx.send_to(&op, frames::text(&ack));
+                ctx.send_to(&op, ack.text().clone());
             }
         }
     }
@@ -243,12 +243,15 @@ impl DeviceRoom {
         self.answered_by_bbedge(command_id);
         ctx.stats.dropped(reason::LATE_ACK);
         tracing::warn!(operation = "room.command", room = %ctx.room_id, correlation_id = %command_id, "agent ack after bbedge already answered the command; dropped, not forwarded");
-        let frame = json!({"type": "control", "event": "error", "error": {
-            "code": ACK_TOO_LATE,
-            "message": format!("ack for command {command_id} came after its deadline; bbedge already answered it and did not forward this ack"),
-            "commandId": command_id,
-        }});
-        ctx.broadcast(&frames::text(&frame), |p| p.role == Role::Agent);
+        let message = format!("ack for command {command_id} came after its deadline; bbedge already answered it and did not forward this ack");
+        let frame = frames::Control::Error {
+            error: frames::ErrorBody {
+                code: ACK_TOO_LATE,
+                message: &message,
+                command_id: Some(command_id),
+            },
+        };
+        ctx.broadcast(&frame.text(), |p| p.role == Role::Agent);
     }
 
     fn take_pending(&mut self, command_id: &str) -> Option<Pending> {
@@ -259,44 +262,39 @@ impl DeviceRoom {
         Some(self.pending.swap_remove(i))
     }
 
-    fn agent_frame(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        from: &Participant,
-        ty: MessageType,
-        v: &Value,
-        text: &Utf8Bytes,
-    ) {
+    fn agent_frame(&mut self, ctx: &mut Ctx<'_>, from: &Participant, f: &Inbound) {
+        let text = f.text();
         let mut routed_to: Option<String> = None;
         let mut upstream = true;
-        match ty {
-            MessageType::Status => {
-                self.last_status = Some(v.clone());
-                let recording = crate::signal::agent::is_recording(v);
+        match f.frame() {
+            Frame::Status(s) => {
+                self.last_status = Some(f.clone());
+                let recording = crate::signal::agent::payload_is_recording(&s.payload);
                 self.set_session(if recording {
-                    v["payload"]["session_id"].as_str()
+                    s.payload.get("session_id").and_then(Value::as_str)
                 } else {
                     None
                 });
                 if let Some(l) = self.local() {
-                    l.agent_status.send_replace(Some(v.clone()));
+                    l.agent_status.send_replace(Some(f.clone()));
                     l.hub.update(|f| f.recording = recording);
                 }
                 ctx.mark_changed();
             }
-            MessageType::Event => match v["event"].as_str() {
-                Some("session.started") => {
-                    self.set_session(v["payload"]["sessionId"].as_str());
+            Frame::Event(e) => match e.event.as_str() {
+                "session.started" => {
+                    let id = e.payload.as_ref().and_then(|p| p.get("sessionId"));
+                    self.set_session(id.and_then(Value::as_str));
                     ctx.mark_changed();
                 }
-                Some("session.stopped" | "session.complete" | "session.failed") => {
+                "session.stopped" | "session.complete" | "session.failed" => {
                     self.set_session(None);
                     ctx.mark_changed();
                 }
                 _ => {}
             },
-            MessageType::Ack => {
-                let id = v["commandId"].as_str().unwrap_or("");
+            Frame::Ack(a) => {
+                let id = a.command_id.as_str();
                 if let Some(p) = self.take_pending(id) {
                     upstream = false;
                     match p.origin {
@@ -305,7 +303,7 @@ impl DeviceRoom {
                             routed_to = Some(op);
                         }
                         Origin::Upstream(tx) => {
-                            if tx.send(AgentReply::Ack(v.clone())).is_err() {
+                            if tx.send(AgentReply::Ack(f.clone())).is_err() {
                                 // The relay stopped waiting and answered central
                                 // itself: this ack is late too.
                                 return self.late_ack(ctx, id);
@@ -326,7 +324,7 @@ impl DeviceRoom {
         if upstream {
             if let Some(l) = self.local() {
                 // Check room first: no clone for a frame that would be refused.
-                if l.to_central.capacity() == 0 || l.to_central.try_send(v.clone()).is_err() {
+                if l.to_central.capacity() == 0 || l.to_central.try_send(f.clone()).is_err() {
                     ctx.stats.dropped(reason::UPSTREAM_FULL);
                 }
             }
@@ -347,32 +345,23 @@ impl DeviceRoom {
 }
 
 impl RoomLogic for DeviceRoom {
-    fn on_frame(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        from: &Participant,
-        ty: MessageType,
-        v: &Value,
-        text: &Utf8Bytes,
-    ) {
-        match (from.role, ty) {
-            (Role::Agent, _) => self.agent_frame(ctx, from, ty, v, text),
-            (Role::Operator, MessageType::Command) => {
-                let id = v["id"].as_str().unwrap_or_default().to_owned();
-                let action = v["action"].as_str().unwrap_or_default();
+    fn on_frame(&mut self, ctx: &mut Ctx<'_>, from: &Participant, f: &Inbound) {
+        match (from.role, f.frame()) {
+            (Role::Agent, _) => self.agent_frame(ctx, from, f),
+            (Role::Operator, Frame::Command(c)) => {
                 let deadline = self
                     .command_timeout
-                    .unwrap_or_else(|| deadlines::central(action));
+                    .unwrap_or_else(|| deadlines::central(&c.action));
                 self.command(
                     ctx,
-                    &id,
-                    text.clone(),
+                    &c.id,
+                    f.text().clone(),
                     Origin::Operator(from.id.clone()),
                     deadline,
                 );
             }
             // preview.answer / preview.ice_candidate: to everyone else (§d.9).
-            _ => ctx.broadcast(text, |p| p.id != from.id),
+            _ => ctx.broadcast(f.text(), |p| p.id != from.id),
         }
     }
 
@@ -406,7 +395,7 @@ impl RoomLogic for DeviceRoom {
     }
 
     fn on_upstream(&mut self, ctx: &mut Ctx<'_>, cmd: ToAgent) {
-        let text = frames::text(&cmd.frame);
+        let text = cmd.frame.text().clone();
         self.command(
             ctx,
             &cmd.command_id,
@@ -419,7 +408,7 @@ impl RoomLogic for DeviceRoom {
     fn state(&self, participants: &[Participant]) -> Value {
         json!({
             "agentConnected": participants.iter().any(|p| p.role == Role::Agent),
-            "agentStatus": self.last_status,
+            "agentStatus": self.last_status.as_ref().map(Inbound::to_value),
             "activeSession": self.active_session.as_deref(),
             "schedule": self.schedule(),
         })
@@ -427,7 +416,7 @@ impl RoomLogic for DeviceRoom {
 
     fn snapshot(&self) -> Option<Vec<u8>> {
         let snap = Snap {
-            last_status: self.last_status.as_ref().map(Value::to_string),
+            last_status: self.last_status.as_ref().map(|s| s.text().to_string()),
             active_session: self.active_session.as_deref().map(str::to_owned),
         };
         postcard::to_stdvec(&snap).ok()
@@ -436,7 +425,7 @@ impl RoomLogic for DeviceRoom {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
         let snap: Snap = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
         self.last_status = match snap.last_status {
-            Some(s) => Some(serde_json::from_str(&s).map_err(|e| e.to_string())?),
+            Some(s) => Some(Inbound::parse(s).map_err(|e| format!("{e:?}"))?),
             None => None,
         };
         // Context for late joiners only. No agent is connected yet, so there is no

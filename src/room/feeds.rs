@@ -32,7 +32,7 @@ pub(super) async fn upstream_commands(
 /// counted (`drops{reason="preview"}`) and logged (the first and every 100th).
 pub(super) async fn upstream_previews(
     svc: Arc<Service>,
-    mut rx: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    mut rx: tokio::sync::mpsc::Receiver<crate::protocol::Inbound>,
     token: CancellationToken,
 ) {
     let mut dropped: u64 = 0;
@@ -47,7 +47,7 @@ pub(super) async fn upstream_previews(
                 .iter()
                 .rev()
                 .find(|p| p.role == tokens::Role::Agent)
-                .is_some_and(|agent| agent.out.push(frames::text(&frame)))
+                .is_some_and(|agent| agent.out.push(frame.text().clone()))
         });
         if !delivered {
             dropped += 1;

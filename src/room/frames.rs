@@ -2,14 +2,73 @@
 //! off-schema shapes (§c.4, §d.11); acks are schema-valid.
 
 use super::registry::Participant;
-use crate::protocol::{new_id, now_ms, now_rfc3339, RealtimeCode};
+use crate::protocol::wire::Ack;
+use crate::protocol::{now_ms, Frame, Inbound, RealtimeCode};
 use rand::Rng;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Serialises a frame once for every recipient.
-pub fn text(v: &Value) -> Utf8Bytes {
-    Utf8Bytes::from(v.to_string())
+pub fn text(v: &impl Serialize) -> Utf8Bytes {
+    // Strings, numbers and JSON values only: serialising cannot fail.
+    Utf8Bytes::from(serde_json::to_string(v).unwrap_or_default())
+}
+
+/// The off-schema `control` frames the room sends, in central's shapes (§c.4, §d.11).
+#[derive(Serialize)]
+#[serde(tag = "event")]
+pub enum Control<'a> {
+    /// `{"event":"connection.ack","roomId","clientId"}`.
+    #[serde(rename = "connection.ack", rename_all = "camelCase")]
+    ConnectionAck {
+        /// `<type>:<id>`.
+        room_id: &'a str,
+        /// The joiner's client id.
+        client_id: &'a str,
+    },
+    /// `{"event":"error","error":{"code","message"[,"commandId"]}}`.
+    #[serde(rename = "error")]
+    Error {
+        /// What went wrong.
+        error: ErrorBody<'a>,
+    },
+    /// `{"event":"session.revoked","reason"}` (d.10), before close 4001.
+    #[serde(rename = "session.revoked")]
+    SessionRevoked {
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+/// A `control`/`error` frame's `error`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody<'a> {
+    /// A stable code.
+    pub code: &'a str,
+    /// For people.
+    pub message: &'a str,
+    /// The command concerned (`ACK_TOO_LATE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<&'a str>,
+}
+
+impl Control<'_> {
+    /// The frame's text: `{"type":"control",…}`.
+    pub fn text(self) -> Utf8Bytes {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(rename = "type")]
+            ty: &'static str,
+            #[serde(flatten)]
+            body: Control<'a>,
+        }
+        text(&Out {
+            ty: "control",
+            body: self,
+        })
+    }
 }
 
 /// `client_<ms>_<7 base-36 chars>`, like central's `generateClientId`.
@@ -24,12 +83,19 @@ pub fn client_id() -> String {
 
 /// `{"type":"control","event":"connection.ack","roomId","clientId"}`.
 pub fn connection_ack(room_id: &str, client_id: &str) -> Utf8Bytes {
-    text(&json!({"type":"control","event":"connection.ack","roomId":room_id,"clientId":client_id}))
+    Control::ConnectionAck { room_id, client_id }.text()
 }
 
 /// `{"type":"control","event":"error","error":{"code","message"}}`.
 pub fn error(code: &str, message: &str) -> Utf8Bytes {
-    text(&json!({"type":"control","event":"error","error":{"code":code,"message":message}}))
+    Control::Error {
+        error: ErrorBody {
+            code,
+            message,
+            command_id: None,
+        },
+    }
+    .text()
 }
 
 /// Central's rate-limit error frame.
@@ -47,12 +113,24 @@ pub fn auth_failed() -> Utf8Bytes {
 
 /// `{"type":"control","event":"session.revoked","reason"}` (d.10), before close 4001.
 pub fn session_revoked() -> Utf8Bytes {
-    text(&json!({"type":"control","event":"session.revoked","reason":"token revoked"}))
+    Control::SessionRevoked {
+        reason: "token revoked",
+    }
+    .text()
 }
 
 /// `{"type":"pong","timestamp":<ms>}`.
 pub fn pong() -> Utf8Bytes {
-    text(&json!({"type":"pong","timestamp":now_ms()}))
+    #[derive(Serialize)]
+    struct Pong {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        timestamp: i64,
+    }
+    text(&Pong {
+        ty: "pong",
+        timestamp: now_ms(),
+    })
 }
 
 /// Participants listed in `room_state` (agents, operators, then the newest observers);
@@ -152,11 +230,8 @@ pub fn presence(room_id: &str, event: &str, who: &Value, previous: Option<&str>)
 }
 
 /// A schema-valid failure ack for `command_id` (`AGENT_NOT_CONNECTED`, `AGENT_TIMEOUT`, …).
-pub fn failed_ack(command_id: &str, code: &str, message: &str) -> Value {
-    json!({
-        "type":"ack","id":new_id(),"timestamp":now_rfc3339(),
-        "commandId":command_id,"success":false,"error":message,"errorCode":code
-    })
+pub fn failed_ack(command_id: &str, code: &str, message: &str) -> Inbound {
+    Inbound::new(Frame::Ack(Ack::new(command_id, Err((code, message)))))
 }
 
 /// A 4xxx close reason: `{"code":"<NAME>",…extra}`.

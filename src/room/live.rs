@@ -9,13 +9,12 @@ use super::presence;
 use super::registry::{timer_for, Ctx, Participant, RoomLogic, RoomType, TimerFn};
 use super::stats::Stats;
 use super::tokens::Role;
-use crate::protocol::MessageType;
+use crate::protocol::Inbound;
 use crate::relay::ToAgent;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A live room.
 pub struct Room {
@@ -236,10 +235,10 @@ impl Room {
     }
 
     /// A checked, permitted frame from client `from`.
-    pub fn frame(&self, from: &str, ty: MessageType, v: &Value, text: &Utf8Bytes) {
+    pub fn frame(&self, from: &str, frame: &Inbound) {
         self.with(|logic, ctx, ps| {
             if let Some(p) = ps.iter().find(|p| p.id == from) {
-                logic.on_frame(ctx, p, ty, v, text);
+                logic.on_frame(ctx, p, frame);
             }
         });
     }

@@ -97,7 +97,7 @@ pub struct Bound {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     commands: tokio::sync::mpsc::Receiver<crate::relay::ToAgent>,
-    previews: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    previews: tokio::sync::mpsc::Receiver<crate::protocol::Inbound>,
     credentials: crate::pairing::CredentialStore,
 }
 

@@ -7,7 +7,7 @@ use super::outbox::Outbox;
 use super::presence::Presence;
 use super::stats::Stats;
 use super::tokens::{Role, TokenRecord};
-use crate::protocol::{MessageType, RealtimeCode};
+use crate::protocol::{Inbound, MessageType, RealtimeCode};
 use crate::relay::{AgentReply, ToAgent};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -29,15 +29,8 @@ pub trait RoomType: Send + Sync + 'static {
 
 /// One room's own state and behaviour. Called with the room locked: never block.
 pub trait RoomLogic: Send + 'static {
-    /// A checked, permitted frame from `from`. `text` is the frame as received.
-    fn on_frame(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        from: &Participant,
-        ty: MessageType,
-        frame: &Value,
-        text: &Utf8Bytes,
-    );
+    /// A checked, permitted frame from `from`, typed and with its text as received.
+    fn on_frame(&mut self, ctx: &mut Ctx<'_>, from: &Participant, frame: &Inbound);
     /// `who` left (already removed from the participants).
     fn on_leave(&mut self, _ctx: &mut Ctx<'_>, _who: &Participant) {}
     /// A timer set with [`Ctx::after`] fired.
@@ -190,14 +183,7 @@ mod tests {
     }
 
     impl RoomLogic for Counter {
-        fn on_frame(
-            &mut self,
-            ctx: &mut Ctx<'_>,
-            _f: &Participant,
-            _t: MessageType,
-            _v: &Value,
-            _x: &Utf8Bytes,
-        ) {
+        fn on_frame(&mut self, ctx: &mut Ctx<'_>, _f: &Participant, _x: &Inbound) {
             self.0 += 1;
             ctx.mark_changed();
             ctx.broadcast(&Utf8Bytes::from(self.0.to_string()), |_| true);
@@ -237,13 +223,8 @@ mod tests {
             changed: 0,
             timer: &timer,
         };
-        logic.on_frame(
-            &mut ctx,
-            &p,
-            MessageType::Event,
-            &json!({}),
-            &Utf8Bytes::from(""),
-        );
+        let event = r#"{"type":"event","id":"e","timestamp":"2026-06-20T19:00:30Z","event":"x"}"#;
+        logic.on_frame(&mut ctx, &p, &Inbound::parse(event).unwrap());
         assert_eq!(ctx.changed, 1);
         assert_eq!(inbox.rx.recv().await.unwrap().as_str(), "42");
         assert_eq!(logic.snapshot().unwrap(), 42u64.to_be_bytes().to_vec());

@@ -5,16 +5,26 @@
 //! Central maps `capturing` to `recording` too (central-contract, agent `status`), and a
 //! `payload.eventData` nesting is accepted the way central accepts it.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Whether an agent `status` frame says the agent is recording.
 pub fn is_recording(frame: &Value) -> bool {
-    let payload = &frame["payload"];
-    let payload = match payload.get("eventData") {
-        Some(inner) if inner.is_object() => inner,
-        _ => payload,
+    frame
+        .get("payload")
+        .and_then(Value::as_object)
+        .is_some_and(payload_is_recording)
+}
+
+/// The same, from a status frame's (typed) payload.
+pub fn payload_is_recording(payload: &Map<String, Value>) -> bool {
+    let payload = match payload.get("eventData").and_then(Value::as_object) {
+        Some(inner) => inner,
+        None => payload,
     };
-    matches!(payload["state"].as_str(), Some("recording" | "capturing"))
+    matches!(
+        payload.get("state").and_then(Value::as_str),
+        Some("recording" | "capturing")
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! answers `get_status` and `identify` without the agent.
 
 use super::frames;
-use crate::protocol::deadlines;
+use crate::protocol::{deadlines, Frame, Inbound};
 use crate::relay::{AgentReply, ToAgent};
 use crate::signal::LedHandle;
 use serde_json::{json, Value};
@@ -39,12 +39,12 @@ pub struct Relay {
     /// Commands to the local room (bounded; full or closed means "no agent").
     pub to_agent: mpsc::Sender<ToAgent>,
     /// The agent's last status.
-    pub agent_status: watch::Receiver<Option<Value>>,
+    pub agent_status: watch::Receiver<Option<Inbound>>,
     /// The status LED, for central's `identify`.
     pub led: LedHandle,
     /// Observers' preview frames to the local room: their own bounded queue, never the
     /// command path.
-    pub preview_to_agent: mpsc::Sender<Value>,
+    pub preview_to_agent: mpsc::Sender<Inbound>,
     /// Preview frames dropped because that queue was full or the room gone.
     pub preview_drops: Arc<AtomicU64>,
 }
@@ -53,21 +53,22 @@ pub struct Relay {
 #[derive(Debug)]
 pub struct Outcome {
     /// The ack frame to send.
-    pub ack: Value,
+    pub ack: Inbound,
     /// `success:false` from bbedge itself: its code.
     pub own_error: Option<&'static str>,
 }
 
 impl Relay {
     /// Runs one command to its ack. `edge` is bbedge's own status for `get_status`.
-    pub async fn run(&self, id: &str, action: &str, frame: Value, edge: Value) -> Outcome {
+    pub async fn run(&self, id: &str, action: &str, frame: Inbound, edge: Value) -> Outcome {
         match action {
             "get_status" => {
                 let agent = self
                     .agent_status
                     .borrow()
                     .as_ref()
-                    .and_then(|s| s.get("payload").cloned());
+                    .and_then(frames::status_payload)
+                    .cloned();
                 let ack = frames::ack(id, Ok(json!({ "edge": edge, "agent": agent })));
                 return Outcome {
                     ack,
@@ -75,8 +76,12 @@ impl Relay {
                 };
             }
             "identify" => {
-                let secs = frame
-                    .pointer("/payload/seconds")
+                let payload = match frame.frame() {
+                    Frame::Command(c) => c.payload.as_ref(),
+                    _ => None,
+                };
+                let secs = payload
+                    .and_then(|p| p.get("seconds"))
                     .and_then(Value::as_u64)
                     .unwrap_or(10)
                     .clamp(1, 300);
@@ -113,7 +118,7 @@ impl Relay {
         };
         match reply {
             AgentReply::Ack(a) => Outcome {
-                ack: frames::normalise_agent_ack(id, a),
+                ack: frames::agent_ack(id, a),
                 own_error: None,
             },
             AgentReply::NotConnected => Outcome {
@@ -133,7 +138,7 @@ impl Relay {
     /// Forwards an observer's `preview.answer`/`preview.ice_candidate` to the agent on
     /// the preview queue. Nobody waits for a reply; a full or closed queue drops it
     /// (returns `false`; counted in `preview_drops`, the first and every 100th logged).
-    pub fn forward_preview(&self, frame: Value) -> bool {
+    pub fn forward_preview(&self, frame: Inbound) -> bool {
         match self.preview_to_agent.try_send(frame) {
             Ok(()) => true,
             Err(e) => {
@@ -160,13 +165,14 @@ impl Relay {
 /// bbedge's own ack when the agent did not answer in time: `errorCode` `TIMEOUT` and a
 /// message with "timeout", so central answers its operator 504 "device did not respond"
 /// (§d.3); bbedge's own code stays in `errorDetails` (central drops it) and the logs.
-pub fn timeout_ack(id: &str) -> Value {
-    let mut ack = frames::ack(
+pub fn timeout_ack(id: &str) -> Inbound {
+    let mut details = serde_json::Map::new();
+    details.insert("bbedgeCode".into(), json!(deadlines::AGENT_TIMEOUT));
+    frames::ack_with(
         id,
         Err((deadlines::TIMEOUT_CODE, deadlines::TIMEOUT_MESSAGE)),
-    );
-    ack["errorDetails"] = json!({ "bbedgeCode": deadlines::AGENT_TIMEOUT });
-    ack
+        Some(details),
+    )
 }
 
 #[cfg(test)]
@@ -175,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_timeout_ack_is_what_central_turns_into_504() {
-        let ack = timeout_ack("c1");
+        let ack = timeout_ack("c1").to_value();
         assert_eq!(ack["success"], false);
         assert_eq!(ack["errorCode"], "TIMEOUT");
         assert!(ack["error"].as_str().unwrap().contains("timeout"));

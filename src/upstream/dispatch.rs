@@ -10,7 +10,7 @@ use super::{manifest, signing, AckOut, Upstream};
 use crate::pairing::Credentials;
 use crate::protocol::frame::format_rfc3339;
 use crate::protocol::now_ms;
-use serde_json::Value;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 impl Upstream {
     pub(crate) fn take_ack(&self, core: &mut Core, a: AckOut, generation: u64) {
@@ -70,16 +70,13 @@ impl Upstream {
                 return Err(true);
             }
         };
-        let v: Value = serde_json::from_str(stored).map_err(|_| false)?;
         let signed_at = rfc3339_from_ms(now_ms() + skew_ms);
         let form = manifest::Form {
             key: key.as_deref(),
             omit_capture_times: self.cfg.manifest_omit_capture_times,
             signed_at: &signed_at,
         };
-        let text = manifest::prepare(&v, form)
-            .map(|f| f.to_string())
-            .ok_or(false)?;
+        let text = manifest::prepare(stored, form).ok_or(false)?;
         if key.is_some() && self.stats.signing.available() == signing::Change::Back {
             tracing::info!(
                 operation = "upstream.manifest",
@@ -92,7 +89,7 @@ impl Upstream {
     /// Handles one inbound text frame; `Some` ends the connection.
     pub(crate) fn inbound(
         &mut self,
-        text: &str,
+        text: &Utf8Bytes,
         core: &mut Core,
         generation: u64,
         ping_sent_ms: i64,
@@ -126,7 +123,7 @@ impl Upstream {
                 }
             }
             Inbound::Pong { server_ms: None } => {}
-            Inbound::SchedulePush(v) => self.schedule.cache_push(&v),
+            Inbound::SchedulePush(p) => self.schedule.cache_push(&p),
             Inbound::Preview(v) => {
                 if !self.relay.forward_preview(v) {
                     inc(&self.stats.preview_dropped);
@@ -158,7 +155,7 @@ impl Upstream {
         core: &mut Core,
         id: String,
         action: String,
-        frame: Value,
+        frame: crate::protocol::Inbound,
         generation: u64,
     ) {
         let expires = super::online::clock() + crate::protocol::deadlines::central(&action);

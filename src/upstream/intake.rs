@@ -2,17 +2,17 @@
 //! to the outbox on flash whatever the link state; preview frames and stray acks go to
 //! the live connection or are dropped; a status wakes the link to send a merged status.
 //!
-//! Frames are normalised to schema-valid envelopes first (id and timestamp filled in,
-//! unknown top-level keys dropped, `payload` always present) because central does no
-//! validation and bbedge promises to send only schema-valid frames.
+//! Frames come typed and checked from the room client (parsed once there), and go up
+//! as the agent sent them: central does no validation and bbedge promises to send only
+//! schema-valid frames, which the room already enforced.
 
 use super::core::UrgentKind;
 use super::outbox::{Kind, Outbox};
 use super::stats::{inc, Stats};
 use crate::error::ErrorCode;
-use crate::protocol::{new_id, now_ms, now_rfc3339};
+use crate::protocol::wire::Payload;
+use crate::protocol::{now_ms, Frame, Inbound};
 use crate::signal::StatusHub;
-use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
@@ -32,47 +32,20 @@ pub struct Intake {
     /// The status hub (`storage_fault` while the disk is full).
     pub hub: StatusHub,
     /// Live frames for the connection; its receiver is the session's.
-    pub live: mpsc::Sender<(UrgentKind, Value)>,
+    pub live: mpsc::Sender<(UrgentKind, Inbound)>,
     /// Set by the link while central has acknowledged it.
     pub online: Arc<AtomicBool>,
     /// Wakes the link when the outbox grew.
     pub outbox_grew: Arc<Notify>,
 }
 
-/// Builds a clean envelope of `ty` from an agent frame, keeping `keep` keys.
-fn envelope(ty: &str, f: &Map<String, Value>, keep: &[&str]) -> Map<String, Value> {
-    let mut out = Map::new();
-    out.insert("type".into(), json!(ty));
-    let id = f
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    out.insert(
-        "id".into(),
-        json!(id.map(str::to_owned).unwrap_or_else(new_id)),
-    );
-    let ts = f.get("timestamp").and_then(Value::as_str).filter(|s| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
-    });
-    out.insert(
-        "timestamp".into(),
-        json!(ts.map(str::to_owned).unwrap_or_else(now_rfc3339)),
-    );
-    for k in keep {
-        if let Some(v) = f.get(*k) {
-            out.insert((*k).into(), v.clone());
-        }
-    }
-    out
-}
-
 /// What becomes of one agent frame.
 #[derive(Debug, PartialEq)]
 pub enum Route {
     /// Into the outbox.
-    Store(Kind, Value),
+    Store(Kind, Inbound),
     /// To the live connection.
-    Live(UrgentKind, Value),
+    Live(UrgentKind, Inbound),
     /// The agent's status: nothing to do here. The room publishes it on the relay's
     /// `agent_status` watch, which wakes the link to send a merged status.
     Status,
@@ -80,75 +53,29 @@ pub enum Route {
     Refuse(&'static str),
 }
 
-/// Decides where a frame goes and normalises it.
-pub fn route(frame: Value) -> Route {
-    let Value::Object(f) = frame else {
-        return Route::Refuse("not an object");
-    };
-    let ty = f
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let payload_obj = f.get("payload").is_some_and(Value::is_object);
-    match ty.as_str() {
-        "event" => {
-            if f.get("event")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                return Route::Refuse("event without a name");
-            }
-            let mut e = envelope("event", &f, &["event"]);
-            e.insert(
-                "payload".into(),
-                if payload_obj {
-                    f["payload"].clone()
-                } else {
-                    json!({})
-                },
-            );
-            Route::Store(Kind::Event, Value::Object(e))
+/// Decides where a frame goes. Frames arrive checked (the room client parsed them
+/// once), so their text goes up as the agent sent it; the one reshape is an `event`
+/// without `payload`, which gets `{}` (central reads event payloads unguarded).
+pub fn route(frame: Inbound) -> Route {
+    match frame.frame() {
+        Frame::Event(e) if e.payload.is_none() => {
+            let mut e = e.clone();
+            e.payload = Some(Payload::new());
+            Route::Store(Kind::Event, Inbound::new(Frame::Event(e)))
         }
-        "session.manifest" => {
-            let p = f.get("payload");
-            let ok = p
-                .and_then(|p| p.get("session_id"))
-                .and_then(Value::as_str)
-                .is_some()
-                && p.and_then(|p| p.get("capture"))
-                    .is_some_and(Value::is_object);
-            if !ok {
-                return Route::Refuse("manifest without session_id or capture");
-            }
-            Route::Store(
-                Kind::Manifest,
-                Value::Object(envelope(&ty, &f, &["payload"])),
-            )
+        Frame::Event(_) => Route::Store(Kind::Event, frame),
+        Frame::SessionManifest(_) => Route::Store(Kind::Manifest, frame),
+        Frame::Status(_) => Route::Status,
+        Frame::PreviewOffer(_) | Frame::PreviewIceCandidate(_) | Frame::PreviewStopped(_) => {
+            Route::Live(UrgentKind::Preview, frame)
         }
-        "status" if payload_obj => Route::Status,
-        "preview.offer" | "preview.ice_candidate" | "preview.stopped" => {
-            if !payload_obj && ty != "preview.stopped" {
-                return Route::Refuse("preview frame without payload");
-            }
-            Route::Live(
-                UrgentKind::Preview,
-                Value::Object(envelope(&ty, &f, &["payload"])),
-            )
-        }
-        "ack" => match f.get("commandId").and_then(Value::as_str) {
-            Some(id) => Route::Live(
-                UrgentKind::Ack,
-                super::frames::normalise_agent_ack(id, Value::Object(f.clone())),
-            ),
-            None => Route::Refuse("ack without commandId"),
-        },
+        Frame::Ack(_) => Route::Live(UrgentKind::Ack, frame),
         _ => Route::Refuse("type not relayed upstream"),
     }
 }
 
 /// Runs until cancelled or the room side is gone.
-pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: CancellationToken) {
+pub async fn run(mut from_agent: mpsc::Receiver<Inbound>, me: Intake, token: CancellationToken) {
     loop {
         let frame = tokio::select! {
             _ = token.cancelled() => return,
@@ -217,48 +144,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn agent_frames_are_routed_by_type_and_normalised() {
-        let table: [(Value, &str); 8] = [
+    fn agent_frames_are_routed_by_type_and_sent_as_received() {
+        let env = r#""id":"f1","timestamp":"2026-06-20T19:00:30Z""#;
+        let table: [(String, &str); 7] = [
             (
-                json!({"type":"event","event":"session.started","extra":1}),
-                "store",
-            ),
-            (json!({"type":"event"}), "refuse"),
-            (
-                json!({"type":"session.manifest","payload":{"session_id":"r","capture":{"device":"d"}}}),
+                format!(r#"{{"type":"event",{env},"event":"session.started","payload":{{ }}}}"#),
                 "store",
             ),
             (
-                json!({"type":"session.manifest","payload":{"session_id":"r"}}),
-                "refuse",
+                format!(
+                    r#"{{"type":"session.manifest",{env},"payload":{{"session_id":"r","capture":{{"device":"d"}}}}}}"#
+                ),
+                "store",
             ),
             (
-                json!({"type":"status","payload":{"state":"recording"}}),
+                format!(r#"{{"type":"status",{env},"payload":{{"state":"recording"}}}}"#),
                 "status",
             ),
             (
-                json!({"type":"preview.offer","payload":{"sdp":"x"}}),
+                format!(r#"{{"type":"preview.offer",{env},"payload":{{"sdp":"x"}}}}"#),
                 "live",
             ),
-            (json!({"type":"ack","commandId":"c","success":true}), "live"),
-            (json!({"type":"heartbeat"}), "refuse"),
+            (format!(r#"{{"type":"preview.stopped",{env}}}"#), "live"),
+            (
+                format!(r#"{{"type":"ack",{env},"commandId":"c","success":true}}"#),
+                "live",
+            ),
+            (format!(r#"{{"type":"heartbeat",{env}}}"#), "refuse"),
         ];
-        for (frame, want) in table {
-            let got = match route(frame.clone()) {
-                Route::Store(_, v) => {
-                    assert!(
-                        v.get("extra").is_none()
-                            && v["id"].is_string()
-                            && v["timestamp"].is_string(),
-                        "{v}"
-                    );
-                    "store"
+        for (text, want) in table {
+            let frame = Inbound::parse(text.as_str()).unwrap();
+            let got = match route(frame) {
+                Route::Store(_, f) | Route::Live(_, f) => {
+                    // Byte for byte: no re-serialising on the way up.
+                    assert_eq!(f.text().as_str(), text);
+                    if text.contains("\"event\"") || text.contains("manifest") {
+                        "store"
+                    } else {
+                        "live"
+                    }
                 }
-                Route::Live(..) => "live",
                 Route::Status => "status",
                 Route::Refuse(_) => "refuse",
             };
-            assert_eq!(got, want, "{frame}");
+            assert_eq!(got, want, "{text}");
         }
+    }
+
+    #[test]
+    fn an_event_without_payload_gets_an_empty_one() {
+        let text = r#"{"type":"event","id":"e1","timestamp":"2026-06-20T19:00:30Z","event":"x"}"#;
+        let Route::Store(Kind::Event, f) = route(Inbound::parse(text).unwrap()) else {
+            panic!("not stored");
+        };
+        let v = f.to_value();
+        assert_eq!(v["payload"], serde_json::json!({}));
+        assert_eq!(v["id"], "e1");
     }
 }

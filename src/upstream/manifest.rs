@@ -3,6 +3,8 @@
 //! frame leaves, so a manifest queued for hours still passes central's 15-minute
 //! freshness check.
 
+use crate::protocol::wire::WithPayload;
+use crate::protocol::Frame;
 use base64::Engine;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signer, SigningKey};
@@ -33,10 +35,14 @@ pub struct Form<'a> {
     pub signed_at: &'a str,
 }
 
-/// Turns a stored (unsigned, agent-built) manifest frame into the frame to send. Keeps
-/// `type`, `id` and `timestamp`; `None` if the frame has no `session_id` or `capture`.
-pub fn prepare(stored: &Value, form: Form<'_>) -> Option<Value> {
-    let payload = stored.get("payload")?;
+/// Turns a stored (unsigned, agent-built) manifest frame's text into the text to send:
+/// the one reshape of a manifest, at send time. Keeps `type`, `id` and `timestamp`;
+/// `None` if the text is not a manifest with a `session_id` and a `capture`.
+pub fn prepare(stored: &str, form: Form<'_>) -> Option<String> {
+    let Ok(Frame::SessionManifest(stored)) = serde_json::from_str::<Frame>(stored) else {
+        return None;
+    };
+    let payload = &stored.payload;
     let session_id = payload.get("session_id")?.as_str()?.to_owned();
     let mut capture: Map<String, Value> = payload.get("capture")?.as_object()?.clone();
     if form.omit_capture_times {
@@ -61,12 +67,16 @@ pub fn prepare(stored: &Value, form: Form<'_>) -> Option<Value> {
             })
         }
     };
-    Some(json!({
-        "type": "session.manifest",
-        "id": stored.get("id").cloned().unwrap_or_else(|| json!(crate::protocol::new_id())),
-        "timestamp": stored.get("timestamp").cloned().unwrap_or_else(|| json!(crate::protocol::now_rfc3339())),
-        "payload": new_payload,
-    }))
+    let Value::Object(payload) = new_payload else {
+        return None;
+    };
+    let or = |s: String, new: fn() -> String| if s.is_empty() { new() } else { s };
+    let frame = Frame::SessionManifest(WithPayload {
+        id: or(stored.id, crate::protocol::new_id),
+        timestamp: or(stored.timestamp, crate::protocol::now_rfc3339),
+        payload,
+    });
+    serde_json::to_string(&frame).ok()
 }
 
 #[cfg(test)]
@@ -93,7 +103,7 @@ mod tests {
         });
         let k = key();
         let f = prepare(
-            &stored,
+            &stored.to_string(),
             Form {
                 key: Some(&k),
                 omit_capture_times: true,
@@ -101,6 +111,7 @@ mod tests {
             },
         )
         .unwrap();
+        let f: Value = serde_json::from_str(&f).unwrap();
         let p = &f["payload"];
         assert_eq!(p["alg"], "ed25519");
         assert_eq!(f["id"], "m1");
@@ -117,7 +128,7 @@ mod tests {
         k.verifying_key().verify(manifest.as_bytes(), &sig).unwrap();
 
         let unsigned = prepare(
-            &stored,
+            &stored.to_string(),
             Form {
                 key: None,
                 omit_capture_times: false,
@@ -125,6 +136,7 @@ mod tests {
             },
         )
         .unwrap();
+        let unsigned: Value = serde_json::from_str(&unsigned).unwrap();
         assert_eq!(unsigned["payload"], stored["payload"]);
     }
 
@@ -132,7 +144,7 @@ mod tests {
     fn a_manifest_without_capture_is_refused() {
         let f = json!({"type": "session.manifest", "payload": {"session_id": "r"}});
         assert!(prepare(
-            &f,
+            &f.to_string(),
             Form {
                 key: None,
                 omit_capture_times: true,

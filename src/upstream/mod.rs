@@ -49,7 +49,6 @@ use crate::pairing::CredentialStore;
 use crate::relay::UpstreamSide;
 use crate::signal::StatusHub;
 use crate::store::{self, Store};
-use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -152,7 +151,7 @@ pub struct AckOut {
     /// Central's deadline for it.
     pub expires: Instant,
     /// The ack frame.
-    pub frame: Value,
+    pub frame: crate::protocol::Inbound,
 }
 
 /// The service, built in `App::bind`, run in `App::run`.
@@ -167,14 +166,14 @@ pub struct Upstream {
     pub(crate) hub: StatusHub,
     pub(crate) relay: commands::Relay,
     pub(crate) schedule: schedule::Schedule,
-    from_agent: Option<mpsc::Receiver<Value>>,
+    from_agent: Option<mpsc::Receiver<crate::protocol::Inbound>>,
     /// Set while central has acknowledged the link (read by the intake).
     pub(crate) online: Arc<AtomicBool>,
     /// The intake wakes the connection when the outbox grew.
     pub(crate) outbox_grew: Arc<Notify>,
     /// Live frames from the intake (preview, agent acks).
-    live_tx: mpsc::Sender<(core::UrgentKind, Value)>,
-    pub(crate) live_rx: mpsc::Receiver<(core::UrgentKind, Value)>,
+    live_tx: mpsc::Sender<(core::UrgentKind, crate::protocol::Inbound)>,
+    pub(crate) live_rx: mpsc::Receiver<(core::UrgentKind, crate::protocol::Inbound)>,
     /// Command tasks → connection.
     pub(crate) acks_tx: mpsc::Sender<AckOut>,
     pub(crate) acks_rx: mpsc::Receiver<AckOut>,

@@ -35,7 +35,7 @@ impl Upstream {
     /// no agent, and again the moment the agent disconnects, so central is never told
     /// that a departed agent is still recording. (The intake ignores the status frame
     /// itself: one source, nothing that could go stale.)
-    pub(crate) fn agent_status(&self) -> Option<Value> {
+    pub(crate) fn agent_status(&self) -> Option<crate::protocol::Inbound> {
         self.relay.agent_status.borrow().clone()
     }
 

@@ -5,7 +5,8 @@
 //! queues an event saying what it did, sent once central is back.
 
 use super::outbox::{Kind, Outbox};
-use crate::protocol::{new_id, now_ms, now_rfc3339};
+use crate::protocol::wire::{Command, Payload};
+use crate::protocol::{new_id, now_ms, now_rfc3339, Frame, Inbound};
 use crate::relay::{AgentReply, ToAgent};
 use crate::store::{self, codec, Store, Tree};
 use serde::{Deserialize, Serialize};
@@ -78,8 +79,8 @@ impl Schedule {
 
     /// Replaces the cache with a `schedule.push`'s sessions (keeps what bbedge already
     /// did for sessions that stay).
-    pub fn cache_push(&self, frame: &Value) {
-        let Some(items) = frame.pointer("/payload/sessions").and_then(Value::as_array) else {
+    pub fn cache_push(&self, payload: &Payload) {
+        let Some(items) = payload.get("sessions").and_then(Value::as_array) else {
             tracing::warn!(
                 operation = "upstream.schedule",
                 "schedule.push without sessions ignored"
@@ -175,22 +176,23 @@ impl Schedule {
             };
             let reply = self.ask_agent(action, &id).await;
             let (success, error) = match reply {
-                AgentReply::Ack(a) => (
-                    a.get("success").and_then(Value::as_bool).unwrap_or(true),
-                    None,
-                ),
+                AgentReply::Ack(a) => match a.frame() {
+                    Frame::Ack(a) => (a.success, None),
+                    _ => (true, None),
+                },
                 AgentReply::NotConnected => (false, Some("AGENT_NOT_CONNECTED")),
                 AgentReply::Timeout => (false, Some("AGENT_TIMEOUT")),
             };
             tracing::info!(operation = "upstream.schedule", correlation_id = %id, action, success, "acted on the schedule while offline");
             let _ = self.store.put(Tree::Schedule, &k, &c);
-            let event = super::frames::event(
-                "schedule.autonomous_action",
-                json!({
-                    "action": action, "session_id": id, "performed_at": now_rfc3339(),
-                    "success": success, "errorCode": error,
-                }),
-            );
+            let payload = json!({
+                "action": action, "session_id": id, "performed_at": now_rfc3339(),
+                "success": success, "errorCode": error,
+            });
+            let Value::Object(payload) = payload else {
+                continue;
+            };
+            let event = super::frames::event("schedule.autonomous_action", payload);
             if outbox
                 .accept(Kind::Event, event.to_string(), now_ms())
                 .await
@@ -203,10 +205,15 @@ impl Schedule {
 
     async fn ask_agent(&self, action: &str, id: &str) -> AgentReply {
         let command_id = new_id();
-        let frame = json!({
-            "type": "command", "id": command_id, "timestamp": now_rfc3339(), "action": action,
-            "payload": { "civicpressSessionId": id, "autonomous": true },
-        });
+        let mut payload = Payload::new();
+        payload.insert("civicpressSessionId".into(), json!(id));
+        payload.insert("autonomous".into(), json!(true));
+        let frame = Inbound::new(Frame::Command(Command {
+            id: command_id.clone(),
+            timestamp: now_rfc3339(),
+            action: action.to_owned(),
+            payload: Some(payload),
+        }));
         let (reply, rx) = oneshot::channel();
         let req = ToAgent {
             frame,

@@ -254,11 +254,12 @@ impl Up {
         up
     }
 
-    /// The agent sends a frame towards central.
+    /// The agent sends a frame towards central, parsed and checked as the room client
+    /// does (only checked frames cross the seam).
     pub fn agent_sends(&self, frame: Value) {
         self.room
             .to_central
-            .try_send(frame)
+            .try_send(agent_frame(&frame))
             .expect("to_central has room");
     }
 
@@ -333,10 +334,18 @@ impl Up {
     }
 }
 
+/// A frame as the room client hands it on: parsed once, checked, with its text.
+pub fn agent_frame(frame: &Value) -> bbedge::protocol::Inbound {
+    bbedge::protocol::Inbound::parse(frame.to_string())
+        .unwrap_or_else(|e| panic!("not a valid agent frame ({e:?}): {frame}"))
+}
+
 /// Answers one command as a well-behaved agent.
 pub fn ack_ok(cmd: ToAgent, payload: Value) {
-    let ack = serde_json::json!({"type": "ack", "commandId": cmd.command_id, "success": true, "payload": payload});
-    let _ = cmd.reply.send(AgentReply::Ack(ack));
+    let ack = serde_json::json!({"type": "ack", "id": bbedge::protocol::new_id(),
+        "timestamp": bbedge::protocol::now_rfc3339(), "commandId": cmd.command_id,
+        "success": true, "payload": payload});
+    let _ = cmd.reply.send(AgentReply::Ack(agent_frame(&ack)));
 }
 
 /// An event frame as an agent would send it.

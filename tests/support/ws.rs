@@ -142,6 +142,22 @@ impl Client {
         }
     }
 
+    /// The next text frame that is not presence, as the exact text received.
+    pub async fn next_text_non_presence(&mut self) -> String {
+        loop {
+            let m = tokio::time::timeout(super::scaled(FRAME_TIMEOUT), self.ws.next())
+                .await
+                .expect("frame hang guard")
+                .expect("stream open")
+                .expect("frame reads");
+            match m {
+                Message::Text(t) if !t.contains("\"presence.") => return t.to_string(),
+                Message::Close(c) => panic!("closed while waiting for a frame: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
     /// The next text frame whose `event`/`type` is not presence (skips presence frames).
     pub async fn next_non_presence(&mut self) -> Value {
         loop {

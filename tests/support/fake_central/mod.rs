@@ -42,6 +42,8 @@ pub struct Received {
     pub at: Instant,
     /// The frame.
     pub frame: Value,
+    /// The frame's text exactly as received.
+    pub text: String,
 }
 
 /// What a connection task can be told to do.

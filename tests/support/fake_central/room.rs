@@ -251,6 +251,7 @@ fn on_text(
             conn,
             at: Instant::now(),
             frame: v.clone(),
+            text: t.to_owned(),
         });
     });
     if ty == "ping" {
