@@ -124,6 +124,8 @@ pub enum RoleArg {
     Operator,
     /// Read-only.
     Observer,
+    /// Signs in to the box's web page (`[web]`); admits to no room.
+    Admin,
 }
 
 /// `bbedge token …`

@@ -41,3 +41,4 @@ pub mod telemetry;
 pub mod trust;
 pub mod upstream;
 pub mod version;
+pub mod web;

@@ -105,7 +105,8 @@ complete -c bbedge -n "__fish_bbedge_using_subcommand token; and not __fish_seen
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and not __fish_seen_subcommand_from add list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -l role -d 'The role the token grants' -r -f -a "agent\t'The box\'s capture process'
 operator\t'May send commands'
-observer\t'Read-only'"
+observer\t'Read-only'
+admin\t'Signs in to the box\'s web page (`[web]`); admits to no room'"
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -l room -d 'Limit the token to one device room id (default: this box\'s room)' -r
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -l label -d 'A label to recognise the token by' -r
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -s c -l config -d 'Config file (default: /etc/bbedge/bbedge.toml when it exists; drop-ins in <file>.d/)' -r -F

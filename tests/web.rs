@@ -1,0 +1,351 @@
+//! The box's web page (`[web]`, docs/WEB.md): the sign-in wall, CSRF, no token in any
+//! answer, admin tokens kept out of rooms, over plain HTTP with reqwest; then the whole
+//! page in headless Chromium through chromedriver (WebDriver, fantoccini): sign in,
+//! the state changing when the fake central stops, pairing against the fake central,
+//! identify, revoking a token. Real sockets on 127.0.0.1, real sled, the fake central.
+
+mod support;
+
+use bbedge::room::tokens::Role;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::logs::LogCapture;
+use support::TestBox;
+
+/// The config pairs that turn the page on (the test config puts it on 127.0.0.1:0).
+const WEB_ON: (&str, &str) = ("web.enabled", "true");
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn base(tb: &TestBox) -> String {
+    format!("http://{}", tb.web.expect("[web] enabled"))
+}
+
+/// Signs in with `token`; returns the session cookie (`bbedge_session=<id>`).
+async fn sign_in(tb: &TestBox, token: &str) -> String {
+    let r = client()
+        .post(format!("{}/login", base(tb)))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure");
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The session's CSRF token.
+async fn csrf(tb: &TestBox, cookie: &str) -> String {
+    let v: Value = client()
+        .get(format!("{}/api/session", base(tb)))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["csrf"].as_str().expect("csrf").to_owned()
+}
+
+async fn post(tb: &TestBox, path: &str, headers: HeaderMap, body: Value) -> (StatusCode, Value) {
+    let r = client()
+        .post(format!("{}{path}", base(tb)))
+        .headers(headers)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
+
+#[tokio::test]
+async fn without_a_session_only_the_sign_in_page_answers_and_it_shows_nothing() {
+    let tb = TestBox::start(&[WEB_ON]).await;
+    let (admin, _) = tb.token(Role::Admin, None).await;
+    let c = client();
+    let r = c.get(format!("{}/", base(&tb))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'self'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("This is a bbedge box"), "{page}");
+    assert!(!page.contains("<script"), "the sign-in page runs no script");
+    let uuid = tb.svc().device_id.to_string();
+    assert!(!page.contains(&uuid), "the sign-in page names no device");
+    for path in [
+        "/app.js",
+        "/api/session",
+        "/api/status",
+        "/api/tokens",
+        "/events",
+    ] {
+        let r = c.get(format!("{}{path}", base(&tb))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "GET {path}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("SIGN_IN_REQUIRED") && !body.contains(&uuid),
+            "{body}"
+        );
+    }
+    for path in [
+        "/api/identify",
+        "/api/tokens",
+        "/api/tokens/revoke",
+        "/api/pair",
+    ] {
+        let (s, _) = post(&tb, path, HeaderMap::new(), json!({})).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "POST {path}");
+    }
+    // A made-up session id is no session.
+    let r = c
+        .get(format!("{}/api/status", base(&tb)))
+        .header("cookie", format!("bbedge_session={}", "0".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!tb.hub.facts().identify, "nothing changed");
+    // The admin token signs in; the page then answers.
+    let cookie = sign_in(&tb, &admin).await;
+    let r = c
+        .get(format!("{}/api/status", base(&tb)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["state"], "unpaired", "{v}");
+    assert!(v["led"]["steps"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+#[tokio::test]
+async fn room_tokens_and_revoked_or_unknown_admin_tokens_do_not_sign_in() {
+    let (logs, _guard) = LogCapture::install();
+    let tb = TestBox::start(&[WEB_ON]).await;
+    let (observer, _) = tb.token(Role::Observer, None).await;
+    let (operator, _) = tb.token(Role::Operator, None).await;
+    let (admin, admin_id) = tb.token(Role::Admin, None).await;
+    let refused = |token: String, says: &'static str| {
+        let url = format!("{}/login", base(&tb));
+        async move {
+            let r = client()
+                .post(url)
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            assert!(r.headers().get("set-cookie").is_none());
+            let page = r.text().await.unwrap();
+            assert!(page.contains(says), "{page}");
+            assert!(!page.contains(&token) || token.is_empty(), "token echoed");
+        }
+    };
+    refused(observer, "not an admin token").await;
+    refused(operator, "not an admin token").await;
+    refused("bbt_nonsense".into(), "not an admin token").await;
+    refused(String::new(), "Paste an admin token").await;
+    let cookie = sign_in(&tb, &admin).await;
+    tb.svc().revoke(&admin_id).await.unwrap();
+    refused(admin.clone(), "was revoked").await;
+    // The revoked token's session ended with it (revoked outside the page: the CLI way).
+    let r = client()
+        .get(format!("{}/api/status", base(&tb)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Three tokens tried; the empty form is answered before any lookup.
+    assert_eq!(
+        logs.count("sign-in refused: not an admin token of this box"),
+        3
+    );
+    assert_eq!(logs.count("sign-in refused: the admin token is revoked"), 1);
+    assert!(!logs.text().contains(&admin), "a token in the log");
+}
+
+#[tokio::test]
+async fn an_admin_token_admits_to_no_room() {
+    let tb = TestBox::start(&[WEB_ON]).await;
+    let (admin, _) = tb.token(Role::Admin, None).await;
+    let c = tb
+        .connect(&tb.device_path(), Some(&admin))
+        .await
+        .expect("upgrade");
+    let closed = c.closed().await;
+    assert_eq!(
+        closed.code, 4003,
+        "the usual auth failure: {:?}",
+        closed.frames
+    );
+    assert_eq!(
+        closed.frames[0]["error"]["code"], "AUTH_FAILED",
+        "{:?}",
+        closed.frames
+    );
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_or_from_another_origin_changes_nothing() {
+    let (logs, _guard) = LogCapture::install();
+    let tb = TestBox::start(&[WEB_ON]).await;
+    let (admin, admin_id) = tb.token(Role::Admin, None).await;
+    let cookie = sign_in(&tb, &admin).await;
+    let token = csrf(&tb, &cookie).await;
+    let host = tb.web.unwrap().to_string();
+    let own = format!("http://{host}");
+    let cases: [(&str, HeaderMap); 4] = [
+        ("no CSRF token", headers(&[("cookie", &cookie)])),
+        (
+            "a wrong CSRF token",
+            headers(&[("cookie", &cookie), ("x-csrf-token", &"f".repeat(64))]),
+        ),
+        (
+            "another origin",
+            headers(&[
+                ("cookie", &cookie),
+                ("x-csrf-token", &token),
+                ("origin", "http://evil.example"),
+            ]),
+        ),
+        (
+            "another session's token",
+            headers(&[("cookie", &cookie), ("x-csrf-token", &token[..63])]),
+        ),
+    ];
+    for (what, h) in cases {
+        let (s, v) = post(&tb, "/api/identify", h.clone(), json!({"seconds": 5})).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{what}: {v}");
+        let (s, _) = post(&tb, "/api/tokens", h, json!({"role": "admin"})).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{what}");
+    }
+    assert!(!tb.hub.facts().identify, "identify did not start");
+    assert_eq!(
+        bbedge::room::tokens::list(&tb.svc().store).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        logs.count("request refused: CSRF token missing or wrong"),
+        6
+    );
+    assert_eq!(logs.count("request refused: Origin is not this page"), 2);
+    // With the token and its own origin it works, and is logged with the actor.
+    let ok = headers(&[
+        ("cookie", &cookie),
+        ("x-csrf-token", &token),
+        ("origin", &own),
+    ]);
+    let (s, v) = post(&tb, "/api/identify", ok, json!({"seconds": 5})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tb.wait_facts("identify", |f| f.identify).await;
+    let line = logs
+        .text()
+        .lines()
+        .find(|l| l.contains("identify from the web page"))
+        .map(str::to_owned)
+        .expect("logged");
+    assert!(
+        line.contains(&admin_id) && line.contains("\"outcome\":\"ok\""),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_token_is_shown_once_and_never_again_nor_logged() {
+    let (logs, _guard) = LogCapture::install();
+    let tb = TestBox::start(&[WEB_ON]).await;
+    let (admin, _) = tb.token(Role::Admin, None).await;
+    let cookie = sign_in(&tb, &admin).await;
+    let h = headers(&[
+        ("cookie", &cookie),
+        ("x-csrf-token", &csrf(&tb, &cookie).await),
+    ]);
+    let (s, v) = post(
+        &tb,
+        "/api/tokens",
+        h.clone(),
+        json!({"role": "operator", "label": "desk"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let new = v["token"].as_str().expect("shown once").to_owned();
+    let id = v["record"]["id"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("bbt_"));
+    // It works in the room: the page issued a real token.
+    let (_c, _) = tb.join_with(&new).await;
+    let c = client();
+    for path in ["/", "/app.js", "/api/session", "/api/status", "/api/tokens"] {
+        let body = c
+            .get(format!("{}{path}", base(&tb)))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for secret in [&new, &admin] {
+            assert!(!body.contains(secret.as_str()), "{path} shows a token");
+        }
+        if path == "/api/tokens" {
+            assert!(body.contains(&id), "{body}");
+        }
+    }
+    let (s, v) = post(&tb, "/api/tokens", h.clone(), json!({"role": "root"})).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("BAD_REQUEST"))
+    );
+    let (s, v) = post(
+        &tb,
+        "/api/tokens/revoke",
+        h.clone(),
+        json!({"id": "tok_nope"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("TOKEN_NOT_FOUND"))
+    );
+    let (s, v) = post(&tb, "/api/tokens/revoke", h, json!({"id": id})).await;
+    assert_eq!(
+        (s, v["revoked"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    let text = logs.text();
+    assert!(
+        !text.contains(&new) && !text.contains(&admin),
+        "a token in the log"
+    );
+    assert_eq!(logs.count("token issued from the web page"), 1);
+    assert_eq!(logs.count("token revoked from the web page"), 1);
+}
