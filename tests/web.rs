@@ -4,6 +4,8 @@
 //! the state changing when the fake central stops, pairing against the fake central,
 //! identify, revoking a token. Real sockets on 127.0.0.1, real sled, the fake central.
 
+#[path = "support/browser.rs"]
+mod browser;
 mod support;
 
 use bbedge::room::tokens::Role;
@@ -91,7 +93,7 @@ async fn without_a_session_only_the_sign_in_page_answers_and_it_shows_nothing() 
         .unwrap()
         .starts_with("default-src 'self'"));
     assert_eq!(h["x-frame-options"], "DENY");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["referrer-policy"], "same-origin");
     let page = r.text().await.unwrap();
     assert!(page.contains("This is a bbedge box"), "{page}");
     assert!(!page.contains("<script"), "the sign-in page runs no script");
@@ -348,4 +350,139 @@ async fn a_new_token_is_shown_once_and_never_again_nor_logged() {
     );
     assert_eq!(logs.count("token issued from the web page"), 1);
     assert_eq!(logs.count("token revoked from the web page"), 1);
+}
+
+/// The scenario of issue 13 in headless Chromium: sign in, watch the state change when
+/// central stops, pair against the fake central, identify, revoke a token. Screenshots
+/// in `target/web-screenshots/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_a_real_browser() {
+    use browser::{attr, click, fill, screenshot, text, wait_text};
+    use support::fake_central::register::{FakeCentral as Registrar, Tls};
+    use support::fake_central::FakeCentral;
+    if let Some(runner) = support::binary::runner() {
+        // The test process would be emulated while chromedriver and chromium run
+        // natively: the page is the same code on every architecture, and the plain
+        // HTTP tests above run under the emulator.
+        eprintln!("SKIP: the browser test is not run through the emulator {runner}");
+        return;
+    }
+    let driver = match browser::Driver::start().await {
+        Ok(d) => d,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIP: no browser ({why}); `apt-get install chromium chromium-driver`");
+            return;
+        }
+        Err(why) => panic!("CI installs chromium and chromium-driver (.ci/run): {why}"),
+    };
+    let mut rt = FakeCentral::start().await;
+    let (tb, _agent) = support::paired::online_box(&rt, &[WEB_ON]).await;
+    let (admin, _) = tb.token(Role::Admin, None).await;
+    let (_, desk_id) = tb.token(Role::Operator, None).await;
+    let c = driver.browser().await;
+    let base = base(&tb);
+
+    // Sign in.
+    c.goto(&base).await.expect("open the page");
+    assert!(text(&c, "sign-in").await.contains("Sign in"));
+    screenshot(&c, "01-sign-in").await;
+    fill(&c, "token", &admin).await;
+    click(&c, "sign-in").await;
+    wait_text(&c, "state", "online", |t| t == "online").await;
+    wait_text(&c, "participants", "the agent", |t| t.contains("agent")).await;
+    assert_eq!(
+        attr(&c, "led", "data-colour").await.as_deref(),
+        Some("green")
+    );
+    let (up, _) = wait_text(&c, "upstream", "online since", |t| {
+        t.starts_with("online since")
+    })
+    .await;
+    assert!(up.contains(&rt.realtime_url()), "{up}");
+    let source = c.source().await.unwrap();
+    assert!(!source.contains(&admin), "the page shows the admin token");
+    screenshot(&c, "02-online").await;
+
+    // Central stops: the page follows the state within a second, without reloading.
+    rt.stop().await;
+    tb.wait_facts("the link down", |f| f.link != bbedge::signal::Link::Online)
+        .await;
+    let (shown, took) = wait_text(&c, "state", "the new state", |t| {
+        !t.is_empty() && t != "online"
+    })
+    .await;
+    assert!(
+        ["connecting", "offline_buffering"].contains(&shown.as_str()),
+        "{shown}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "took {took:?}"
+    );
+    eprintln!("the page showed {shown} {took:?} after the link went down");
+    screenshot(&c, "03-central-stopped").await;
+
+    // Pair against the fake central: first a refused code, with `bbedge pair`'s sentence
+    // and code, then the right one.
+    let reg = Registrar::start(Tls::Plain).await;
+    let e = reg.enroll();
+    fill(&c, "pair-server", &reg.url()).await;
+    fill(&c, "pair-uuid", &e.device_uuid).await;
+    fill(&c, "pair-code", "ZZZZ-ZZZZ-ZZZZ").await;
+    click(&c, "pair").await;
+    let (refused, _) = wait_text(&c, "pair-result", "the refusal", |t| t.contains("[PAIR_")).await;
+    assert!(refused.contains("PAIR_CODE_REFUSED"), "{refused}");
+    screenshot(&c, "04-pair-refused").await;
+    fill(&c, "pair-code", &e.code).await;
+    click(&c, "pair").await;
+    let (paired, _) = wait_text(&c, "pair-result", "paired", |t| {
+        t.starts_with("Paired with")
+    })
+    .await;
+    assert!(paired.contains(&reg.url()), "{paired}");
+    let creds = std::fs::read_to_string(tb.dir.path().join("credentials.toml")).unwrap();
+    assert!(
+        creds.contains(&e.device_uuid),
+        "the new credentials are on disk"
+    );
+    wait_text(&c, "pairing", "the new server", |t| t.contains(&reg.url())).await;
+    assert_eq!(text(&c, "pair-code").await, "", "the code field is cleared");
+    screenshot(&c, "05-paired").await;
+
+    // Identify: the state and the dot follow; the dot blinks the burst pattern.
+    fill(&c, "identify-seconds", "30").await;
+    click(&c, "identify").await;
+    wait_text(&c, "state", "identify", |t| t == "identify").await;
+    assert!(tb.hub.facts().identify);
+    assert_eq!(
+        attr(&c, "led", "data-colour").await.as_deref(),
+        Some("white")
+    );
+    let mut seen = std::collections::HashSet::new();
+    let t0 = std::time::Instant::now();
+    while seen.len() < 2 && t0.elapsed() < std::time::Duration::from_secs(5) {
+        let lit = attr(&c, "led", "class")
+            .await
+            .unwrap_or_default()
+            .contains("on");
+        seen.insert(lit);
+    }
+    assert_eq!(seen.len(), 2, "the dot blinks");
+    screenshot(&c, "06-identify").await;
+
+    // Revoke the operator token from the list.
+    click(&c, &format!("revoke-{desk_id}")).await;
+    wait_text(&c, "token-result", "revoked", |t| t.contains("Revoked")).await;
+    let rec = bbedge::room::tokens::list(&tb.svc().store)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == desk_id)
+        .unwrap();
+    assert!(rec.revoked);
+    wait_text(&c, &format!("token-{desk_id}"), "revoked", |t| {
+        t.contains("revoked")
+    })
+    .await;
+    screenshot(&c, "07-token-revoked").await;
+    c.close().await.expect("close the browser");
 }

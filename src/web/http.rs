@@ -19,7 +19,9 @@ const SECURITY: [(&str, &str); 5] = [
         "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     ),
     ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
+    // Not `no-referrer`: under it Chromium sends `Origin: null` on the page's own form
+    // posts, which the Origin check must refuse. No referrer leaves for another site.
+    ("referrer-policy", "same-origin"),
     ("x-content-type-options", "nosniff"),
     ("cross-origin-opener-policy", "same-origin"),
 ];
