@@ -486,3 +486,76 @@ async fn the_page_in_a_real_browser() {
     screenshot(&c, "07-token-revoked").await;
     c.close().await.expect("close the browser");
 }
+
+#[tokio::test]
+async fn bbedge_token_add_role_admin_makes_a_token_that_signs_in() {
+    let tb = TestBox::start(&[WEB_ON]).await;
+    // Through the running daemon's control socket, as on a box.
+    let o = support::binary::command()
+        .args(["token", "add", "--role", "admin", "--label", "it desk"])
+        .env_remove("STATE_DIRECTORY")
+        .env(
+            "BBEDGE_DAEMON__STATE_DIR",
+            format!("{:?}", tb.dir.path().display().to_string()),
+        )
+        .env("BBEDGE_STATUS_LED__BACKEND", "sim")
+        .output()
+        .await
+        .expect("bbedge runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .expect("token printed once")
+        .trim()
+        .to_owned();
+    let cookie = sign_in(&tb, &token).await;
+    let v: Value = client()
+        .get(format!("{}/api/tokens", base(&tb)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v[0]["role"], "admin", "{v}");
+    assert_eq!(v[0]["label"], "it desk", "{v}");
+}
+
+#[tokio::test]
+async fn with_realtime_tls_on_the_page_is_served_over_the_same_certificate() {
+    let tb = TestBox::start(&[WEB_ON, ("realtime.tls.enabled", "true")]).await;
+    let (admin, _) = tb.token(Role::Admin, None).await;
+    let addr = tb.web.unwrap();
+    let cert = std::fs::read(tb.dir.path().join("realtime-tls/cert.pem")).unwrap();
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}", addr.port());
+    let r = c
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .expect("HTTPS with the rooms' cert");
+    assert_eq!(r.status(), StatusCode::OK);
+    let plain = client().get(format!("http://{addr}/")).send().await;
+    assert!(plain.is_err(), "no plain HTTP on the TLS port");
+    let r = c
+        .post(format!("{url}/login"))
+        .form(&[("token", admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
