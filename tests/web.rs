@@ -559,3 +559,65 @@ async fn with_realtime_tls_on_the_page_is_served_over_the_same_certificate() {
     let cookie = r.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
+
+/// The next `status` message of an event stream, as JSON (hang guard: 5 s).
+async fn next_status(r: &mut reqwest::Response, buf: &mut String) -> Option<Value> {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let msg: String = buf.drain(..end + 2).collect();
+            let data = msg.lines().find_map(|l| l.strip_prefix("data: "))?;
+            return Some(serde_json::from_str(data).expect("JSON data"));
+        }
+        let chunk = tokio::time::timeout(
+            support::scaled(std::time::Duration::from_secs(5)),
+            r.chunk(),
+        )
+        .await
+        .expect("stream hang guard")
+        .expect("stream readable")?;
+        buf.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+}
+
+#[tokio::test]
+async fn the_event_stream_follows_the_state_and_ends_when_the_admin_token_is_revoked() {
+    let tb = TestBox::start(&[WEB_ON]).await;
+    let (admin, admin_id) = tb.token(Role::Admin, None).await;
+    let cookie = sign_in(&tb, &admin).await;
+    let mut r = client()
+        .get(format!("{}/events", base(&tb)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut buf = String::new();
+    let first = next_status(&mut r, &mut buf)
+        .await
+        .expect("a first message");
+    assert_eq!(first["state"], "unpaired");
+    // A change is pushed at once, not at the next tick.
+    let t0 = std::time::Instant::now();
+    tb.led.identify(std::time::Duration::from_secs(30)).unwrap();
+    loop {
+        let v = next_status(&mut r, &mut buf).await.expect("messages");
+        if v["state"] == "identify" {
+            assert_eq!(v["led"]["pattern"], "burst");
+            assert_eq!(v["led"]["colour"], "white");
+            break;
+        }
+    }
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Revoked the CLI's way: the stream ends by the next tick.
+    tb.svc().revoke(&admin_id).await.unwrap();
+    let mut after = 0;
+    while next_status(&mut r, &mut buf).await.is_some() {
+        after += 1;
+        assert!(after < 3, "the stream goes on after the revocation");
+    }
+}

@@ -221,15 +221,19 @@ fn session_of(web: &Web, headers: &hyper::HeaderMap) -> Option<(String, Session)
         .to_owned();
     let s = web.sessions.get(&id, Instant::now())?;
     // Revoked since (by the CLI too): the session ends with it.
-    let good = tokens::list(&web.store)
-        .ok()?
-        .iter()
-        .any(|r| r.id == s.token_id && r.role == Role::Admin && !r.revoked);
-    if !good {
+    if !still_admin(web, &s.token_id) {
         web.sessions.remove(&id);
         return None;
     }
     Some((id, s))
+}
+
+/// Whether admin token `token_id` is still known and not revoked.
+pub(super) fn still_admin(web: &Web, token_id: &str) -> bool {
+    tokens::list(&web.store).is_ok_and(|all| {
+        all.iter()
+            .any(|r| r.id == token_id && r.role == Role::Admin && !r.revoked)
+    })
 }
 
 /// No `Origin` (not a browser, or an old one: the CSRF token and the `SameSite`
@@ -249,10 +253,15 @@ fn same_origin(headers: &hyper::HeaderMap, tls: bool) -> bool {
 async fn read(body: Incoming) -> Result<Bytes, Response<Body>> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(_) => Err(http::error(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(http::error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "BODY_TOO_LARGE",
             "the request body is over 16 KiB",
+        )),
+        Err(e) => Err(http::error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            &format!("the request body could not be read: {e}"),
         )),
     }
 }

@@ -87,12 +87,13 @@ impl Sessions {
         Some(s.clone())
     }
 
-    /// Whether session `id` is live at `now`, without counting as a request (an open
-    /// event stream does not keep a session alive by itself).
-    pub fn alive(&self, id: &str, now: Instant) -> bool {
+    /// The admin token id of session `id` if it is live at `now`, without counting as
+    /// a request (an open event stream does not keep a session alive by itself).
+    pub fn alive(&self, id: &str, now: Instant) -> Option<String> {
         self.lock()
             .get(id)
-            .is_some_and(|s| now.saturating_duration_since(s.last_seen) < self.idle)
+            .filter(|s| now.saturating_duration_since(s.last_seen) < self.idle)
+            .map(|s| s.token_id.clone())
     }
 
     /// Ends session `id`.

@@ -49,7 +49,10 @@ pub fn stream(web: Arc<Web>, session: String, permit: OwnedSemaphorePermit) -> B
             }
         }
         st.first = false;
-        if !st.web.sessions.alive(&st.session, Instant::now()) {
+        // Signed out, idle, or its admin token revoked (by the CLI too): the stream ends.
+        let token_id = st.web.sessions.alive(&st.session, Instant::now())?;
+        if !super::routes::still_admin(&st.web, &token_id) {
+            st.web.sessions.remove(&st.session);
             return None;
         }
         let data = super::snapshot::snapshot(&st.web);
