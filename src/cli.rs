@@ -60,7 +60,7 @@ pub enum Command {
     Config(ConfigCommand),
     /// Ask the running daemon for its status and print a summary.
     Status(StatusArgs),
-    /// Manage local room tokens (agent, operator, observer).
+    /// Manage local tokens (room roles agent, operator, observer; admin for the web page).
     #[command(subcommand)]
     Token(TokenCommand),
     /// Pair this box with a CivicPress server using an enrollment code.
@@ -124,6 +124,8 @@ pub enum RoleArg {
     Operator,
     /// Read-only.
     Observer,
+    /// Signs in to the box's web page (`[web]`); admits to no room.
+    Admin,
 }
 
 /// `bbedge token …`

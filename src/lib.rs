@@ -13,6 +13,7 @@
 //! - [`relay`]: the seam between the local device room and the upstream link.
 //! - [`room`]: the local device rooms (the box's own realtime server).
 //! - [`upstream`]: the link to central: reconnects, outbox, relay, signed manifests.
+//! - [`web`]: the box's web page: live status, pairing, identify, local tokens.
 //! - [`shutdown`], [`systemd`], [`telemetry`]: OS integration.
 //!
 //! `docs/ARCHITECTURE.md` draws the tasks and the data flow.
@@ -41,3 +42,4 @@ pub mod telemetry;
 pub mod trust;
 pub mod upstream;
 pub mod version;
+pub mod web;

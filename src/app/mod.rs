@@ -15,6 +15,7 @@
 //! 4. `watchdog`: systemd's watchdog, when `WatchdogSec` is set.
 //! 5. `rooms`: the local device rooms (stopped first: clients get 1001, snapshots saved).
 //! 5. `discovery`: the mDNS advertisement of the rooms, when `[discovery] enabled`.
+//! 5. `web`: the box's web page, when `[web] enabled` (docs/WEB.md).
 //! 6. `pairing.expiry`: the token's warning window and `needs_pairing`.
 //! 7. `pairing.boot`: pairing from the boot-partition file, when there is one.
 //! 5. `upstream`: the link to central (idle until paired).
@@ -131,6 +132,8 @@ pub struct App {
     led_task: LedTask,
     /// The link to central, when `[upstream] enabled` (idle until paired).
     upstream: Option<Upstream>,
+    /// The web page's listener, when `[web] enabled`.
+    web: Option<crate::web::Bound>,
 }
 
 impl App {
@@ -235,6 +238,25 @@ impl App {
             None
         };
         // --- end local rooms ---
+        // === web page (issue 13): after the rooms, whose self-signed certificate it
+        // shares when [realtime.tls] is on.
+        let web = if config.web.enabled {
+            let addr = SocketAddr::new(config.web.host, config.web.port);
+            let tls = crate::room::tls::acceptor(&config.realtime.tls, &paths.state_dir)?;
+            Some(
+                crate::web::bind(addr, tls)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        what: "the web page ([web])",
+                        addr,
+                        hint: bind_hint(&source, "[web] port"),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        // === end web page
         // === status LED (issue 5) ===
         // Opened after every listener is bound (a failed bind leaves the LED untouched);
         // `auto` logs its choice here. Never fails: falls back to the simulated LED.
@@ -291,6 +313,7 @@ impl App {
             led,
             led_task,
             upstream,
+            web,
         };
         // === upstream: /status section and metrics, registered before health starts.
         if let Some(link) = &app.upstream {
@@ -315,6 +338,11 @@ impl App {
     /// The health endpoint's address, if it is enabled.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health.as_ref().map(|h| h.local_addr())
+    }
+
+    /// The web page's address, if it is enabled.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|w| w.local_addr())
     }
 
     /// The local rooms' address, if they are enabled.
@@ -370,18 +398,8 @@ impl App {
             let creds = creds.clone();
             let hub = hub.clone();
             async move {
-                let before = creds.current();
-                let now = creds
-                    .reload()
+                let now = reload_credentials(&creds, &hub)
                     .map_err(|e| control::ControlError::failed(&e, e.code()))?;
-                hub.update(|f| {
-                    f.paired = now.is_some();
-                    // New credentials (a fresh pair, or unpair) end a "needs pairing"
-                    // state; the expiry monitor sets it again if they are expired too.
-                    if now != before {
-                        f.needs_pairing = false;
-                    }
-                });
                 Ok(serde_json::json!({ "paired": now.is_some() }))
             }
         });
@@ -479,6 +497,10 @@ impl App {
             started,
             led_task,
             upstream,
+            web,
+            credentials,
+            paths,
+            led,
             ..
         } = self;
         let config = loaded.config;
@@ -494,6 +516,29 @@ impl App {
         }
         // --- end local rooms ---
         let health_addr = health.as_ref().map(|h| h.local_addr().to_string());
+        // === web page (issue 13): reads the same sections /status shows.
+        let web_addr = web.as_ref().map(|w| w.local_addr().to_string());
+        if let Some(bound) = web {
+            let parts = Arc::new(crate::web::Web {
+                config: Arc::new(config.clone()),
+                paths,
+                store: store.clone(),
+                hub: hub.clone(),
+                led,
+                board: board.clone(),
+                credentials,
+                report: pairing.report().clone(),
+                rooms: rooms.as_ref().map(|r| r.service()),
+                sessions: crate::web::session::Sessions::new(Duration::from_secs(
+                    config.web.session_idle_minutes * 60,
+                )),
+                started,
+                stopping: CancellationToken::new(),
+                streams: Arc::new(tokio::sync::Semaphore::new(crate::web::MAX_STREAMS)),
+            });
+            tasks.spawn("web", move |token| bound.serve(parts, token));
+        }
+        // === end web page
         if let Some(bound) = health {
             let ctx = health::routes::Context {
                 readiness: readiness.clone(),
@@ -566,6 +611,7 @@ impl App {
             state = %hub.state(),
             health_addr = health_addr.as_deref().unwrap_or("disabled"),
             realtime_addr = realtime_addr.as_deref().unwrap_or("disabled"),
+            web_addr = web_addr.as_deref().unwrap_or("disabled"),
             "bbedge ready"
         );
 
@@ -582,6 +628,25 @@ impl App {
         );
         flushed.map(|_| ())
     }
+}
+
+/// Re-reads the credentials after `bbedge pair|unpair` (over `pairing.reload`) or a
+/// pairing from the web page, and sets the facts that follow from them.
+pub fn reload_credentials(
+    creds: &CredentialStore,
+    hub: &StatusHub,
+) -> Result<Option<pairing::Credentials>, pairing::Error> {
+    let before = creds.current();
+    let now = creds.reload()?;
+    hub.update(|f| {
+        f.paired = now.is_some();
+        // New credentials (a fresh pair, or unpair) end a "needs pairing"
+        // state; the expiry monitor sets it again if they are expired too.
+        if now != before {
+            f.needs_pairing = false;
+        }
+    });
+    Ok(now)
 }
 
 /// Logs each state change and mirrors it into systemd's STATUS= line.

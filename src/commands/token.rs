@@ -21,7 +21,7 @@ fn failed(e: &TokenError) -> ControlError {
 /// `token.add` with `{role, room?, label?}` → `{token, record}`.
 pub async fn add(store: &Store, args: Value) -> Result<Value, ControlError> {
     let role = args["role"].as_str().and_then(Role::parse).ok_or_else(|| {
-        ControlError::BadRequest("role must be agent, operator or observer".into())
+        ControlError::BadRequest("role must be agent, operator, observer or admin".into())
     })?;
     let room = args["room"].as_str().map(str::to_owned);
     let label = args["label"].as_str().map(str::to_owned);
@@ -69,6 +69,7 @@ pub fn run(cli: &Cli, cmd: &TokenCommand) -> i32 {
                 RoleArg::Agent => "agent",
                 RoleArg::Operator => "operator",
                 RoleArg::Observer => "observer",
+                RoleArg::Admin => "admin",
             };
             (
                 "token.add",

@@ -193,6 +193,11 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     if c.device.name.trim().is_empty() {
         return Err(fail(loaded, "device.name", "\"\"", "must not be empty"));
     }
+    range(
+        "web.session_idle_minutes",
+        c.web.session_idle_minutes,
+        1..=1440,
+    )?;
     let u = &c.upstream;
     range("upstream.status_interval", u.status_interval, 1..=30)?;
     range("upstream.ping_interval", u.ping_interval, 1..=300)?;

@@ -27,6 +27,8 @@ pub struct Config {
     pub health: Health,
     /// mDNS/DNS-SD advertisement of the local room on the LAN.
     pub discovery: Discovery,
+    /// The box's own web page (status, pairing, identify, tokens).
+    pub web: Web,
     /// Log level and format.
     pub logging: Logging,
 }
@@ -290,6 +292,20 @@ pub struct Health {
     pub host: IpAddr,
     /// TCP port (0 picks a free port, for tests).
     pub port: u16,
+}
+
+/// `[web]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Web {
+    /// Serve the page at all.
+    pub enabled: bool,
+    /// Address to listen on (0.0.0.0: the whole LAN).
+    pub host: IpAddr,
+    /// TCP port (0 picks a free port, for tests).
+    pub port: u16,
+    /// Minutes a session lives without a request.
+    pub session_idle_minutes: u64,
 }
 
 /// `[discovery]`

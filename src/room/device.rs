@@ -95,6 +95,8 @@ impl RoomType for DeviceType {
             ),
             Role::Operator => matches!(ty, T::Command | T::PreviewAnswer | T::PreviewIceCandidate),
             Role::Observer => matches!(ty, T::PreviewAnswer | T::PreviewIceCandidate),
+            // Never in a room (tokens::lookup does not know it).
+            Role::Admin => false,
         }
     }
 

@@ -277,7 +277,8 @@ impl Room {
             c[match p.role {
                 Role::Agent => 0,
                 Role::Operator => 1,
-                Role::Observer => 2,
+                // Never in a room (tokens::lookup does not know it).
+                Role::Observer | Role::Admin => 2,
             }] += 1;
         }
         c

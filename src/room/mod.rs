@@ -32,6 +32,7 @@ pub mod server;
 pub mod stats;
 pub mod tls;
 pub mod tokens;
+mod view;
 pub mod writer;
 
 use crate::bus::Bus;

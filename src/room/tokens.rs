@@ -24,6 +24,9 @@ pub enum Role {
     Operator,
     /// Read-only: may send only `preview.answer`, `preview.ice_candidate` and `ping`.
     Observer,
+    /// Signs in to the box's web page (`[web]`, docs/WEB.md); admits to no room:
+    /// [`lookup`] does not know it, so a room refuses it like an unknown token.
+    Admin,
 }
 
 impl Role {
@@ -33,6 +36,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Operator => "operator",
             Role::Observer => "observer",
+            Role::Admin => "admin",
         }
     }
 
@@ -42,6 +46,7 @@ impl Role {
             "agent" => Some(Role::Agent),
             "operator" => Some(Role::Operator),
             "observer" => Some(Role::Observer),
+            "admin" => Some(Role::Admin),
             _ => None,
         }
     }
@@ -231,8 +236,20 @@ pub async fn revoke(store: &Store, id: &str) -> Result<TokenRecord, TokenError> 
     }
 }
 
-/// The record of a presented token, if it is known (revoked or not).
+/// The record of a presented room token, if it is known (revoked or not). An `admin`
+/// token is not a room token: it is unknown here, so every room refuses it with the
+/// usual authentication failure.
 pub fn lookup(store: &Store, token: &Secret) -> Result<Option<TokenRecord>, store::Error> {
+    Ok(lookup_any(store, token)?.filter(|r| r.role != Role::Admin))
+}
+
+/// The record of a presented `admin` token (revoked or not), for the web page's
+/// sign-in; room tokens are unknown here, so they never admit to the page.
+pub fn lookup_admin(store: &Store, token: &Secret) -> Result<Option<TokenRecord>, store::Error> {
+    Ok(lookup_any(store, token)?.filter(|r| r.role == Role::Admin))
+}
+
+fn lookup_any(store: &Store, token: &Secret) -> Result<Option<TokenRecord>, store::Error> {
     migrate(store);
     Ok(store
         .keep()
@@ -262,6 +279,20 @@ mod tests {
             revoke(&store, "tok_nope").await,
             Err(TokenError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn admin_tokens_are_unknown_to_rooms_and_room_tokens_to_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::open(&dir.path().join("db"), 1 << 20).unwrap().store;
+        let (admin, rec) = add(&store, Role::Admin, None, None).await.unwrap();
+        let (op, _) = add(&store, Role::Operator, None, None).await.unwrap();
+        assert_eq!(lookup(&store, &admin).unwrap(), None);
+        assert_eq!(lookup_admin(&store, &admin).unwrap(), Some(rec));
+        assert_eq!(lookup_admin(&store, &op).unwrap(), None);
+        assert!(lookup(&store, &op).unwrap().is_some());
+        assert_eq!(Role::parse("admin"), Some(Role::Admin));
+        assert_eq!(Role::Admin.as_str(), "admin");
     }
 
     #[tokio::test]

@@ -52,6 +52,8 @@ pub fn test_config(dir: &Path, extra: &[(&str, &str)]) -> Loaded {
         ("realtime.port".into(), "0".into()),
         ("health.host".into(), "\"127.0.0.1\"".into()),
         ("health.port".into(), "0".into()),
+        ("web.host".into(), "\"127.0.0.1\"".into()),
+        ("web.port".into(), "0".into()),
         ("status_led.backend".into(), "\"sim\"".into()),
         ("pairing.boot_file".into(), "\"\"".into()),
         // No upstream link in a TestBox: tests drive its half of the relay seam.
@@ -85,6 +87,8 @@ pub struct TestBox {
     pub health: SocketAddr,
     /// The local rooms' listener, when `[realtime] enabled`.
     pub realtime: Option<SocketAddr>,
+    /// The web page's listener, when `[web] enabled`.
+    pub web: Option<SocketAddr>,
     /// The local rooms' service (tokens, device id, stats), when enabled.
     pub rooms: Option<std::sync::Arc<bbedge::room::Service>>,
     /// The upstream's half of the relay seam (no upstream link runs in tests).
@@ -114,6 +118,7 @@ impl TestBox {
         let hub = app.hub().clone();
         let led = app.led().clone();
         let realtime = app.realtime_addr();
+        let web = app.web_addr();
         let rooms = app.rooms();
         let upstream = app.take_upstream_side();
         let shutdown = CancellationToken::new();
@@ -122,6 +127,7 @@ impl TestBox {
             dir,
             health,
             realtime,
+            web,
             rooms,
             upstream,
             shutdown,

@@ -1002,7 +1002,7 @@ _bbedge() {
             fi
             case "${prev}" in
                 --role)
-                    COMPREPLY=($(compgen -W "agent operator observer" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "agent operator observer admin" -- "${cur}"))
                     return 0
                     ;;
                 --room)

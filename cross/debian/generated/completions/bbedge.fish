@@ -35,7 +35,7 @@ complete -c bbedge -n "__fish_bbedge_needs_command" -s V -l version -d 'Print ve
 complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "run" -d 'Run the daemon (the default)'
 complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "config" -d 'Check or print the configuration'
 complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "status" -d 'Ask the running daemon for its status and print a summary'
-complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "token" -d 'Manage local room tokens (agent, operator, observer)'
+complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "token" -d 'Manage local tokens (room roles agent, operator, observer; admin for the web page)'
 complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "pair" -d 'Pair this box with a CivicPress server using an enrollment code'
 complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "unpair" -d 'Remove this box\'s credentials and signing key'
 complete -c bbedge -n "__fish_bbedge_needs_command" -f -a "led" -d 'Drive the status LED by hand'
@@ -105,7 +105,8 @@ complete -c bbedge -n "__fish_bbedge_using_subcommand token; and not __fish_seen
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and not __fish_seen_subcommand_from add list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -l role -d 'The role the token grants' -r -f -a "agent\t'The box\'s capture process'
 operator\t'May send commands'
-observer\t'Read-only'"
+observer\t'Read-only'
+admin\t'Signs in to the box\'s web page (`[web]`); admits to no room'"
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -l room -d 'Limit the token to one device room id (default: this box\'s room)' -r
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -l label -d 'A label to recognise the token by' -r
 complete -c bbedge -n "__fish_bbedge_using_subcommand token; and __fish_seen_subcommand_from add" -s c -l config -d 'Config file (default: /etc/bbedge/bbedge.toml when it exists; drop-ins in <file>.d/)' -r -F
@@ -222,7 +223,7 @@ complete -c bbedge -n "__fish_bbedge_using_subcommand discover" -s V -l version 
 complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "run" -d 'Run the daemon (the default)'
 complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "config" -d 'Check or print the configuration'
 complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "status" -d 'Ask the running daemon for its status and print a summary'
-complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "token" -d 'Manage local room tokens (agent, operator, observer)'
+complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "token" -d 'Manage local tokens (room roles agent, operator, observer; admin for the web page)'
 complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "pair" -d 'Pair this box with a CivicPress server using an enrollment code'
 complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "unpair" -d 'Remove this box\'s credentials and signing key'
 complete -c bbedge -n "__fish_bbedge_using_subcommand help; and not __fish_seen_subcommand_from run config status token pair unpair led store discover help" -f -a "led" -d 'Drive the status LED by hand'
