@@ -87,7 +87,7 @@ async fn slow_closed(d: &Daemon) -> u64 {
     };
     let text = r.text().await.unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with("bbedge_room_drops") && l.contains("slow_consumer"))
+        .filter(|l| l.starts_with("bbedge_room_connections_dropped") && l.contains("slow_consumer"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }

@@ -412,26 +412,31 @@ impl App {
     fn register_core_metrics(&mut self) {
         let rss = Gauge::<i64>::default();
         let store_bytes = Gauge::<i64>::default();
-        let uptime = Gauge::<i64>::default();
         let quarantined = Gauge::<i64>::default();
         quarantined.set(self.quarantine.is_some() as i64);
         let fault = Gauge::<i64>::default();
-        let failures = Gauge::<i64>::default();
-        let reg = self.metrics.registry();
-        reg.register(
+        // When the daemon started, as Unix seconds: now minus the time since `started`.
+        let start = std::time::SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let process = self.metrics.process_registry();
+        process.register(
             "process_resident_memory_bytes",
             "Resident set size",
             rss.clone(),
         );
+        process.register(
+            "process_start_time_seconds",
+            "When the daemon started, Unix seconds",
+            prometheus_client::metrics::gauge::ConstGauge::new(start),
+        );
+        let failures_store = self.store.clone();
+        let reg = self.metrics.registry();
         reg.register(
             "store_size_bytes",
             "Bytes the sled database takes on disk",
             store_bytes.clone(),
-        );
-        reg.register(
-            "uptime_seconds",
-            "Seconds since the daemon started",
-            uptime.clone(),
         );
         reg.register(
             "store_quarantined",
@@ -443,20 +448,21 @@ impl App {
             "1 while storage is faulty (a quarantine at start, or failing writes)",
             fault.clone(),
         );
-        reg.register(
+        let failures = health::metrics::CounterRows::new(
             "store_write_failures",
             "Store operations that failed since start",
-            failures.clone(),
         );
+        failures.add(
+            Vec::new(),
+            Box::new(move || failures_store.health().failures_total()),
+        );
+        reg.register_collector(Box::new(failures));
         let store = self.store.clone();
-        let started = self.started;
         let quarantined_at_start = self.quarantine.is_some();
         self.metrics.on_scrape(Box::new(move || {
             fault.set((quarantined_at_start || store.health().is_faulty()) as i64);
-            failures.set(store.health().failures_total() as i64);
             rss.set(health::sysinfo::rss_bytes().unwrap_or(0) as i64);
             store_bytes.set(store.size_on_disk() as i64);
-            uptime.set(started.elapsed().as_secs() as i64);
         }));
     }
 

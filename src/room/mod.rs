@@ -215,10 +215,9 @@ impl Bound {
         self.svc.clone()
     }
 
-    /// Registers the metrics and a scrape hook that refreshes queue depths and the
-    /// snapshot age.
+    /// Registers the metrics and a scrape hook that refreshes queue depths.
     pub fn register_metrics(&self, metrics: &mut crate::health::metrics::Metrics) {
-        self.svc.stats.register(metrics.registry());
+        self.svc.stats.register(metrics);
         let svc = self.svc.clone();
         metrics.on_scrape(Box::new(move || {
             let (f, b) = svc.rooms.all().iter().fold((0, 0), |(f, b), r| {
@@ -227,7 +226,6 @@ impl Bound {
             });
             svc.stats.queue_frames.set(f as i64);
             svc.stats.queue_bytes.set(b as i64);
-            svc.stats.refresh_age();
         }));
     }
 
@@ -280,7 +278,6 @@ impl Service {
             })
             .collect();
         let s = &self.stats;
-        s.refresh_age();
         let drops: serde_json::Map<String, serde_json::Value> = stats::reason::ALL
             .iter()
             .map(|r| ((*r).to_owned(), json!(s.drops_of(r))))
@@ -298,7 +295,7 @@ impl Service {
             "rate_limit_hits": s.rate_limit_hits.get(),
             "drops": drops,
             "snapshots": s.snapshots.get(),
-            "snapshot_age_seconds": s.snapshot_age.get(),
+            "snapshot_age_seconds": s.snapshot_age_seconds(),
         })
     }
 

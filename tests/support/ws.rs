@@ -103,9 +103,19 @@ impl TestBox {
         (c, state)
     }
 
-    /// `bbedge_room_drops_total{reason="<reason>"}` from `/metrics`; 0 if absent.
+    /// The room's drops for `reason` from `/metrics`: a frame's
+    /// (`bbedge_frames_dropped_total{link="room",reason="<reason>"}`) or a connection's
+    /// (`bbedge_room_connections_dropped_total{reason="<reason>"}`); 0 if absent.
     pub async fn drops(&self, reason: &str) -> f64 {
-        let name = format!("bbedge_room_drops_total{{reason=\"{reason}\"}}");
+        let name = if bbedge::room::stats::reason::CONNECTIONS.contains(&reason) {
+            format!("bbedge_room_connections_dropped_total{{reason=\"{reason}\"}}")
+        } else {
+            assert!(
+                bbedge::room::stats::reason::FRAMES.contains(&reason),
+                "not a drop reason: {reason}"
+            );
+            format!("bbedge_frames_dropped_total{{link=\"room\",reason=\"{reason}\"}}")
+        };
         self.metric(&name).await
     }
 
