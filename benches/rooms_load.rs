@@ -279,7 +279,7 @@ fn observe(
     tokio::spawn(async move {
         let mut local = Vec::with_capacity(8192);
         loop {
-            let m = tokio::select! { _ = stop.cancelled() => break, m = ws.next() => m };
+            let m = tokio::select! { () = stop.cancelled() => break, m = ws.next() => m };
             let Some(Ok(Message::Text(t))) = m else {
                 if matches!(m, Some(Ok(_))) {
                     continue;

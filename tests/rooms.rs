@@ -286,7 +286,7 @@ async fn commands_from_upstream_reach_the_agent_and_get_its_ack_or_not_connected
     );
     let (mut agent, _) = tb.join(Role::Agent).await;
     let ack = frame("ack", json!({"commandId": id, "success": true}));
-    let (reply, _) = tokio::join!(up.command(cmd.clone(), id.clone(), d), async {
+    let (reply, ()) = tokio::join!(up.command(cmd.clone(), id.clone(), d), async {
         assert_eq!(agent.next_json().await, cmd);
         agent.send(&ack).await;
     });
@@ -878,8 +878,7 @@ async fn bbedge(state: &std::path::Path, args: &[&str]) -> (i32, String, String)
 fn field<'a>(out: &'a str, name: &str) -> &'a str {
     out.lines()
         .find_map(|l| l.strip_prefix(name))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
+        .map_or_else(|| panic!("no {name} in {out}"), str::trim)
 }
 
 #[tokio::test]

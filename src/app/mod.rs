@@ -314,17 +314,17 @@ impl App {
 
     /// The health endpoint's address, if it is enabled.
     pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health.as_ref().map(|h| h.local_addr())
+        self.health.as_ref().map(health::Bound::local_addr)
     }
 
     /// The local rooms' address, if they are enabled.
     pub fn realtime_addr(&self) -> Option<SocketAddr> {
-        self.rooms.as_ref().and_then(|r| r.local_addr())
+        self.rooms.as_ref().and_then(crate::room::Bound::local_addr)
     }
 
     /// The local rooms' shared service (token revocation, tests).
     pub fn rooms(&self) -> Option<std::sync::Arc<crate::room::Service>> {
-        self.rooms.as_ref().map(|r| r.service())
+        self.rooms.as_ref().map(crate::room::Bound::service)
     }
 
     /// The upstream's half of the relay seam; the upstream link takes it once.
@@ -413,7 +413,7 @@ impl App {
         let rss = Gauge::<i64>::default();
         let store_bytes = Gauge::<i64>::default();
         let quarantined = Gauge::<i64>::default();
-        quarantined.set(self.quarantine.is_some() as i64);
+        quarantined.set(i64::from(self.quarantine.is_some()));
         let fault = Gauge::<i64>::default();
         // When the daemon started, as Unix seconds: now minus the time since `started`.
         let start = std::time::SystemTime::now()
@@ -460,7 +460,9 @@ impl App {
         let store = self.store.clone();
         let quarantined_at_start = self.quarantine.is_some();
         self.metrics.on_scrape(Box::new(move || {
-            fault.set((quarantined_at_start || store.health().is_faulty()) as i64);
+            fault.set(i64::from(
+                quarantined_at_start || store.health().is_faulty(),
+            ));
             rss.set(health::sysinfo::rss_bytes().unwrap_or(0) as i64);
             store_bytes.set(store.size_on_disk() as i64);
         }));
@@ -538,7 +540,7 @@ impl App {
         // --- local rooms (issue 3): started last, stopped first.
         let realtime_addr = rooms
             .as_ref()
-            .and_then(|r| r.local_addr())
+            .and_then(super::room::Bound::local_addr)
             .map(|a| a.to_string());
         // === discovery (issue 13): built while the rooms' address is known, spawned
         // after them so it stops first (a goodbye before the rooms close).
@@ -602,7 +604,7 @@ async fn follow_state(hub: StatusHub, token: CancellationToken) {
             last = Some(state);
         }
         tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
         }
     }

@@ -103,7 +103,7 @@ impl CounterRows {
 }
 
 impl Collector for CounterRows {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let help = format!("{}.", self.help); // as `Registry::register` writes it
         let mut family = encoder.encode_descriptor(self.name, &help, None, MetricType::Counter)?;
         let Ok(rows) = self.rows.lock() else {
@@ -147,7 +147,7 @@ impl OptionalGauge {
 }
 
 impl Collector for OptionalGauge {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let value = (self.read)();
         let help = format!("{}.", self.help); // as `Registry::register` writes it
         let family = encoder.encode_descriptor(self.name, &help, None, MetricType::Gauge)?;

@@ -135,8 +135,11 @@ impl Service {
         metrics.on_scrape(Box::new(move || {
             let current = creds.current();
             let (state, _) = assess(current.as_ref(), clock.now(), warn);
-            expiring.set(matches!(state, TokenState::Expiring | TokenState::Expired) as i64);
-            paired.set(current.is_some() as i64);
+            expiring.set(i64::from(matches!(
+                state,
+                TokenState::Expiring | TokenState::Expired
+            )));
+            paired.set(i64::from(current.is_some()));
         }));
 
         let report = self.report.clone();

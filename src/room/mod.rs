@@ -331,9 +331,9 @@ async fn snapshot_timer(svc: Arc<Service>, token: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             _ = tick.tick() => {}
-            _ = svc.rooms.snapshot_due.notified() => {}
+            () = svc.rooms.snapshot_due.notified() => {}
         }
         svc.rooms.save(&svc.rooms.all(), false).await;
     }

@@ -126,7 +126,7 @@ pub fn migrate(store: &Store) {
         return;
     };
     let mut moved = Vec::new();
-    for kv in tree.iter() {
+    for kv in &tree {
         let Ok((k, v)) = kv else { return };
         let (Ok(hash), Ok(rec)) = (
             std::str::from_utf8(&k),

@@ -47,16 +47,13 @@ fn envelope(ty: &str, f: &Map<String, Value>, keep: &[&str]) -> Map<String, Valu
         .get("id")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
-    out.insert(
-        "id".into(),
-        json!(id.map(str::to_owned).unwrap_or_else(new_id)),
-    );
+    out.insert("id".into(), json!(id.map_or_else(new_id, str::to_owned)));
     let ts = f.get("timestamp").and_then(Value::as_str).filter(|s| {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
     });
     out.insert(
         "timestamp".into(),
-        json!(ts.map(str::to_owned).unwrap_or_else(now_rfc3339)),
+        json!(ts.map_or_else(now_rfc3339, str::to_owned)),
     );
     for k in keep {
         if let Some(v) = f.get(*k) {
@@ -151,7 +148,7 @@ pub fn route(frame: Value) -> Route {
 pub async fn run(mut from_agent: mpsc::Receiver<Value>, me: Intake, token: CancellationToken) {
     loop {
         let frame = tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             f = from_agent.recv() => match f { Some(f) => f, None => return },
         };
         match route(frame) {

@@ -246,8 +246,8 @@ impl Stats {
         let seen_probes: [AtomicU64; 4] = Default::default();
         metrics.on_scrape(Box::new(move || {
             let d = outbox.depth();
-            let info_online = me.info.lock().map(|i| i.state.is_online()).unwrap_or(false);
-            online.set(info_online as i64);
+            let info_online = me.info.lock().is_ok_and(|i| i.state.is_online());
+            online.set(i64::from(info_online));
             depth.set(d.frames as i64);
             bytes.set(d.bytes as i64);
             let held = if me.signing.problem().is_some() {

@@ -147,7 +147,7 @@ impl Client {
             match m {
                 Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
                 Message::Close(c) => panic!("closed while waiting for a frame: {c:?}"),
-                _ => continue,
+                _ => {}
             }
         }
     }
@@ -237,12 +237,12 @@ impl Client {
                 .expect("close hang guard");
             match m {
                 Some(Ok(Message::Text(t))) => {
-                    frames.push(serde_json::from_str(&t).unwrap_or(json!(t.as_str())))
+                    frames.push(serde_json::from_str(&t).unwrap_or(json!(t.as_str())));
                 }
                 Some(Ok(Message::Close(c))) => {
-                    let (code, reason) = c
-                        .map(|c| (u16::from(c.code), c.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
+                    let (code, reason) = c.map_or((1005, String::new()), |c| {
+                        (u16::from(c.code), c.reason.to_string())
+                    });
                     return Closed {
                         code,
                         reason,
