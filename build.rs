@@ -8,8 +8,7 @@ fn main() {
         .ok()
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned());
+        .map_or_else(|| "unknown".to_owned(), |s| s.trim().to_owned());
     println!("cargo:rustc-env=BBEDGE_GIT_HASH={hash}");
     println!(
         "cargo:rustc-env=BBEDGE_TARGET={}",

@@ -87,7 +87,7 @@ async fn slow_closed(d: &Daemon) -> u64 {
     };
     let text = r.text().await.unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with("bbedge_room_drops") && l.contains("slow_consumer"))
+        .filter(|l| l.starts_with("bbedge_room_connections_dropped") && l.contains("slow_consumer"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -279,7 +279,7 @@ fn observe(
     tokio::spawn(async move {
         let mut local = Vec::with_capacity(8192);
         loop {
-            let m = tokio::select! { _ = stop.cancelled() => break, m = ws.next() => m };
+            let m = tokio::select! { () = stop.cancelled() => break, m = ws.next() => m };
             let Some(Ok(Message::Text(t))) = m else {
                 if matches!(m, Some(Ok(_))) {
                     continue;

@@ -1,5 +1,7 @@
 //! `bbedge`: parse the command line and hand over to the library. Only this file turns
 //! errors into exit codes.
+// As in src/lib.rs: nothing from outside may panic (release builds abort on panic).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bbedge::cli::{self, Command, ConfigCommand};
 use bbedge::commands::{self, output};

@@ -22,7 +22,7 @@ pub fn stopping() {
     notify(&[NotifyState::Stopping]);
 }
 
-fn notify(states: &[NotifyState]) {
+fn notify(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(false, states) {
         tracing::debug!(operation = "systemd.notify", error = %e, "sd_notify failed");
     }
@@ -50,7 +50,7 @@ pub async fn watchdog(interval: Duration, shutdown: CancellationToken) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => notify(&[NotifyState::Watchdog]),
         }
     }

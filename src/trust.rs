@@ -45,7 +45,7 @@ pub fn client_config(extra_ca_file: &str) -> Result<rustls::ClientConfig, TrustE
     };
     if !extra_ca_file.is_empty() {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(extra_ca_file)
-            .and_then(|it| it.collect::<Result<_, _>>())
+            .and_then(std::iter::Iterator::collect::<Result<_, _>>)
             .map_err(|e| fail(e.to_string()))?;
         if certs.is_empty() {
             return Err(fail("no certificate in the file".into()));

@@ -373,7 +373,7 @@ fn the_conffiles_example_is_a_valid_drop_in() {
         .lines()
         .filter_map(|l| l.strip_prefix("#     "))
         .filter(|l| l.starts_with('[') || l.contains(" = "))
-        .map(|l| format!("{l}\n"))
+        .flat_map(|l| [l, "\n"])
         .collect();
     assert!(example.contains("[device]"), "{example}");
     let dir = tempfile::tempdir().unwrap();

@@ -153,6 +153,10 @@ fn in_netns<T: Send + 'static>(
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("open the namespace");
         // SAFETY: setns on a valid namespace fd; it changes only this thread.
+        #[allow(
+            unsafe_code,
+            reason = "setns(2): rustix wraps it only with its `thread` feature, off here"
+        )]
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
         f()
@@ -283,7 +287,7 @@ async fn the_box_is_found_by_name_with_its_txt_records_and_a_state_change_is_ann
         .output()
         .await
         .expect("bbedge led identify runs");
-    assert!(out.status.success(), "{:?}", out);
+    assert!(out.status.success(), "{out:?}");
     let update = daemon.wait_for("advertised on the LAN").await;
     assert_eq!(update["state"], "identify", "{update}");
     loop {
@@ -355,7 +359,7 @@ fn watch_in(
                     ("resolved".to_owned(), f.seen.state.clone())
                 }
                 Heard::Removed(name) => ("removed".to_owned(), name.to_owned()),
-                _ => return ControlFlow::Continue(()),
+                Heard::Resolved(_) => return ControlFlow::Continue(()),
             };
             let done = ev.0 == until.0 && (until.1.is_empty() || ev.1 == until.1);
             let _ = tx.blocking_send(ev); // the test reads as it goes; 64 is ample

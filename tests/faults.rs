@@ -71,8 +71,7 @@ async fn agent_token(state: &Path) -> String {
     stdout
         .lines()
         .find_map(|l| l.strip_prefix("token:"))
-        .map(|t| t.trim().to_owned())
-        .unwrap_or_else(|| panic!("no token in {stdout}"))
+        .map_or_else(|| panic!("no token in {stdout}"), |t| t.trim().to_owned())
 }
 
 /// The event ids in the outbox on flash, counted (the daemon must be dead).

@@ -40,16 +40,22 @@ static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Soft RLIMIT_NOFILE up to the hard limit: the test holds both ends of ~2,000 sockets.
 fn raise_fd_limit() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // rustix instead of libc: no unsafe. `None` is unlimited.
+    let r = getrlimit(Resource::Nofile);
+    let below = match (r.current, r.maximum) {
+        (Some(cur), Some(max)) => cur < max,
+        (Some(_), None) => true,
+        (None, _) => false,
     };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
+    if below {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: r.maximum,
+                maximum: r.maximum,
+            },
+        );
     }
 }
 
@@ -137,7 +143,7 @@ impl Flood {
                         Ok(mut tcp) => {
                             let mut buf = [0u8; 64];
                             tokio::select! {
-                                _ = stop.cancelled() => return,
+                                () = stop.cancelled() => return,
                                 // Silent: never writes. EOF or reset: the box closed it.
                                 _ = tcp.read(&mut buf) => {
                                     closed.fetch_add(1, Ordering::Relaxed);
@@ -150,8 +156,8 @@ impl Flood {
                         Err(_) => {}
                     }
                     tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(pace) => {}
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(pace) => {}
                     }
                 }
             });
@@ -510,7 +516,7 @@ async fn a_burst_of_1000_joins_and_leaves_closes_no_reading_client_and_presence_
         tokio::spawn(async move {
             while !stop.is_cancelled() {
                 tokio::select! {
-                    _ = stop.cancelled() => break,
+                    () = stop.cancelled() => break,
                     f = reader.next_json() => seen.apply(&f),
                 }
             }

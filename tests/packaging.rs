@@ -123,7 +123,7 @@ fn readme_exit_codes() -> Vec<(String, String)> {
     let plain = |cell: &str| {
         cell.replace("**", "")
             .replace('`', "")
-            .replace("\u{1}", "|")
+            .replace('\u{1}', "|")
             .trim()
             .to_owned()
     };
@@ -266,11 +266,10 @@ fn deb_assets() -> Vec<(String, String, String)> {
 fn the_package_installs_the_completions_and_man_pages_where_shells_and_man_look() {
     let assets = deb_assets();
     let dest = |src: &str| {
-        assets
-            .iter()
-            .find(|(s, _, _)| s == src)
-            .map(|(_, d, m)| (d.as_str(), m.as_str()))
-            .unwrap_or_else(|| panic!("Cargo.toml packages no {src}"))
+        assets.iter().find(|(s, _, _)| s == src).map_or_else(
+            || panic!("Cargo.toml packages no {src}"),
+            |(_, d, m)| (d.as_str(), m.as_str()),
+        )
     };
     let g = "cross/debian/generated";
     assert_eq!(
@@ -305,6 +304,10 @@ fn the_package_installs_the_completions_and_man_pages_where_shells_and_man_look(
 }
 
 /// What bash offers for `words` (the last one being completed) with the packaged file.
+#[allow(
+    clippy::unnecessary_debug_formatting,
+    reason = "{:?} quotes the path for the shell on purpose"
+)]
 fn bash_complete(words: &[&str]) -> Vec<String> {
     let script = format!(
         "source {:?}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE=\"${{COMP_WORDS[*]}}\"; \

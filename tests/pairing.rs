@@ -851,9 +851,10 @@ async fn an_expired_box_warns_on_status_and_metrics_and_a_fresh_pair_recovers() 
     assert!(metrics.contains("bbedge_token_expiring 1"), "{metrics}");
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("bbedge_token_expiry_seconds "))
+        .find(|l| l.starts_with("bbedge_token_expiry_timestamp_seconds "))
         .unwrap();
-    let secs: i64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let at: i64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let secs = at - time::OffsetDateTime::now_utc().unix_timestamp();
     assert!((-3700..=-3600).contains(&secs), "{line}");
 
     let e = fake.enroll();

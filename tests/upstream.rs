@@ -36,7 +36,7 @@ async fn sends_nothing_before_the_ack_then_device_connected_then_status() {
     up.stop().await;
     // The stop closed the socket with a close frame (1001), not a dropped TCP stream.
     fake.wait("the device's close frame", |s| {
-        s.device_closes.first().cloned()
+        s.device_closes.first().copied()
     })
     .await;
     assert_eq!(fake.snapshot(|s| s.device_closes[0].1), Some(1001));
@@ -681,7 +681,7 @@ async fn offline_at_a_scheduled_start_and_end_the_box_acts_and_reports_later() {
 /// docs/PERFORMANCE.md (## Upstream). Not a timed test: it prints, and asserts only
 /// order, completeness and the per-window count.
 #[tokio::test]
-#[ignore]
+#[ignore = "a measurement for docs/PERFORMANCE.md, run by hand"]
 async fn measure_reconnect_delay_and_a_1000_event_replay() {
     let mut fake = FakeCentral::start().await;
     let up = Up::start(&fake, Opts::default()).await;

@@ -337,22 +337,22 @@ impl App {
 
     /// The health endpoint's address, if it is enabled.
     pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health.as_ref().map(|h| h.local_addr())
+        self.health.as_ref().map(health::Bound::local_addr)
     }
 
     /// The web page's address, if it is enabled.
     pub fn web_addr(&self) -> Option<SocketAddr> {
-        self.web.as_ref().map(|w| w.local_addr())
+        self.web.as_ref().map(super::web::server::Bound::local_addr)
     }
 
     /// The local rooms' address, if they are enabled.
     pub fn realtime_addr(&self) -> Option<SocketAddr> {
-        self.rooms.as_ref().and_then(|r| r.local_addr())
+        self.rooms.as_ref().and_then(crate::room::Bound::local_addr)
     }
 
     /// The local rooms' shared service (token revocation, tests).
     pub fn rooms(&self) -> Option<std::sync::Arc<crate::room::Service>> {
-        self.rooms.as_ref().map(|r| r.service())
+        self.rooms.as_ref().map(crate::room::Bound::service)
     }
 
     /// The upstream's half of the relay seam; the upstream link takes it once.
@@ -430,26 +430,31 @@ impl App {
     fn register_core_metrics(&mut self) {
         let rss = Gauge::<i64>::default();
         let store_bytes = Gauge::<i64>::default();
-        let uptime = Gauge::<i64>::default();
         let quarantined = Gauge::<i64>::default();
-        quarantined.set(self.quarantine.is_some() as i64);
+        quarantined.set(i64::from(self.quarantine.is_some()));
         let fault = Gauge::<i64>::default();
-        let failures = Gauge::<i64>::default();
-        let reg = self.metrics.registry();
-        reg.register(
+        // When the daemon started, as Unix seconds: now minus the time since `started`.
+        let start = std::time::SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let process = self.metrics.process_registry();
+        process.register(
             "process_resident_memory_bytes",
             "Resident set size",
             rss.clone(),
         );
+        process.register(
+            "process_start_time_seconds",
+            "When the daemon started, Unix seconds",
+            prometheus_client::metrics::gauge::ConstGauge::new(start),
+        );
+        let failures_store = self.store.clone();
+        let reg = self.metrics.registry();
         reg.register(
             "store_size_bytes",
             "Bytes the sled database takes on disk",
             store_bytes.clone(),
-        );
-        reg.register(
-            "uptime_seconds",
-            "Seconds since the daemon started",
-            uptime.clone(),
         );
         reg.register(
             "store_quarantined",
@@ -461,20 +466,23 @@ impl App {
             "1 while storage is faulty (a quarantine at start, or failing writes)",
             fault.clone(),
         );
-        reg.register(
+        let failures = health::metrics::CounterRows::new(
             "store_write_failures",
             "Store operations that failed since start",
-            failures.clone(),
         );
+        failures.add(
+            Vec::new(),
+            Box::new(move || failures_store.health().failures_total()),
+        );
+        reg.register_collector(Box::new(failures));
         let store = self.store.clone();
-        let started = self.started;
         let quarantined_at_start = self.quarantine.is_some();
         self.metrics.on_scrape(Box::new(move || {
-            fault.set((quarantined_at_start || store.health().is_faulty()) as i64);
-            failures.set(store.health().failures_total() as i64);
+            fault.set(i64::from(
+                quarantined_at_start || store.health().is_faulty(),
+            ));
             rss.set(health::sysinfo::rss_bytes().unwrap_or(0) as i64);
             store_bytes.set(store.size_on_disk() as i64);
-            uptime.set(started.elapsed().as_secs() as i64);
         }));
     }
 
@@ -528,7 +536,7 @@ impl App {
                 board: board.clone(),
                 credentials,
                 report: pairing.report().clone(),
-                rooms: rooms.as_ref().map(|r| r.service()),
+                rooms: rooms.as_ref().map(super::room::Bound::service),
                 sessions: crate::web::session::Sessions::new(Duration::from_secs(
                     config.web.session_idle_minutes * 60,
                 )),
@@ -577,7 +585,7 @@ impl App {
         // --- local rooms (issue 3): started last, stopped first.
         let realtime_addr = rooms
             .as_ref()
-            .and_then(|r| r.local_addr())
+            .and_then(super::room::Bound::local_addr)
             .map(|a| a.to_string());
         // === discovery (issue 13): built while the rooms' address is known, spawned
         // after them so it stops first (a goodbye before the rooms close).
@@ -661,7 +669,7 @@ async fn follow_state(hub: StatusHub, token: CancellationToken) {
             last = Some(state);
         }
         tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
         }
     }

@@ -72,7 +72,7 @@ impl Supervisor {
                         operation = "supervisor.stop",
                         task = task.name,
                         "task stopped"
-                    )
+                    );
                 }
                 Ok(Err(e)) => tracing::error!(
                     operation = "supervisor.stop",

@@ -29,7 +29,7 @@ pub fn run(args: &DiscoverArgs) -> i32 {
     } else {
         write_table(&mut out, &found)
     };
-    match written.and_then(|_| out.flush()) {
+    match written.and_then(|()| out.flush()) {
         Ok(()) => exit::OK,
         Err(e) => super::output::write_failed("discover", &e),
     }

@@ -107,8 +107,8 @@ async fn identify(cfg: &StatusLed, state_dir: &Path, seconds: u64, stop: &mut In
                 let _ = rx.wait_for(|v| v.state != DeviceState::Identify).await;
             };
             tokio::select! {
-                _ = done => {}
-                _ = stop.wait() => {}
+                () = done => {}
+                () = stop.wait() => {}
             }
             direct.close().await;
             exit::OK
@@ -149,8 +149,8 @@ async fn test(cfg: &StatusLed, state_dir: &Path, stop: &mut Interrupt) -> i32 {
         }
         // Pacing for a person watching the box: the LED shows this step meanwhile.
         tokio::select! {
-            _ = tokio::time::sleep(step) => {}
-            _ = stop.wait() => break,
+            () = tokio::time::sleep(step) => {}
+            () = stop.wait() => break,
         }
     }
     target.close().await;

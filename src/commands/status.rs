@@ -54,13 +54,13 @@ fn host(ip: &std::net::IpAddr) -> String {
     match ip {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        ip => ip.to_string(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
 /// A few lines a person can read at the box.
 pub fn summary(v: &Value) -> String {
-    let s = |p: &str| v.pointer(p).map(plain).unwrap_or_else(|| "-".to_owned());
+    let s = |p: &str| v.pointer(p).map_or_else(|| "-".to_owned(), plain);
     let mut out = String::new();
     out.push_str(&format!("state:    {}\n", s("/state")));
     out.push_str(&format!(
@@ -83,7 +83,7 @@ pub fn summary(v: &Value) -> String {
     ));
     out.push_str(&format!("memory:   {} bytes RSS\n", s("/memory/rss_bytes")));
     if let Some(led) = v.get("led") {
-        let l = |k: &str| led.get(k).map(plain).unwrap_or_else(|| "-".to_owned());
+        let l = |k: &str| led.get(k).map_or_else(|| "-".to_owned(), plain);
         out.push_str(&format!(
             "led:      {} ({}, {}) on {}: {}\n",
             l("state"),
@@ -98,7 +98,7 @@ pub fn summary(v: &Value) -> String {
     }
     for section in ["rooms", "upstream", "pairing"] {
         if let Some(sec) = v.get(section) {
-            out.push_str(&format!("{section}: {}\n", sec));
+            out.push_str(&format!("{section}: {sec}\n"));
         }
     }
     out

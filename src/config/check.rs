@@ -44,13 +44,13 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     )?;
     range(
         "realtime.snapshots.max_updates",
-        r.snapshots.max_updates as u64,
+        u64::from(r.snapshots.max_updates),
         1..=100_000,
     )?;
     let rl = &r.rate_limiting;
     range(
         "realtime.rate_limiting.messages_per_second",
-        rl.messages_per_second as u64,
+        u64::from(rl.messages_per_second),
         1..=10_000,
     )?;
     range(
@@ -221,7 +221,7 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     )?;
     range(
         "upstream.frames_per_second",
-        u.frames_per_second as u64,
+        u64::from(u.frames_per_second),
         1..=10,
     )?;
     range(

@@ -318,7 +318,7 @@ fn merge(
         };
         match (into.get_mut(&key), value) {
             (Some(Value::Table(dst)), Value::Table(src)) => {
-                merge(dst, src, &path, source, provenance)
+                merge(dst, src, &path, source, provenance);
             }
             (_, value) => {
                 provenance.insert(path, source.clone());

@@ -87,11 +87,11 @@ impl Bound {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
             let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             let stream = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok((s, _)) => s,
                     Err(e) => {

@@ -129,7 +129,7 @@ impl Advertiser {
                 }
             }
             tokio::select! {
-                _ = token.cancelled() => break,
+                () = token.cancelled() => break,
                 r = rx.changed() => if r.is_err() { break },
                 Some(ev) = next_event(events.as_ref()) => {
                     if let DaemonEvent::Announce(instance, _) = &ev {
@@ -176,7 +176,7 @@ fn log_event(ev: DaemonEvent) {
             "another responder on the LAN holds this name; advertised under a new one"
         ),
         DaemonEvent::Error(e) => {
-            tracing::warn!(operation = "discovery", error = %e, "mDNS responder error")
+            tracing::warn!(operation = "discovery", error = %e, "mDNS responder error");
         }
         other => tracing::trace!(operation = "discovery", event = ?other, "mDNS event"),
     }

@@ -72,10 +72,13 @@ pub fn watch(
                     .iter()
                     .map(|p| (p.key().to_owned(), p.val_str().to_owned()))
                     .collect();
-                let addresses: BTreeSet<IpAddr> =
-                    r.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
+                let addresses: BTreeSet<IpAddr> = r
+                    .get_addresses()
+                    .iter()
+                    .map(mdns_sd::ScopedIp::to_ip_addr)
+                    .collect();
                 let mut addresses: Vec<IpAddr> = addresses.into_iter().collect();
-                addresses.sort_by_key(|a| a.is_ipv6());
+                addresses.sort_by_key(std::net::IpAddr::is_ipv6);
                 let box_ = Found {
                     seen: txt::read(r.get_fullname(), props),
                     addresses,

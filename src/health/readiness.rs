@@ -27,10 +27,10 @@ impl Readiness {
 
     /// The reasons not to be ready; empty when ready.
     pub fn reasons(&self) -> Vec<String> {
-        self.blockers
-            .lock()
-            .map(|b| b.iter().map(|(k, v)| format!("{k}: {v}")).collect())
-            .unwrap_or_else(|_| vec!["readiness state poisoned".to_owned()])
+        self.blockers.lock().map_or_else(
+            |_| vec!["readiness state poisoned".to_owned()],
+            |b| b.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+        )
     }
 
     /// Whether nothing blocks readiness.

@@ -44,11 +44,11 @@ impl Bound {
         tracing::info!(operation = "health.serve", addr = %self.addr, "health endpoint listening");
         loop {
             let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok(s) => s,
                     Err(e) => {
@@ -76,7 +76,7 @@ impl Bound {
                     r = conn.as_mut() => if let Err(e) = r {
                         tracing::debug!(operation = "health.conn", peer = %peer, error = %e, "connection ended with an error");
                     },
-                    _ = shutdown.cancelled() => {
+                    () = shutdown.cancelled() => {
                         conn.as_mut().graceful_shutdown();
                         let _ = conn.as_mut().await;
                     }

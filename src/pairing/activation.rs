@@ -97,7 +97,10 @@ impl ActivationMonitor {
     }
 
     fn publish(&self, a: Activation) {
-        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = a;
+        *self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = a;
         self.hub
             .update(|f| f.not_activated = a == Activation::Expired);
     }
@@ -109,7 +112,7 @@ impl ActivationMonitor {
         loop {
             self.check();
             tokio::select! {
-                _ = token.cancelled() => return,
+                () = token.cancelled() => return,
                 r = creds.changed() => if r.is_err() { return },
                 r = facts.changed() => if r.is_err() { return },
             }

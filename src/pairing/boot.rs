@@ -157,7 +157,7 @@ impl BootPairing {
         for attempt in 1u32.. {
             self.boot("pairing", None, attempt);
             let result = tokio::select! {
-                _ = token.cancelled() => return,
+                () = token.cancelled() => return,
                 r = register::pair(req, &self.settings) => r,
             };
             let err = match result {
@@ -209,8 +209,8 @@ impl BootPairing {
             ));
             self.report.set_boot(b);
             tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
                 r = creds_rx.changed() => {
                     if r.is_err() {
                         // The store is gone (shutting down): just wait out the delay.

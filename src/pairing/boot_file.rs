@@ -101,8 +101,7 @@ pub fn fingerprint(uuid: &str, code: &str) -> String {
 /// Whether this fingerprint was spent before.
 pub fn was_used(state_dir: &Path, fp: &str) -> bool {
     std::fs::read_to_string(state_dir.join(USED_FILE))
-        .map(|t| t.lines().any(|l| l.trim() == fp))
-        .unwrap_or(false)
+        .is_ok_and(|t| t.lines().any(|l| l.trim() == fp))
 }
 
 /// Records a spent fingerprint, keeping the newest [`USED_KEEP`].

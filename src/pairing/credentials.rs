@@ -174,11 +174,11 @@ impl CredentialStore {
     pub fn reload(&self) -> Result<Option<Credentials>, Error> {
         let now = load(&self.path)?;
         self.tx.send_if_modified(|cur| {
-            if *cur != now {
+            if *cur == now {
+                false
+            } else {
                 *cur = now.clone();
                 true
-            } else {
-                false
             }
         });
         Ok(now)

@@ -45,14 +45,20 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, d: Duration) {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *g += d;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -131,7 +137,7 @@ impl ExpiryMonitor {
         let creds = self.creds.current();
         let now = self.clock.now();
         let (state, left) = assess(creds.as_ref(), now, self.warn);
-        let expires_at = creds.as_ref().map(|c| c.expires_at.as_str()).unwrap_or("");
+        let expires_at = creds.as_ref().map_or("", |c| c.expires_at.as_str());
         let warning = match state {
             TokenState::Expiring => Some(format!(
                 "The CivicPress token expires in {} h ({expires_at}); ask the operator for a fresh enrollment code and run `bbedge pair` before then.",
@@ -168,7 +174,10 @@ impl ExpiryMonitor {
     }
 
     fn log_due(&self, state: TokenState, now: OffsetDateTime) -> bool {
-        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self
+            .last_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let due = match *last {
             Some((s, at)) => s != state || now - at >= LOG_EVERY,
             None => true,
@@ -185,12 +194,12 @@ impl ExpiryMonitor {
         loop {
             self.check_now();
             tokio::select! {
-                _ = token.cancelled() => return,
+                () = token.cancelled() => return,
                 r = rx.changed() => {
                     if r.is_err() { return }
                     // New credentials: warnings start over; a success clears the error
                     // (not a registration central answered with a refused device).
-                    *self.last_log.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    *self.last_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                     let accepted = rx
                         .borrow_and_update()
                         .as_ref()
@@ -199,7 +208,7 @@ impl ExpiryMonitor {
                         self.report.clear_error();
                     }
                 }
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                () = tokio::time::sleep(CHECK_EVERY) => {}
             }
         }
     }

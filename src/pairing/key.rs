@@ -101,8 +101,7 @@ pub fn public_key_pem(key: &SigningKey) -> String {
 fn aside_name(path: &Path) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_secs());
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".unreadable-{secs}"));
     PathBuf::from(name)

@@ -11,7 +11,8 @@ use super::CredentialStore;
 use crate::app::{Paths, Supervisor};
 use crate::config::Config;
 use crate::control::{ControlError, Handlers};
-use crate::health::{metrics::Metrics, StatusBoard};
+use crate::health::metrics::{Metrics, OptionalGauge};
+use crate::health::StatusBoard;
 use crate::signal::StatusHub;
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{json, Value};
@@ -111,15 +112,19 @@ impl Service {
         };
         board.register("pairing", Box::new(move || status::section(&view)));
 
-        let seconds = Gauge::<i64>::default();
         let expiring = Gauge::<i64>::default();
         let paired = Gauge::<i64>::default();
+        let (creds, clock) = (self.creds.clone(), self.clock.clone());
         let reg = metrics.registry();
-        reg.register(
-            "token_expiry_seconds",
-            "Seconds until the CivicPress device token expires (negative once expired; 0 when unpaired)",
-            seconds.clone(),
-        );
+        reg.register_collector(Box::new(OptionalGauge::new(
+            "token_expiry_timestamp_seconds",
+            "When the CivicPress device token expires, Unix seconds (no sample while unpaired or unreadable)",
+            Box::new(move || {
+                let now = clock.now();
+                let (_, left) = assess(creds.current().as_ref(), now, Duration::ZERO);
+                left.map(|s| now.unix_timestamp().saturating_add(s))
+            }),
+        )));
         reg.register(
             "token_expiring",
             "1 from [upstream] token_warn_hours before the token expires, and after",
@@ -129,10 +134,12 @@ impl Service {
         let (creds, clock, warn) = (self.creds.clone(), self.clock.clone(), self.warn);
         metrics.on_scrape(Box::new(move || {
             let current = creds.current();
-            let (state, left) = assess(current.as_ref(), clock.now(), warn);
-            seconds.set(left.unwrap_or(0));
-            expiring.set(matches!(state, TokenState::Expiring | TokenState::Expired) as i64);
-            paired.set(current.is_some() as i64);
+            let (state, _) = assess(current.as_ref(), clock.now(), warn);
+            expiring.set(i64::from(matches!(
+                state,
+                TokenState::Expiring | TokenState::Expired
+            )));
+            paired.set(i64::from(current.is_some()));
         }));
 
         let report = self.report.clone();

@@ -66,7 +66,10 @@ pub struct Report(Arc<Mutex<Inner>>);
 impl Report {
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         // A panic elsewhere while holding the lock leaves plain data: keep using it.
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut g)
     }
 
@@ -140,7 +143,10 @@ pub fn section(v: &View) -> Value {
     let current = v.creds.current();
     let now = v.clock.now();
     let (state, left) = assess(current.as_ref(), now, v.warn);
-    let activation = *v.activation.lock().unwrap_or_else(|p| p.into_inner());
+    let activation = *v
+        .activation
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let facts = v.hub.facts();
     let token = current.as_ref().map(|c| {
         json!({

@@ -354,7 +354,7 @@ mod tests {
     /// new (typed parse + semantic checks). `cargo test --lib parse_cost -- --ignored
     /// --nocapture`; meaningful in an optimised build only.
     #[test]
-    #[ignore]
+    #[ignore = "a measurement, not a test: run by hand in an optimised build"]
     fn parse_cost_of_a_status_frame() {
         let text = r#"{"type":"status","id":"3f1c","timestamp":"2026-06-20T19:00:30.000Z","payload":{"state":"recording","session_id":"s-1","health":{"cpu":12.5,"temp_c":51,"disk_free_mb":20480,"network_connected":true},"sources":{"video":["hdmi0"],"audio":["usb1","line"]},"capabilities":{"preview":true}}}"#;
         const N: u32 = 2_000;

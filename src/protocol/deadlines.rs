@@ -32,8 +32,10 @@ fn row(action: &str) -> (Duration, Duration) {
     TABLE
         .iter()
         .find(|(actions, _, _)| actions.is_empty() || actions.contains(&action))
-        .map(|(_, central, margin)| (*central, *margin))
-        .unwrap_or((Duration::from_secs(5), Duration::from_millis(1500)))
+        .map_or(
+            (Duration::from_secs(5), Duration::from_millis(1500)),
+            |(_, central, margin)| (*central, *margin),
+        )
 }
 
 /// Central's ack deadline for `action`: after it central answers the operator 504.

@@ -17,7 +17,7 @@ pub fn now_rfc3339() -> String {
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let ms = t.millisecond();
-    let t = t.replace_nanosecond(ms as u32 * 1_000_000).unwrap_or(t);
+    let t = t.replace_nanosecond(u32::from(ms) * 1_000_000).unwrap_or(t);
     // Rfc3339 prints fractional seconds only as needed; force exactly three digits.
     let base = t
         .replace_nanosecond(0)

@@ -74,7 +74,7 @@ pub async fn serve<S>(
         Ok(Some(r)) if ty.authorise(&id, &r).is_ok() => r,
         Ok(r) => {
             refuse(reason::AUTH);
-            tracing::info!(operation = "room.auth", peer = %peer, room = %id, token_id = r.as_ref().map(|r| r.id.as_str()).unwrap_or("unknown"), "connection refused: token unknown, revoked or for another room");
+            tracing::info!(operation = "room.auth", peer = %peer, room = %id, token_id = r.as_ref().map_or("unknown", |r| r.id.as_str()), "connection refused: token unknown, revoked or for another room");
             let why = frames::close_reason(RealtimeCode::PermissionDenied, &[]);
             return farewell(&mut ws, Some(frames::auth_failed()), Some(4003), &why).await;
         }
@@ -158,14 +158,14 @@ pub async fn serve<S>(
     let gauge = svc.stats.role(role);
     gauge.inc();
     let span = tracing::info_span!("client", room = %room_id, client = %me.id, role);
-    let _e = span.enter();
+    let entered = span.enter();
     tracing::info!(operation = "room.join", peer = %peer, token_id = %record.id, "client joined");
     svc.bus.publish(HookEvent::ClientConnected {
         room: room_id.clone(),
         client: me.id.clone(),
         role: role.to_owned(),
     });
-    drop(_e);
+    drop(entered);
 
     let last_seen = AtomicU64::new(0);
     let started = Instant::now();
@@ -194,8 +194,8 @@ pub async fn serve<S>(
         svc.rooms.schedule_cleanup(&room);
     }
     gauge.dec();
-    let why = out.farewell().map(|f| f.why).unwrap_or("closed");
-    let _e = span.enter();
+    let why = out.farewell().map_or("closed", |f| f.why);
+    let entered = span.enter();
     tracing::info!(operation = "room.leave", reason = why, "client left");
     svc.bus.publish(HookEvent::ClientDisconnected {
         room: room_id,
@@ -203,7 +203,7 @@ pub async fn serve<S>(
         role: role.to_owned(),
         reason: why.to_owned(),
     });
-    drop(_e);
+    drop(entered);
     if let Some(mut ws) = ws {
         linger(ws.get_mut()).await;
     }
@@ -235,20 +235,17 @@ impl Handler for RoomFrames<'_> {
     async fn data(&mut self, msg: Message) -> bool {
         let (svc, out) = (self.svc, &self.me.out);
         svc.stats.frames_in.inc();
-        let text = match msg {
-            Message::Text(t) => t,
-            _ => {
-                if !self.bucket.take() {
-                    rate_limited(svc, out);
-                    return false;
-                }
-                self.refuse(
-                    RealtimeCode::InvalidFrame,
-                    "Binary frames are not accepted",
-                    reason::BINARY,
-                );
-                return true;
+        let Message::Text(text) = msg else {
+            if !self.bucket.take() {
+                rate_limited(svc, out);
+                return false;
             }
+            self.refuse(
+                RealtimeCode::InvalidFrame,
+                "Binary frames are not accepted",
+                reason::BINARY,
+            );
+            return true;
         };
         // The one parse: typed, checked, and kept with its text for relaying.
         let parsed = match Inbound::parse(text) {
@@ -317,8 +314,8 @@ struct Bucket {
 impl Bucket {
     fn new(per_second: u32) -> Self {
         Self {
-            tokens: per_second as f64,
-            rate: per_second as f64,
+            tokens: f64::from(per_second),
+            rate: f64::from(per_second),
             last: Instant::now(),
         }
     }

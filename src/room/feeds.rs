@@ -15,7 +15,7 @@ pub(super) async fn upstream_commands(
 ) {
     loop {
         let cmd = tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             c = rx.recv() => match c { Some(c) => c, None => return },
         };
         match svc.rooms.get(&svc.device_id.room_id()) {
@@ -38,7 +38,7 @@ pub(super) async fn upstream_previews(
     let mut dropped: u64 = 0;
     loop {
         let frame = tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             f = rx.recv() => match f { Some(f) => f, None => return },
         };
         let delivered = svc.rooms.get(&svc.device_id.room_id()).is_some_and(|room| {
@@ -83,7 +83,7 @@ pub(super) async fn follow_pairing(
             }
         }
         tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
         }
     }

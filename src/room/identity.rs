@@ -42,7 +42,10 @@ impl DeviceId {
     }
 
     fn read<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {
-        f(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+        f(&self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// The current UUID.
@@ -67,7 +70,10 @@ impl DeviceId {
 
     /// Moves to `id`; returns the previous UUID if it changed.
     pub fn set(&self, id: &str) -> Option<String> {
-        let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut g = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if g.current == id {
             return None;
         }
@@ -81,7 +87,10 @@ impl DeviceId {
 
     /// Records a provisional UUID used before this process started.
     pub fn add_former(&self, id: &str) {
-        let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut g = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if g.current != id && !g.former.iter().any(|f| f == id) {
             g.former.push(id.to_owned());
         }

@@ -214,7 +214,10 @@ impl Limits {
 
     /// Remembers `ip` as an agent's or operator's (see [`TRUSTED_ADDRESSES`]).
     pub fn trust(&self, ip: IpAddr) {
-        let mut t = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self
+            .trusted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         t.retain(|a| *a != ip);
         if t.len() >= TRUSTED_ADDRESSES {
             t.pop_back();
@@ -225,7 +228,7 @@ impl Limits {
     fn is_trusted(&self, ip: &IpAddr) -> bool {
         self.trusted
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains(ip)
     }
 

@@ -109,7 +109,9 @@ impl Room {
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic under the lock leaves the room usable: its data is plain values.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `f` with a context, then counts the changes it made.

@@ -216,10 +216,9 @@ impl Bound {
         self.svc.clone()
     }
 
-    /// Registers the metrics and a scrape hook that refreshes queue depths and the
-    /// snapshot age.
+    /// Registers the metrics and a scrape hook that refreshes queue depths.
     pub fn register_metrics(&self, metrics: &mut crate::health::metrics::Metrics) {
-        self.svc.stats.register(metrics.registry());
+        self.svc.stats.register(metrics);
         let svc = self.svc.clone();
         metrics.on_scrape(Box::new(move || {
             let (f, b) = svc.rooms.all().iter().fold((0, 0), |(f, b), r| {
@@ -228,7 +227,6 @@ impl Bound {
             });
             svc.stats.queue_frames.set(f as i64);
             svc.stats.queue_bytes.set(b as i64);
-            svc.stats.refresh_age();
         }));
     }
 
@@ -281,7 +279,6 @@ impl Service {
             })
             .collect();
         let s = &self.stats;
-        s.refresh_age();
         let drops: serde_json::Map<String, serde_json::Value> = stats::reason::ALL
             .iter()
             .map(|r| ((*r).to_owned(), json!(s.drops_of(r))))
@@ -299,7 +296,7 @@ impl Service {
             "rate_limit_hits": s.rate_limit_hits.get(),
             "drops": drops,
             "snapshots": s.snapshots.get(),
-            "snapshot_age_seconds": s.snapshot_age.get(),
+            "snapshot_age_seconds": s.snapshot_age_seconds(),
         })
     }
 
@@ -335,9 +332,9 @@ async fn snapshot_timer(svc: Arc<Service>, token: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             _ = tick.tick() => {}
-            _ = svc.rooms.snapshot_due.notified() => {}
+            () = svc.rooms.snapshot_due.notified() => {}
         }
         svc.rooms.save(&svc.rooms.all(), false).await;
     }

@@ -126,7 +126,9 @@ impl std::fmt::Debug for Presence {
 impl Presence {
     fn lock(&self) -> std::sync::MutexGuard<'_, Net> {
         // Plain values: usable after a panic elsewhere.
-        self.net.lock().unwrap_or_else(|e| e.into_inner())
+        self.net
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `ev` joined, after the client's `after` queued frames.
@@ -246,7 +248,7 @@ impl Presence {
 
     /// Resolves once a change was added since the last call returned.
     pub async fn changed(&self) {
-        self.changed.notified().await
+        self.changed.notified().await;
     }
 }
 

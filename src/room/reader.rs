@@ -48,7 +48,7 @@ pub(super) async fn read<St, H>(
     loop {
         let msg = tokio::select! {
             biased;
-            _ = out.closing().cancelled() => break,
+            () = out.closing().cancelled() => break,
             m = stream.next() => m,
         };
         let msg = match msg {

@@ -82,7 +82,9 @@ impl Rooms {
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Room>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Joins `p` to room `<kind>:<id>`, creating (and restoring) it if needed. `Err`:
@@ -132,7 +134,7 @@ impl Rooms {
             Ok(None) => {}
             Ok(Some(s)) => match logic.restore(&s.data) {
                 Ok(()) => {
-                    tracing::info!(operation = "room.restore", room = %room_id, saved_at_ms = s.saved_at_ms, "room restored from its snapshot")
+                    tracing::info!(operation = "room.restore", room = %room_id, saved_at_ms = s.saved_at_ms, "room restored from its snapshot");
                 }
                 Err(e) => self.corrupt(room_id, &e),
             },
@@ -180,8 +182,8 @@ impl Rooms {
         let room = room.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = rooms.stopped.cancelled() => return,
-                _ = tokio::time::sleep(rooms.cleanup_timeout) => {}
+                () = rooms.stopped.cancelled() => return,
+                () = tokio::time::sleep(rooms.cleanup_timeout) => {}
             }
             let removed = {
                 let mut map = rooms.map();
@@ -230,7 +232,7 @@ impl Rooms {
                     batch.insert(room.id.as_bytes(), bytes);
                 }
                 Err(e) => {
-                    tracing::warn!(operation = "room.snapshot", room = %room.id, error = %e, "cannot encode snapshot")
+                    tracing::warn!(operation = "room.snapshot", room = %room.id, error = %e, "cannot encode snapshot");
                 }
             }
         }
@@ -290,9 +292,9 @@ impl Rooms {
                 let written = self
                     .store
                     .put(Tree::Snapshots, new_id.as_bytes(), &stored)
-                    .and_then(|_| self.store.remove(Tree::Snapshots, old_id.as_bytes()));
+                    .and_then(|()| self.store.remove(Tree::Snapshots, old_id.as_bytes()));
                 let flushed = match written {
-                    Ok(_) => self.store.flush().await.map(|_| ()),
+                    Ok(()) => self.store.flush().await.map(|_| ()),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = flushed {
@@ -336,11 +338,11 @@ pub async fn move_stored_snapshot(store: &Store, old_id: &str, new_id: &str) {
     };
     match moved {
         Ok(true) => {
-            tracing::info!(operation = "room.snapshot", from = %old_id, to = %new_id, "room snapshot carried over to the paired UUID")
+            tracing::info!(operation = "room.snapshot", from = %old_id, to = %new_id, "room snapshot carried over to the paired UUID");
         }
         Ok(false) => {}
         Err(e) => {
-            tracing::warn!(operation = "room.snapshot", room = %new_id, error = %e, "cannot carry the room snapshot over")
+            tracing::warn!(operation = "room.snapshot", room = %new_id, error = %e, "cannot carry the room snapshot over");
         }
     }
 }

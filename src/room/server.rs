@@ -48,7 +48,7 @@ pub async fn accept_loop(
     let mut refused = RefusalLog::default();
     loop {
         let accepted = tokio::select! {
-            _ = token.cancelled() => break,
+            () = token.cancelled() => break,
             a = listener.accept() => a,
         };
         let (tcp, peer) = match accepted {
@@ -151,13 +151,13 @@ async fn connection(
         Some(acceptor) => {
             let start = tokio::time::Instant::now();
             let tls = tokio::select! {
-                _ = token.cancelled() => return,
+                () = token.cancelled() => return,
                 r = tokio::time::timeout(deadline, acceptor.accept(tcp)) => r,
             };
             match tls {
                 Ok(Ok(stream)) => {
                     let left = deadline.saturating_sub(start.elapsed());
-                    upgrade(svc, stream, peer, slot, left, token).await
+                    upgrade(svc, stream, peer, slot, left, token).await;
                 }
                 Ok(Err(e)) => {
                     svc.stats.dropped(reason::HANDSHAKE);
@@ -186,7 +186,7 @@ async fn upgrade<S>(
     // Anything but a WebSocket upgrade is answered in HTTP here (tungstenite would
     // close it without a word); an upgrade goes on to tungstenite, bytes and all.
     let read = tokio::select! {
-        _ = token.cancelled() => return,
+        () = token.cancelled() => return,
         r = tokio::time::timeout(deadline, head::read(&mut stream)) => r,
     };
     let bytes = match read {
@@ -214,7 +214,7 @@ async fn upgrade<S>(
         let cb = handshake::callback(&svc.cfg.path, svc.cfg.echo, &mut up);
         let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(cfg));
         tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             r = tokio::time::timeout(deadline, accept) => r,
         }
     };

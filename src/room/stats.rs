@@ -1,15 +1,19 @@
 //! Counters and gauges of the local rooms, registered in the shared Prometheus registry
-//! and summarised in the `rooms` section of `/status`.
+//! (`bbedge_room_*`, and the room's samples of `bbedge_frames_total` and
+//! `bbedge_frames_dropped_total`) and summarised in the `rooms` section of `/status`.
 
+use crate::health::metrics::{CounterRows, Direction, Link, Metrics, OptionalGauge};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 type Label = [(&'static str, &'static str); 1];
 
-/// Why a frame or a connection was dropped (the `reason` label of `room_drops_total`).
+/// Why a frame or a connection was dropped: the `reason` label of
+/// `bbedge_frames_dropped_total{link="room"}` ([`FRAMES`]) or of
+/// `bbedge_room_connections_dropped_total` ([`CONNECTIONS`]).
 pub mod reason {
     /// A text frame that is not JSON.
     pub const NOT_JSON: &str = "not_json";
@@ -45,6 +49,28 @@ pub mod reason {
     pub const LATE_ACK: &str = "late_ack";
     /// An observer's preview frame from central that found no agent or a full queue.
     pub const PREVIEW: &str = "preview";
+    /// The reasons that drop one frame (the connection stays).
+    pub const FRAMES: [&str; 9] = [
+        NOT_JSON,
+        BINARY,
+        UNKNOWN_TYPE,
+        INVALID,
+        FORBIDDEN,
+        TOO_LARGE,
+        UPSTREAM_FULL,
+        LATE_ACK,
+        PREVIEW,
+    ];
+    /// The reasons that refuse or close a connection.
+    pub const CONNECTIONS: [&str; 7] = [
+        RATE_LIMITED,
+        SLOW_CONSUMER,
+        CONNECTION_LIMIT,
+        HANDSHAKE_LIMIT,
+        AUTH,
+        HANDSHAKE,
+        IDLE_TIMEOUT,
+    ];
     /// Every reason, for `/status`.
     pub const ALL: [&str; 16] = [
         NOT_JSON,
@@ -79,7 +105,8 @@ pub struct Stats {
     pub frames_out: Counter,
     /// Drops by reason (see [`reason`]).
     pub drops: Family<Label, Counter>,
-    /// Connections closed for going over `messages_per_second`.
+    /// Connections closed for going over `messages_per_second` (`/status` only: on
+    /// `/metrics` it is `bbedge_room_connections_dropped_total{reason="rate_limited"}`).
     pub rate_limit_hits: Counter,
     /// `room_state` frames trimmed to fit a joiner's send queue (they carry
     /// `"truncated":true`).
@@ -92,8 +119,6 @@ pub struct Stats {
     pub snapshots: Counter,
     /// Snapshots skipped at start or at room creation because they did not decode.
     pub snapshots_corrupt: Counter,
-    /// Seconds since the last snapshot (set at scrape; -1 before the first).
-    pub snapshot_age: Gauge,
     /// Unix ms of the last snapshot, 0 before the first.
     pub last_snapshot_ms: AtomicI64,
 }
@@ -114,35 +139,44 @@ impl Stats {
         self.connections.get_or_create(&[("role", role)]).clone()
     }
 
-    /// Registers every metric under `room_*`.
-    pub fn register(&self, reg: &mut Registry) {
-        let r = reg.sub_registry_with_prefix("room");
+    /// Seconds since the last snapshot, -1 before the first (for `/status`).
+    pub fn snapshot_age_seconds(&self) -> i64 {
+        match self.last_snapshot_ms.load(Ordering::Relaxed) {
+            0 => -1,
+            last => (crate::protocol::now_ms() - last).max(0) / 1000,
+        }
+    }
+
+    /// Registers the room metrics: `bbedge_room_*`, and the room's samples of
+    /// `bbedge_frames_total` and `bbedge_frames_dropped_total` (`link="room"`).
+    pub fn register(self: &Arc<Self>, metrics: &mut Metrics) {
+        for (direction, counter) in [
+            (Direction::In, self.frames_in.clone()),
+            (Direction::Out, self.frames_out.clone()),
+        ] {
+            metrics.frames(Link::Room, direction, Box::new(move || counter.get()));
+        }
+        for why in reason::FRAMES {
+            let me = self.clone();
+            metrics.frames_dropped(Link::Room, why, Box::new(move || me.drops_of(why)));
+        }
+        let closed = CounterRows::new(
+            "connections_dropped",
+            "Connections refused or closed by bbedge, by reason",
+        );
+        for why in reason::CONNECTIONS {
+            let me = self.clone();
+            closed.add(vec![("reason", why)], Box::new(move || me.drops_of(why)));
+        }
+        let me = self.clone();
+        let r = metrics.registry().sub_registry_with_prefix("room");
         r.register("rooms", "Rooms held in memory", self.rooms.clone());
         r.register(
             "connections",
             "Joined connections by role",
             self.connections.clone(),
         );
-        r.register(
-            "frames_in",
-            "Frames received from clients",
-            self.frames_in.clone(),
-        );
-        r.register(
-            "frames_out",
-            "Frames written to clients",
-            self.frames_out.clone(),
-        );
-        r.register(
-            "drops",
-            "Frames and connections dropped, by reason",
-            self.drops.clone(),
-        );
-        r.register(
-            "rate_limit_hits",
-            "Connections closed for exceeding messages_per_second",
-            self.rate_limit_hits.clone(),
-        );
+        r.register_collector(Box::new(closed));
         r.register(
             "state_trimmed",
             "room_state frames trimmed to fit a joiner's send queue",
@@ -168,21 +202,13 @@ impl Stats {
             "Room snapshots skipped because they did not decode",
             self.snapshots_corrupt.clone(),
         );
-        r.register(
-            "snapshot_age_seconds",
-            "Seconds since the last snapshot, -1 before the first",
-            self.snapshot_age.clone(),
-        );
-    }
-
-    /// Refreshes the snapshot age gauge.
-    pub fn refresh_age(&self) {
-        let last = self.last_snapshot_ms.load(Ordering::Relaxed);
-        let age = if last == 0 {
-            -1
-        } else {
-            (crate::protocol::now_ms() - last).max(0) / 1000
-        };
-        self.snapshot_age.set(age);
+        r.register_collector(Box::new(OptionalGauge::new(
+            "last_snapshot_timestamp_seconds",
+            "Unix time of the last room snapshot written (no sample before the first)",
+            Box::new(move || {
+                let ms = me.last_snapshot_ms.load(Ordering::Relaxed);
+                (ms > 0).then_some(ms / 1000)
+            }),
+        )));
     }
 }

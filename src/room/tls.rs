@@ -62,7 +62,7 @@ pub fn acceptor(
         (PathBuf::from(&tls.cert_path), PathBuf::from(&tls.key_path))
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-        .and_then(|i| i.collect::<Result<_, _>>())
+        .and_then(std::iter::Iterator::collect::<Result<_, _>>)
         .map_err(|e| TlsError::Pem {
             what: "certificate",
             path: cert.clone(),

@@ -9,7 +9,11 @@ impl Room {
     /// `{id, participants: [{id, role, label}…], state}`.
     pub fn view(&self) -> Value {
         let g = self.lock();
-        let participants: Vec<Value> = g.participants.iter().map(|p| p.describe()).collect();
+        let participants: Vec<Value> = g
+            .participants
+            .iter()
+            .map(super::registry::Participant::describe)
+            .collect();
         json!({
             "id": self.id,
             "participants": participants,

@@ -46,7 +46,7 @@ pub(super) async fn write<Si>(
     loop {
         let step = tokio::select! {
             biased;
-            _ = out.closing().cancelled() => break,
+            () = out.closing().cancelled() => break,
             m = inbox.rx.recv() => {
                 let Some(first) = m else { break };
                 let batch = async {
@@ -69,7 +69,7 @@ pub(super) async fn write<Si>(
                 };
                 unless_closing(out, batch).await
             }
-            _ = presence.changed() => {
+            () = presence.changed() => {
                 let batch = async {
                     feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
@@ -118,7 +118,7 @@ async fn unless_closing(
 ) -> Step {
     tokio::select! {
         biased;
-        _ = out.closing().cancelled() => Step::Closing,
+        () = out.closing().cancelled() => Step::Closing,
         r = write => if r.is_ok() { Step::Written } else { Step::Failed },
     }
 }
@@ -193,7 +193,7 @@ where
         loop {
             let m = tokio::select! {
                 biased;
-                _ = out.closing().cancelled() => break,
+                () = out.closing().cancelled() => break,
                 m = rx.recv() => m,
             };
             let Some(m) = m else { break };
@@ -228,7 +228,7 @@ impl Handler for Echoes<'_> {
         self.svc.stats.frames_in.inc();
         tokio::select! {
             biased;
-            _ = self.out.closing().cancelled() => false,
+            () = self.out.closing().cancelled() => false,
             r = self.tx.send(msg) => r.is_ok(),
         }
     }

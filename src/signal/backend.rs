@@ -163,7 +163,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = choose(&cfg(dir.path(), "sysfs", "[]"), SimLed::new(), None);
         assert_eq!(c.led.kind(), "sim");
-        assert_eq!(c.warning.as_ref().map(|e| e.code()), Some("LED_NOT_FOUND"));
+        assert_eq!(
+            c.warning.as_ref().map(crate::error::ErrorCode::code),
+            Some("LED_NOT_FOUND")
+        );
         let c = choose(&cfg(dir.path(), "gpio", "[17]"), SimLed::new(), None);
         assert_eq!(c.led.kind(), "sim");
         assert!(c.warning.is_some(), "{}", c.reason);

@@ -110,9 +110,10 @@ fn timer(dir: &Path, inverted: bool, memo: Option<&Path>) -> Result<(), String> 
         std::fs::write(&path, value).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
     // An inverted LED is dark while the kernel says "on".
-    let (on, off) = match inverted {
-        false => (STOPPED.on_ms, STOPPED.off_ms),
-        true => (STOPPED.off_ms, STOPPED.on_ms),
+    let (on, off) = if inverted {
+        (STOPPED.off_ms, STOPPED.on_ms)
+    } else {
+        (STOPPED.on_ms, STOPPED.off_ms)
     };
     write("trigger", TIMER_TRIGGER)?;
     // The kernel creates delay_on/delay_off when the timer trigger is set.

@@ -116,12 +116,12 @@ impl LedTask {
         loop {
             tokio::select! {
                 biased;
-                _ = token.cancelled() => break,
-                _ = at(identify_until) => {
+                () = token.cancelled() => break,
+                () = at(identify_until) => {
                     identify_until = None;
                     self.hub.update(|f| f.identify = false);
                 }
-                _ = at(test.map(|t| t.1)) => test = None,
+                () = at(test.map(|t| t.1)) => test = None,
                 r = self.facts.changed() => if r.is_err() { break },
                 req = self.rx.recv() => match req {
                     Some(Request::Identify(d)) => {
@@ -132,7 +132,7 @@ impl LedTask {
                     Some(Request::Show(state, d)) => test = Some((state, Instant::now() + d)),
                     None => {}
                 },
-                _ = at(blink.next_edge()) => {
+                () = at(blink.next_edge()) => {
                     blink.advance();
                     self.drive(&blink);
                     continue;
@@ -210,8 +210,8 @@ impl LedTask {
             let until = self.since + self.shutdown_show;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(until) => break,
-                    _ = at(blink.next_edge()) => {
+                    () = tokio::time::sleep_until(until) => break,
+                    () = at(blink.next_edge()) => {
                         blink.advance();
                         self.drive(&blink);
                     }
@@ -225,7 +225,7 @@ impl LedTask {
                 "status LED given back"
             ),
             Err(e) => {
-                tracing::warn!(operation = "led.restore", code = e.code(), error = %e, "cannot give the status LED back")
+                tracing::warn!(operation = "led.restore", code = e.code(), error = %e, "cannot give the status LED back");
             }
         }
     }

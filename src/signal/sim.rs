@@ -85,7 +85,7 @@ impl SimLed {
 
     /// Whether the LED was given back (the shutdown path ran).
     pub fn restored(&self) -> bool {
-        self.inner.lock().map(|i| i.restored).unwrap_or(false)
+        self.inner.lock().is_ok_and(|i| i.restored)
     }
 }
 

@@ -74,10 +74,10 @@ impl Backend for SysfsLed {
     }
 
     fn set(&mut self, out: Output) -> Result<(), Error> {
-        let value = if out.on != self.inverted {
-            self.max.as_str()
-        } else {
+        let value = if out.on == self.inverted {
             "0"
+        } else {
+            self.max.as_str()
         };
         write(&self.dir.join("brightness"), value)
     }

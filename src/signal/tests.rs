@@ -103,7 +103,10 @@ async fn every_state_blinks_its_documented_timings_exactly() {
         assert_eq!(r.hub.state(), state);
         let p = Pattern::of(state);
         // Two full cycles (3 s for solid), stopping 25 ms short of a step boundary.
-        let span = (p.cycle() * 2).max(Duration::from_secs(3)) - Duration::from_millis(25);
+        let span = (p.cycle() * 2)
+            .max(Duration::from_secs(3))
+            .checked_sub(Duration::from_millis(25))
+            .unwrap();
         sleep(span).await;
         let edges = r.led.sim().edges();
         let until = span.as_millis() as u64;

@@ -104,12 +104,10 @@ pub(crate) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, Error
 fn had_data(path: &Path) -> bool {
     path.join("conf").exists()
         || std::fs::metadata(path.join("db")).is_ok_and(|m| m.len() > 0)
-        || std::fs::read_dir(path)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("snap."))
-            })
-            .unwrap_or(false)
+        || std::fs::read_dir(path).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("snap."))
+        })
 }
 
 /// The child's side: opens the database and reads every tree to the end (sled loads
@@ -126,7 +124,7 @@ pub fn verify(path: &Path, cache_bytes: u64) -> Result<Summary, Error> {
     for name in db.tree_names() {
         let tree = db.open_tree(&name).map_err(Error::from_sled)?;
         sum.trees += 1;
-        for kv in tree.iter() {
+        for kv in &tree {
             let (k, v) = kv.map_err(Error::from_sled)?;
             sum.entries += 1;
             sum.bytes += (k.len() + v.len()) as u64;
@@ -281,8 +279,7 @@ fn judge(
     let reason = said
         .as_ref()
         .and_then(|v| v["error"].as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| tail(err));
+        .map_or_else(|| tail(err), str::to_owned);
     match (status.code(), status.signal()) {
         (Some(0), _) => Verdict::Sound,
         (Some(EXIT_CORRUPT), _) => Verdict::Corrupt(reason),

@@ -64,7 +64,7 @@ impl Error {
     /// Maps an I/O error, telling a full disk (or a file-size limit) apart.
     pub fn from_io(io: std::io::Error) -> Self {
         match io.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => Error::Full,
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => Error::Full,
             _ => Error::Io(io),
         }
     }

@@ -104,7 +104,10 @@ impl Keep {
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         // A panic while holding the lock cannot leave a half-made change in a map of
         // plain values, so a poisoned lock is used as is.
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
     }
 
@@ -133,7 +136,7 @@ impl Keep {
                 .or_default()
                 .insert(key.to_owned(), value);
             s.dirty = true;
-        })
+        });
     }
 
     /// Removes a value in memory.
@@ -154,7 +157,7 @@ impl Keep {
     pub fn mark_migrated(&self, what: &str) {
         self.with(|s| {
             s.dirty |= s.doc.migrated.insert(what.to_owned());
-        })
+        });
     }
 
     /// Whether a change is not on flash yet.

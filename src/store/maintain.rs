@@ -25,7 +25,7 @@ pub async fn run(
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             r = fault.changed() => {
                 if r.is_err() { return }
                 on_fault(*fault.borrow_and_update());
@@ -86,10 +86,17 @@ fn reopen(store: &Store) -> Result<(), Error> {
     let inner = &store.inner;
     // sled's file lock goes with the last handle: drop ours before opening again. The
     // lock is not held while opening (that may take the checker's whole timeout).
-    let old = inner.db.write().unwrap_or_else(|p| p.into_inner()).take();
+    let old = inner
+        .db
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     drop(old);
     let (db, quarantined) = open::open_db(&inner.path, inner.cache_bytes, inner.checker.as_ref())?;
-    *inner.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+    *inner
+        .db
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db);
     inner.health.reopened();
     if quarantined.is_some() {
         inner.health.quarantined();

@@ -115,7 +115,11 @@ impl Store {
 
     /// The current sled instance; [`Error::Reopening`] while [`maintain`] replaces it.
     fn db(&self) -> Result<sled::Db, Error> {
-        let guard = self.inner.db.read().unwrap_or_else(|p| p.into_inner());
+        let guard = self
+            .inner
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.clone().ok_or(Error::Reopening)
     }
 

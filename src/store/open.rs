@@ -120,7 +120,7 @@ pub(crate) fn open_db(
                 tighten(path);
                 return Ok((db, None));
             }
-            Err(Error::Corrupt(reason)) | Err(Error::Decode(reason)) => reason,
+            Err(Error::Corrupt(reason) | Error::Decode(reason)) => reason,
             Err(e) => return Err(e),
         },
     };
@@ -164,10 +164,10 @@ fn tighten(path: &Path) {
     match crate::fsutil::tighten_tree(path) {
         Ok(0) => {}
         Ok(n) => {
-            tracing::info!(operation = "store.open", path = %path.display(), changed = n, "made the database files private (0700/0600)")
+            tracing::info!(operation = "store.open", path = %path.display(), changed = n, "made the database files private (0700/0600)");
         }
         Err(e) => {
-            tracing::warn!(operation = "store.open", path = %path.display(), error = %e, "cannot make the database files private")
+            tracing::warn!(operation = "store.open", path = %path.display(), error = %e, "cannot make the database files private");
         }
     }
 }
@@ -188,8 +188,7 @@ fn ensure_writable(path: &Path) -> Result<(), Error> {
 pub(crate) fn aside_name(path: &Path, what: &str) -> PathBuf {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_secs());
     let mut n = 0u32;
     loop {
         let mut name = path.as_os_str().to_owned();

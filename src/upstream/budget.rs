@@ -45,8 +45,7 @@ impl Budget {
         }
         self.sent
             .front()
-            .map(|t| (*t + self.window).max(now))
-            .unwrap_or(now)
+            .map_or(now, |t| (*t + self.window).max(now))
     }
 
     /// Takes a slot at `now`; `false` (and counts a wait) when none is free.

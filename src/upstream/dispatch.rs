@@ -97,7 +97,7 @@ impl Upstream {
     ) -> Option<Why> {
         match frames::classify(text) {
             Inbound::Command { id, action, frame } => {
-                self.command(core, id, action, frame, generation)
+                self.command(core, id, action, frame, generation);
             }
             Inbound::ConnectionAck { .. } => tracing::debug!(
                 operation = "upstream.read",
@@ -193,7 +193,7 @@ impl Upstream {
 
 /// Unix milliseconds as `2026-06-20T19:00:00.000Z`.
 fn rfc3339_from_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format_rfc3339(t)
 }

@@ -268,8 +268,8 @@ mod tests {
             (r#"{"type":"command","id":"","action":"x"}"#, "malformed"),
             (r#"{"type":"status","payload":{}}"#, "ignored"),
             (r#"{"type":"control"}"#, "malformed"),
-            (r#"null"#, "malformed"),
-            (r#"[1,2]"#, "malformed"),
+            (r"null", "malformed"),
+            (r"[1,2]", "malformed"),
             ("\u{0}garbage", "malformed"),
             (
                 r#"{"type":"preview.answer","payload":{"sdp":"x"}}"#,

@@ -78,7 +78,7 @@ pub fn route(frame: Inbound) -> Route {
 pub async fn run(mut from_agent: mpsc::Receiver<Inbound>, me: Intake, token: CancellationToken) {
     loop {
         let frame = tokio::select! {
-            _ = token.cancelled() => return,
+            () = token.cancelled() => return,
             f = from_agent.recv() => match f { Some(f) => f, None => return },
         };
         match route(frame) {

@@ -185,7 +185,7 @@ impl Upstream {
             }
             let wake = tokio::time::Instant::from_std(wake);
             tokio::select! {
-                _ = token.cancelled() => return (Why::Shutdown, Some(1001)),
+                () = token.cancelled() => return (Why::Shutdown, Some(1001)),
                 Ok(()) = creds_rx.changed() => return (Why::Credentials, Some(1000)),
                 msg = ws.next() => match msg {
                     None => return (Why::Dropped, None),
@@ -201,7 +201,7 @@ impl Upstream {
                         return (why, Some(1000));
                     }
                     Some(Ok(Message::Pong(p))) => {
-                        let seq = <[u8; 8]>::try_from(p.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
+                        let seq = <[u8; 8]>::try_from(p.as_ref()).map_or(0, u64::from_be_bytes);
                         let done = core.on_pong(seq);
                         if !done.is_empty() {
                             self.outbox.remove(&done);
@@ -231,13 +231,13 @@ impl Upstream {
                     core.push(Urgent { kind, frame: v.to_string(), expires });
                 }
                 Ok(()) = agent_status.changed() => core.push(self.status_frame(creds)),
-                _ = self.outbox_grew.notified() => {}
-                _ = tokio::time::sleep_until(clean_at.unwrap_or(wake)), if clean_at.is_some() => {
+                () = self.outbox_grew.notified() => {}
+                () = tokio::time::sleep_until(clean_at.unwrap_or(wake)), if clean_at.is_some() => {
                     inc(&self.stats.clean_reconnects);
                     log_clean_reconnect(clean_reason);
                     return (Why::Voluntary, Some(1000));
                 }
-                _ = tokio::time::sleep_until(wake) => {}
+                () = tokio::time::sleep_until(wake) => {}
             }
         }
     }

@@ -124,7 +124,7 @@ impl std::fmt::Debug for Outbox {
 fn refusal(e: &Refused) -> store::Error {
     match e {
         Refused::Full => store::Error::Full,
-        other => store::Error::Io(std::io::Error::other(other.to_string())),
+        other @ Refused::Store(_) => store::Error::Io(std::io::Error::other(other.to_string())),
     }
 }
 
@@ -156,11 +156,11 @@ impl Outbox {
     pub fn open(store: Store, limits: Limits) -> Result<Self, store::Error> {
         let tree = store.tree(Tree::Outbox)?;
         let mut depth = Depth::default();
-        for item in tree.iter() {
+        for item in &tree {
             let (_, v) = item.map_err(store::Error::from_sled)?;
             depth.frames += 1;
             depth.bytes += v.len();
-            depth.manifests += is_manifest(&v) as usize;
+            depth.manifests += usize::from(is_manifest(&v));
         }
         let dir = store.path().to_owned();
         Ok(Self {
@@ -220,7 +220,7 @@ impl Outbox {
         self.with_depth(|d| {
             d.frames += 1;
             d.bytes += bytes.len();
-            d.manifests += (kind == Kind::Manifest) as usize;
+            d.manifests += usize::from(kind == Kind::Manifest);
         });
         match self.store.flush().await {
             Ok(_) => Ok(seq),
@@ -251,7 +251,7 @@ impl Outbox {
                     self.with_depth(|d| {
                         d.frames = d.frames.saturating_sub(1);
                         d.bytes = d.bytes.saturating_sub(v.len());
-                        d.manifests = d.manifests.saturating_sub(is_manifest(&v) as usize);
+                        d.manifests = d.manifests.saturating_sub(usize::from(is_manifest(&v)));
                         d.dropped_overflow += 1;
                     });
                     tracing::warn!(
@@ -311,7 +311,7 @@ impl Outbox {
                 self.with_depth(|d| {
                     d.frames = d.frames.saturating_sub(1);
                     d.bytes = d.bytes.saturating_sub(v.len());
-                    d.manifests = d.manifests.saturating_sub(is_manifest(&v) as usize);
+                    d.manifests = d.manifests.saturating_sub(usize::from(is_manifest(&v)));
                 });
             }
         }

@@ -105,14 +105,14 @@ impl Upstream {
                 self.link.wait(online::clock(), delay);
                 self.publish();
                 tokio::select! {
-                    _ = token.cancelled() => return,
+                    () = token.cancelled() => return,
                     r = creds_rx.changed() => {
                         if r.is_err() { return; }
                         delay = Duration::ZERO;
                         self.link.retry_now();
                         continue;
                     }
-                    _ = tokio::time::sleep(delay) => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
             }
             let expired = token::expired(
@@ -181,7 +181,7 @@ impl Upstream {
         let url = creds.room_url();
         self.stats.info(|i| i.url = Some(url.clone()));
         let dial = tokio::select! {
-            _ = token.cancelled() => return session::End::new(session::Why::Shutdown),
+            () = token.cancelled() => return session::End::new(session::Why::Shutdown),
             d = dialer.dial(&url, &creds.token) => d,
         };
         let ws = match dial {
@@ -190,10 +190,10 @@ impl Upstream {
                 self.link.failed(e.code(), now_ms());
                 match &e {
                     Error::Certificate { .. } | Error::Insecure { .. } | Error::BadUrl { .. } => {
-                        tracing::error!(operation = "upstream.connect", code = e.code(), url = %url, error = %e, "cannot connect to central")
+                        tracing::error!(operation = "upstream.connect", code = e.code(), url = %url, error = %e, "cannot connect to central");
                     }
                     _ => {
-                        tracing::info!(operation = "upstream.connect", code = e.code(), url = %url, error = %e, "cannot connect to central")
+                        tracing::info!(operation = "upstream.connect", code = e.code(), url = %url, error = %e, "cannot connect to central");
                     }
                 }
                 // A timeout gives up with TCP, TLS or the upgrade maybe still in
@@ -215,7 +215,7 @@ async fn wait_creds(
     token: &CancellationToken,
 ) -> bool {
     tokio::select! {
-        _ = token.cancelled() => true,
+        () = token.cancelled() => true,
         r = rx.changed() => r.is_err(),
     }
 }

@@ -43,7 +43,7 @@ impl Upstream {
             None
         } else {
             tokio::select! {
-                _ = token.cancelled() => return true,
+                () = token.cancelled() => return true,
                 o = prober.probe(&creds.server, &creds.token) => Some(o),
             }
         };
@@ -59,12 +59,12 @@ impl Upstream {
                     outcome: o.label(),
                     detail: o.detail(),
                     at: crate::protocol::now_rfc3339(),
-                })
+                });
             });
             stats::inc(&self.stats.probes[o.index()]);
         }
         self.publish();
-        let probe = outcome.as_ref().map(Outcome::label).unwrap_or("skipped");
+        let probe = outcome.as_ref().map_or("skipped", Outcome::label);
         let detail = outcome.as_ref().map(Outcome::detail).unwrap_or_default();
         let message = match &outcome {
             Some(Outcome::DeviceInactive) => "central says the device is suspended or revoked; an operator must reactivate it in CivicPress",
@@ -101,7 +101,7 @@ mod tests {
         let invalid = Outcome::TokenInvalid {
             code: "AUTH_FAILED".into(),
         };
-        let table: [Row; 9] = [
+        let table: [Row<'_>; 9] = [
             (true, false, None, 1, Some("token_expired")),
             (
                 false,

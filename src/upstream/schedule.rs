@@ -44,7 +44,7 @@ pub fn sessions(store: &Store) -> Vec<Value> {
     };
     let mut out: Vec<Value> = tree
         .iter()
-        .filter_map(|r| r.ok())
+        .filter_map(std::result::Result::ok)
         .filter_map(|(_, v)| codec::decode::<Cached>(&v).ok())
         .filter_map(|c| serde_json::from_str(&c.item).ok())
         .collect();
@@ -108,7 +108,7 @@ impl Schedule {
         }
         // Fetched per use: a kept tree would pin a database the store must reopen.
         if let Ok(tree) = self.store.tree(Tree::Schedule) {
-            for (k, _) in tree.iter().filter_map(|r| r.ok()) {
+            for (k, _) in tree.iter().filter_map(std::result::Result::ok) {
                 if !keep.contains(&*String::from_utf8_lossy(&k)) {
                     let _ = tree.remove(k);
                 }
@@ -135,8 +135,8 @@ impl Schedule {
     ) {
         loop {
             tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(TICK) => {}
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(TICK) => {}
             }
             if online.load(Ordering::SeqCst) {
                 continue;
@@ -149,7 +149,7 @@ impl Schedule {
     pub async fn tick(&self, now: i64, outbox: &Outbox, grew: &Notify) {
         // Read first, then act: the tree is not held across the agent's answer.
         let entries: Vec<(sled::IVec, sled::IVec)> = match self.store.tree(Tree::Schedule) {
-            Ok(tree) => tree.iter().filter_map(|r| r.ok()).collect(),
+            Ok(tree) => tree.iter().filter_map(std::result::Result::ok).collect(),
             Err(_) => return,
         };
         for (k, v) in entries {

@@ -72,7 +72,7 @@ impl End {
 }
 
 pub(crate) fn close_why(frame: Option<&CloseFrame>) -> (Why, u16) {
-    let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+    let code = frame.map_or(1005, |f| u16::from(f.code));
     let why = match code {
         4001 | 4003 => Why::Rejected { code },
         4029 => Why::Limit,
@@ -133,8 +133,8 @@ impl Upstream {
         tokio::pin!(deadline);
         loop {
             let msg = tokio::select! {
-                _ = token.cancelled() => return Err(Why::Shutdown),
-                _ = &mut deadline => {
+                () = token.cancelled() => return Err(Why::Shutdown),
+                () = &mut deadline => {
                     self.link.failed("ACK_TIMEOUT", now_ms());
                     return Err(Why::Abandoned);
                 }

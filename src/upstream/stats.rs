@@ -1,5 +1,6 @@
 //! What the link reports: the `/status` "upstream" section and the `bbedge_upstream_*`
-//! metrics, from one set of shared counters. Write-only for the link: nothing here
+//! metrics (with the link's samples of `bbedge_frames_total` and
+//! `bbedge_frames_dropped_total`), from one set of shared counters. Write-only for the link: nothing here
 //! decides anything ([`super::state::Link`] does); [`LinkInfo`] is the copy of the
 //! link's state that [`super::Upstream::publish`] keeps. Cumulative counts are
 //! exported as Prometheus counters (`…_total`), levels as gauges.
@@ -167,14 +168,42 @@ impl Stats {
         })
     }
 
-    /// Registers `bbedge_upstream_*` metrics, refreshed on every scrape.
+    /// Registers `bbedge_upstream_*` metrics, refreshed on every scrape, and the link's
+    /// samples of `bbedge_frames_total` and `bbedge_frames_dropped_total`
+    /// (`link="upstream"`).
     pub fn register(
         self: &Arc<Self>,
         metrics: &mut crate::health::metrics::Metrics,
         outbox: Outbox,
     ) {
-        let frames = Family::<Vec<(String, String)>, Counter>::default();
-        let dropped = Family::<Vec<(String, String)>, Counter>::default();
+        use crate::health::metrics::{Direction, Link};
+        for (direction, read) in [
+            (
+                Direction::In,
+                (|s: &Stats| get(&s.frames_in)) as fn(&Stats) -> u64,
+            ),
+            (Direction::Out, |s: &Stats| get(&s.frames_out)),
+        ] {
+            let me = self.clone();
+            metrics.frames(Link::Upstream, direction, Box::new(move || read(&me)));
+        }
+        type Read = fn(&Stats, &super::outbox::Depth) -> u64;
+        let reasons: [(&'static str, Read); 6] = [
+            ("outbox_overflow", |_, d| d.dropped_overflow),
+            ("outbox_age", |_, d| d.dropped_age),
+            ("store_full", |_, d| d.refused_full),
+            ("ack_expired", |s, _| get(&s.ack_expired)),
+            ("preview", |s, _| get(&s.preview_dropped)),
+            ("malformed_in", |s, _| get(&s.malformed_in)),
+        ];
+        for (reason, read) in reasons {
+            let (me, outbox) = (self.clone(), outbox.clone());
+            metrics.frames_dropped(
+                Link::Upstream,
+                reason,
+                Box::new(move || read(&me, &outbox.depth())),
+            );
+        }
         let online = Gauge::<i64>::default();
         let depth = Gauge::<i64>::default();
         let bytes = Gauge::<i64>::default();
@@ -203,16 +232,6 @@ impl Stats {
             bytes.clone(),
         );
         reg.register(
-            "upstream_frames",
-            "Frames by direction since start",
-            frames.clone(),
-        );
-        reg.register(
-            "upstream_dropped",
-            "Frames dropped or refused since start, by reason",
-            dropped.clone(),
-        );
-        reg.register(
             "upstream_connect_attempts",
             "Connection attempts to central",
             attempts.clone(),
@@ -225,12 +244,10 @@ impl Stats {
         let me = self.clone();
         let seen_attempts = AtomicU64::new(0);
         let seen_probes: [AtomicU64; 4] = Default::default();
-        let seen_frames: [AtomicU64; 2] = Default::default();
-        let seen_dropped: [AtomicU64; 6] = Default::default();
         metrics.on_scrape(Box::new(move || {
             let d = outbox.depth();
-            let info_online = me.info.lock().map(|i| i.state.is_online()).unwrap_or(false);
-            online.set(info_online as i64);
+            let info_online = me.info.lock().is_ok_and(|i| i.state.is_online());
+            online.set(i64::from(info_online));
             depth.set(d.frames as i64);
             bytes.set(d.bytes as i64);
             let held = if me.signing.problem().is_some() {
@@ -239,40 +256,13 @@ impl Stats {
                 0
             };
             waiting_for_key.set(held as i64);
-            let a = get(&me.attempts);
-            attempts.inc_by(a.saturating_sub(seen_attempts.swap(a, Ordering::Relaxed)));
+            bump(&attempts, &seen_attempts, get(&me.attempts));
             let l = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
             for (i, label) in super::probe::LABELS.iter().enumerate() {
-                let n = get(&me.probes[i]);
-                probes
-                    .get_or_create(&l("outcome", label))
-                    .inc_by(n.saturating_sub(seen_probes[i].swap(n, Ordering::Relaxed)));
-            }
-            for (i, (dir, n)) in [("in", &me.frames_in), ("out", &me.frames_out)]
-                .into_iter()
-                .enumerate()
-            {
                 bump(
-                    &frames.get_or_create(&l("direction", dir)),
-                    &seen_frames[i],
-                    get(n),
-                );
-            }
-            for (i, (reason, n)) in [
-                ("outbox_overflow", d.dropped_overflow),
-                ("outbox_age", d.dropped_age),
-                ("store_full", d.refused_full),
-                ("ack_expired", get(&me.ack_expired)),
-                ("preview", get(&me.preview_dropped)),
-                ("malformed_in", get(&me.malformed_in)),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                bump(
-                    &dropped.get_or_create(&l("reason", reason)),
-                    &seen_dropped[i],
-                    n,
+                    &probes.get_or_create(&l("outcome", label)),
+                    &seen_probes[i],
+                    get(&me.probes[i]),
                 );
             }
         }));
@@ -342,19 +332,25 @@ mod tests {
         for (t, want) in [(&text, 3), (&again, 5)] {
             assert!(
                 t.contains(&format!(
-                    "bbedge_upstream_frames_total{{direction=\"in\"}} {want}"
+                    "bbedge_frames_total{{link=\"upstream\",direction=\"in\"}} {want}"
                 )),
                 "{t}"
             );
         }
-        for name in ["frames", "dropped", "connect_attempts", "token_probes"] {
+        for name in [
+            "frames",
+            "frames_dropped",
+            "upstream_connect_attempts",
+            "upstream_token_probes",
+        ] {
             assert!(
-                text.contains(&format!("# TYPE bbedge_upstream_{name} counter")),
+                text.contains(&format!("# TYPE bbedge_{name} counter")),
                 "{name}: {text}"
             );
         }
         assert!(
-            again.contains(r#"bbedge_upstream_dropped_total{reason="ack_expired"} 1"#),
+            again
+                .contains(r#"bbedge_frames_dropped_total{link="upstream",reason="ack_expired"} 1"#),
             "scraped twice, counted once: {again}"
         );
     }

@@ -170,8 +170,7 @@ fn forbidden(code: &str, message: &str) -> Response<Body> {
 fn login(web: &Web, body: &Bytes, tls: bool) -> Response<Body> {
     let token = url::form_urlencoded::parse(body)
         .find(|(k, _)| k == "token")
-        .map(|(_, v)| Secret::new(v.trim()))
-        .unwrap_or_else(|| Secret::new(""));
+        .map_or_else(|| Secret::new(""), |(_, v)| Secret::new(v.trim()));
     let refuse = |message: &str| http::html(StatusCode::UNAUTHORIZED, assets::sign_in(message));
     if token.is_empty() {
         return refuse("Paste an admin token to sign in.");

@@ -66,11 +66,11 @@ impl Bound {
         tracing::info!(operation = "web.serve", addr = %self.addr, scheme, "web page listening");
         loop {
             let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok(s) => s,
                     Err(e) => {
@@ -89,10 +89,10 @@ impl Bound {
                         match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
                             Ok(Ok(s)) => connection(s, true, web, shutdown, peer).await,
                             Ok(Err(e)) => {
-                                tracing::debug!(operation = "web.tls", peer = %peer, error = %e, "TLS handshake failed")
+                                tracing::debug!(operation = "web.tls", peer = %peer, error = %e, "TLS handshake failed");
                             }
                             Err(_) => {
-                                tracing::debug!(operation = "web.tls", peer = %peer, "TLS handshake timed out")
+                                tracing::debug!(operation = "web.tls", peer = %peer, "TLS handshake timed out");
                             }
                         }
                     }
@@ -127,7 +127,7 @@ async fn connection<I>(
         r = conn.as_mut() => if let Err(e) = r {
             tracing::debug!(operation = "web.conn", peer = %peer, error = %e, "connection ended with an error");
         },
-        _ = shutdown.cancelled() => {
+        () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.as_mut().await;
         }

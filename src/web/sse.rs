@@ -42,7 +42,7 @@ pub fn stream(web: Arc<Web>, session: String, permit: OwnedSemaphorePermit) -> B
     let s = futures_util::stream::unfold(st, |mut st| async move {
         if !st.first {
             tokio::select! {
-                _ = st.web.stopping.cancelled() => return None,
+                () = st.web.stopping.cancelled() => return None,
                 r = st.hub.changed() => r.ok()?,
                 r = st.led.changed() => r.ok()?,
                 _ = st.tick.tick() => {}

@@ -16,7 +16,7 @@ pub const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Driver {
     _child: Child,
     url: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -62,7 +62,7 @@ impl Driver {
         Ok(Driver {
             _child: child,
             url: format!("http://127.0.0.1:{port}"),
-            _profile: tempfile::tempdir().map_err(|e| e.to_string())?,
+            profile: tempfile::tempdir().map_err(|e| e.to_string())?,
         })
     }
 
@@ -74,7 +74,7 @@ impl Driver {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu",
                     "--disable-dev-shm-usage", "--window-size=1100,1500",
-                    format!("--user-data-dir={}", self._profile.path().display()),
+                    format!("--user-data-dir={}", self.profile.path().display()),
                 ],
             }
         });
@@ -92,9 +92,10 @@ impl Driver {
 
 /// `target/web-screenshots/<name>.png`.
 pub async fn screenshot(c: &Client, name: &str) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
     let dir = target.join("web-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     let png = c.screenshot().await.expect("screenshot");

@@ -34,9 +34,10 @@ pub fn scaled(d: std::time::Duration) -> std::time::Duration {
 
 /// `../shared` beside the repository (or `$BBEDGE_SHARED_DIR`).
 pub fn shared_dir() -> PathBuf {
-    std::env::var_os("BBEDGE_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+    std::env::var_os("BBEDGE_SHARED_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+        PathBuf::from,
+    )
 }
 
 /// Config overrides for a test box: every listener on 127.0.0.1 port 0, state in `dir`,

@@ -103,9 +103,19 @@ impl TestBox {
         (c, state)
     }
 
-    /// `bbedge_room_drops_total{reason="<reason>"}` from `/metrics`; 0 if absent.
+    /// The room's drops for `reason` from `/metrics`: a frame's
+    /// (`bbedge_frames_dropped_total{link="room",reason="<reason>"}`) or a connection's
+    /// (`bbedge_room_connections_dropped_total{reason="<reason>"}`); 0 if absent.
     pub async fn drops(&self, reason: &str) -> f64 {
-        let name = format!("bbedge_room_drops_total{{reason=\"{reason}\"}}");
+        let name = if bbedge::room::stats::reason::CONNECTIONS.contains(&reason) {
+            format!("bbedge_room_connections_dropped_total{{reason=\"{reason}\"}}")
+        } else {
+            assert!(
+                bbedge::room::stats::reason::FRAMES.contains(&reason),
+                "not a drop reason: {reason}"
+            );
+            format!("bbedge_frames_dropped_total{{link=\"room\",reason=\"{reason}\"}}")
+        };
         self.metric(&name).await
     }
 
@@ -137,7 +147,7 @@ impl Client {
             match m {
                 Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
                 Message::Close(c) => panic!("closed while waiting for a frame: {c:?}"),
-                _ => continue,
+                _ => {}
             }
         }
     }
@@ -153,7 +163,7 @@ impl Client {
             match m {
                 Message::Text(t) if !t.contains("\"presence.") => return t.to_string(),
                 Message::Close(c) => panic!("closed while waiting for a frame: {c:?}"),
-                _ => continue,
+                _ => {}
             }
         }
     }
@@ -243,12 +253,12 @@ impl Client {
                 .expect("close hang guard");
             match m {
                 Some(Ok(Message::Text(t))) => {
-                    frames.push(serde_json::from_str(&t).unwrap_or(json!(t.as_str())))
+                    frames.push(serde_json::from_str(&t).unwrap_or(json!(t.as_str())));
                 }
                 Some(Ok(Message::Close(c))) => {
-                    let (code, reason) = c
-                        .map(|c| (u16::from(c.code), c.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
+                    let (code, reason) = c.map_or((1005, String::new()), |c| {
+                        (u16::from(c.code), c.reason.to_string())
+                    });
                     return Closed {
                         code,
                         reason,

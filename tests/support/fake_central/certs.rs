@@ -36,9 +36,13 @@ impl TestPki {
         ];
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf_params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("leaf params");
+        let mut leaf_params = CertificateParams::new(
+            names
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .expect("leaf params");
         leaf_params.distinguished_name.push(
             DnType::CommonName,
             names.first().copied().unwrap_or("localhost"),

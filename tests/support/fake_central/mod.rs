@@ -341,18 +341,17 @@ impl FakeCentral {
                 }
             }
         };
-        match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r,
-            Err(_) => {
-                let s = self.shared.state.lock().expect("state");
-                panic!(
-                    "fake central: no {what} within {limit:?}; attempts={} acked={} frames={:?} violations={:?}",
-                    s.attempts,
-                    s.acked.len(),
-                    s.frames.iter().map(|f| f.frame["type"].to_string()).collect::<Vec<_>>(),
-                    s.violations
-                )
-            }
+        if let Ok(r) = tokio::time::timeout(limit, fut).await {
+            r
+        } else {
+            let s = self.shared.state.lock().expect("state");
+            panic!(
+                "fake central: no {what} within {limit:?}; attempts={} acked={} frames={:?} violations={:?}",
+                s.attempts,
+                s.acked.len(),
+                s.frames.iter().map(|f| f.frame["type"].to_string()).collect::<Vec<_>>(),
+                s.violations
+            )
         }
     }
 

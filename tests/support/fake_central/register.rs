@@ -343,7 +343,7 @@ struct Ctx {
 async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, ctx: Ctx) {
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            () = ctx.shutdown.cancelled() => return,
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
         };
         let ctx = ctx.clone();
@@ -635,8 +635,7 @@ fn age(now: SystemTime, then: SystemTime) -> Duration {
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// 12 symbols from central's alphabet, one random byte mod 32 each (§a.1).
