@@ -387,7 +387,7 @@ fn the_conffiles_example_is_a_valid_drop_in() {
 }
 
 #[test]
-fn the_packaged_etc_bbedge_is_the_defaults_with_only_the_state_dir_pinned() {
+fn the_packaged_etc_bbedge_is_the_defaults_with_the_state_dir_pinned_and_the_page_on() {
     // /etc/bbedge as the package leaves it: the conffile and the package's drop-in.
     let etc = tempfile::tempdir().unwrap();
     let main = etc.path().join("bbedge.toml");
@@ -400,9 +400,10 @@ fn the_packaged_etc_bbedge_is_the_defaults_with_only_the_state_dir_pinned() {
     .unwrap();
     let loaded = Loader::builtin().file(&main).load().unwrap();
     let keys: Vec<&String> = loaded.provenance.keys().collect();
-    assert_eq!(keys, ["daemon.state_dir"]);
+    assert_eq!(keys, ["daemon.state_dir", "web.enabled"]);
     let mut want = Loader::builtin().load().unwrap().config;
     want.daemon.state_dir = "/var/lib/bbedge".into();
+    want.web.enabled = true;
     assert_eq!(loaded.config, want);
 
     // And Cargo.toml installs exactly these there; the defaults file stays in the binary.
