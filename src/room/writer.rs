@@ -51,19 +51,20 @@ pub(super) async fn write<Si>(
                 let Some(first) = m else { break };
                 let batch = async {
                     let mut next = Some(first);
-                    let mut n = 0;
+                    let mut n: u64 = 0;
                     while let Some(t) = next.take() {
                         feed_presence(&mut sink, presence, received, svc).await?;
                         received += 1;
                         let len = t.len();
                         sink.feed(Message::Text(t)).await?;
-                        inbox.bytes.fetch_sub(len, Ordering::AcqRel);
-                        svc.stats.frames_out.inc();
+                        inbox.rx.written(len);
                         n += 1;
-                        if n < WRITE_BATCH {
+                        if n < WRITE_BATCH as u64 {
                             next = inbox.rx.try_recv().ok();
                         }
                     }
+                    // Once per batch: the counter is shared by every writer.
+                    svc.stats.frames_out.inc_by(n);
                     feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
                 };
