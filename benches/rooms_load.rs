@@ -16,7 +16,7 @@
 //! cargo bench --bench rooms_load -- [--rounds 3] [--observers 100] [--bytes 512]
 //!     [--cpu-rate 8000] [--rate 1000] [--seconds 5] [--idle 1000] [--flat-out 0]
 //!     [--attempts 0] [--churn-seconds 0] [--split-cores 0] [--only bbedge|bare]
-//!     [--bbedge PATH] [--wrap "heaptrack -o /tmp/bbedge"]
+//!     [--bbedge PATH] [--wrap "heaptrack -o /tmp/bbedge"] [--kill-at-idle 0]
 //! ```
 //! `--wrap` starts the daemon under a profiler (the daemon's own pid is still the one
 //! measured and stopped with SIGTERM, so the profiler writes its data); `--bbedge` runs
@@ -63,6 +63,9 @@ struct Args {
     bbedge: String,
     wrap: Vec<String>,
     bare_hub: bool,
+    /// `--kill-at-idle 1`: SIGKILL the hub while the idle connections are held (a heap
+    /// profiler around it then shows what they hold as "leaked"), and stop.
+    kill_at_idle: bool,
 }
 
 fn args() -> Args {
@@ -82,6 +85,7 @@ fn args() -> Args {
         bbedge: env!("CARGO_BIN_EXE_bbedge").to_owned(),
         wrap: Vec::new(),
         bare_hub: false,
+        kill_at_idle: false,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -105,6 +109,7 @@ fn args() -> Args {
             "--churn-seconds" => a.churn_seconds = n,
             "--attempts" => a.attempts = n as usize,
             "--split-cores" => a.split_cores = n != 0,
+            "--kill-at-idle" => a.kill_at_idle = n != 0,
             "--only" => a.only = Some(val.clone()),
             "--bbedge" => a.bbedge = val.clone(),
             "--wrap" => a.wrap = val.split_whitespace().map(str::to_owned).collect(),
@@ -227,6 +232,10 @@ async fn start_daemon(a: &Args) -> Hub {
     let mut child = command(&a.bbedge, &a.wrap, a.split_cores)
         .args(["run", "--log-format", "json"])
         .envs(env(state.path()))
+        // As under systemd: a backtrace setting makes std resolve symbols (MiBs of
+        // heap in a debug build).
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -670,6 +679,16 @@ async fn measure(h: &Hub, a: &Args, name: &str) -> Measure {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let with = rss_kib(h.pid);
         per_conn_kib = with.saturating_sub(idle_rss_kib) as f64 / a.idle as f64;
+        if a.kill_at_idle {
+            println!(
+                "{per_conn_kib:.1} KiB per idle connection; killing pid {}",
+                h.pid
+            );
+            // SAFETY: kill(2) on a pid this tool started.
+            unsafe { libc::kill(h.pid as libc::pid_t, libc::SIGKILL) };
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            std::process::exit(0);
+        }
         drop(held);
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }

@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
@@ -56,7 +57,7 @@ pub(super) async fn write<Si>(
                         feed_presence(&mut sink, presence, received, svc).await?;
                         received += 1;
                         let len = t.len();
-                        sink.feed(Message::Text(t)).await?;
+                        feed_text(&mut sink, t).await?;
                         inbox.rx.written(len);
                         n += 1;
                         if n < WRITE_BATCH as u64 {
@@ -122,6 +123,32 @@ async fn unless_closing(
         _ = out.closing().cancelled() => Step::Closing,
         r = write => if r.is_ok() { Step::Written } else { Step::Failed },
     }
+}
+
+/// Text frames longer than this go out as a fragmented message (RFC 6455 §5.4) of
+/// pieces this long: tungstenite's write buffer keeps the capacity of the largest frame
+/// it ever held (a `room_state` of 50 participants: ~4 KiB per idle connection), so
+/// no frame it holds is longer. Every client library reassembles fragments.
+pub const FRAGMENT: usize = 1024;
+
+/// Feeds one text frame, fragmented if it is longer than [`FRAGMENT`].
+async fn feed_text<Si>(sink: &mut Si, t: Utf8Bytes) -> Result<(), WsError>
+where
+    Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    if t.len() <= FRAGMENT {
+        return sink.feed(Message::Text(t)).await;
+    }
+    let b = bytes::Bytes::from(t);
+    let mut at = 0;
+    while at < b.len() {
+        let end = (at + FRAGMENT).min(b.len());
+        let op = if at == 0 { Data::Text } else { Data::Continue };
+        let piece = Frame::message(b.slice(at..end), OpCode::Data(op), end == b.len());
+        sink.feed(Message::Frame(piece)).await?;
+        at = end;
+    }
+    Ok(())
 }
 
 /// Feeds the client's presence that is due after `received` queued frames.
