@@ -154,17 +154,24 @@ impl Outbox {
         }
         let len = text.len();
         let before = s.bytes.fetch_add(len, Ordering::AcqRel);
-        let ok = before + len <= s.max_bytes && {
+        // (queued, the queue was empty): a writer only waits on an empty queue, so only
+        // the first frame after it needs to wake it.
+        let (ok, first) = if before + len <= s.max_bytes {
             let mut q = s.queue();
             let room = q.len() < s.max_frames;
+            let first = q.is_empty();
             if room {
                 q.push_back(text);
             }
-            room
+            (room, first)
+        } else {
+            (false, false)
         };
         if ok {
             s.pushed.fetch_add(1, Ordering::AcqRel);
-            s.queued.notify_one();
+            if first {
+                s.queued.notify_one();
+            }
         } else {
             s.bytes.fetch_sub(len, Ordering::AcqRel);
             if self.close(Farewell {

@@ -52,19 +52,20 @@ pub(super) async fn write<Si>(
                 let Some(first) = m else { break };
                 let batch = async {
                     let mut next = Some(first);
-                    let mut n: u64 = 0;
+                    let (mut n, mut bytes): (u64, usize) = (0, 0);
                     while let Some(t) = next.take() {
                         feed_presence(&mut sink, presence, received, svc).await?;
                         received += 1;
-                        let len = t.len();
+                        bytes += t.len();
                         feed_text(&mut sink, t).await?;
-                        inbox.rx.written(len);
                         n += 1;
                         if n < WRITE_BATCH as u64 {
                             next = inbox.rx.try_recv().ok();
                         }
                     }
-                    // Once per batch: the counter is shared by every writer.
+                    // Once per batch: the byte count is shared with the publishers,
+                    // the counter with every writer.
+                    inbox.rx.written(bytes);
                     svc.stats.frames_out.inc_by(n);
                     feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
