@@ -161,7 +161,12 @@ fn env(state: &std::path::Path) -> Vec<(&'static str, String)> {
         ("BBEDGE_STATUS_LED__BACKEND", "sim".into()),
         ("BBEDGE_PAIRING__BOOT_FILE", "\"\"".into()),
         ("BBEDGE_UPSTREAM__ENABLED", "false".into()),
-        ("BBEDGE_LOGGING__LEVEL", "warn,bbedge=info".into()),
+        // `BBEDGE_LOGGING__LEVEL=warn,bbedge::room::server=trace` shows the size of a
+        // connection's task (printed once).
+        (
+            "BBEDGE_LOGGING__LEVEL",
+            std::env::var("BBEDGE_LOGGING__LEVEL").unwrap_or_else(|_| "warn,bbedge=info".into()),
+        ),
         ("BBEDGE_REALTIME__LIMITS__MAX_CONNECTIONS", "5000".into()),
         // The attempts phase keeps 1,000 handshakes in flight from 127.0.0.1.
         ("BBEDGE_REALTIME__LIMITS__MAX_HANDSHAKES", "2000".into()),
@@ -254,7 +259,15 @@ async fn start_daemon(a: &Args) -> Hub {
             break v;
         }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    tokio::spawn(async move {
+        let mut told = false;
+        while let Ok(Some(l)) = lines.next_line().await {
+            if !told && l.contains("task_bytes") {
+                println!("  daemon: {l}");
+                told = true;
+            }
+        }
+    });
     let root = child.id().expect("pid");
     let comm: String = std::path::Path::new(&a.bbedge)
         .file_name()
@@ -358,11 +371,21 @@ async fn stop(mut h: Hub) {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Anonymous memory only (heap, stacks): RSS without the executable's and libraries'
+/// file pages, which depend on what was run and on the page cache.
+fn anon_kib(pid: u32) -> u64 {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:")
+                l.strip_prefix(key)
                     .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
             })
         })
@@ -661,15 +684,18 @@ fn report(name: &str, r: &Run) {
 /// One hub's numbers in one round.
 struct Measure {
     idle_rss_kib: u64,
+    idle_anon_kib: u64,
     per_conn_kib: f64,
     cpu: Run,
     lat: Run,
     slow_closed: u64,
+    observers: usize,
 }
 
 async fn measure(h: &Hub, a: &Args, name: &str) -> Measure {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss_kib = rss_kib(h.pid);
+    let idle_anon_kib = anon_kib(h.pid);
     let mut per_conn_kib = 0.0;
     if a.idle > 0 {
         let mut held = Vec::with_capacity(a.idle);
@@ -693,7 +719,7 @@ async fn measure(h: &Hub, a: &Args, name: &str) -> Measure {
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     println!(
-        "  {name:<24} RSS idle {idle_rss_kib} KiB; {per_conn_kib:.1} KiB per idle connection ({})",
+        "  {name:<24} RSS idle {idle_rss_kib} KiB (anonymous {idle_anon_kib} KiB); {per_conn_kib:.1} KiB per idle connection ({})",
         a.idle
     );
     let cpu = fanout(h, a, a.cpu_rate).await;
@@ -713,10 +739,12 @@ async fn measure(h: &Hub, a: &Args, name: &str) -> Measure {
     }
     Measure {
         idle_rss_kib,
+        idle_anon_kib,
         per_conn_kib,
         cpu,
         lat,
         slow_closed,
+        observers: a.observers,
     }
 }
 
@@ -725,7 +753,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn summary(name: &str, ms: &[Measure]) -> [f64; 6] {
+fn summary(name: &str, ms: &[Measure]) -> [f64; 8] {
     let m = |f: &dyn Fn(&Measure) -> f64| median(ms.iter().map(f).collect());
     let row = [
         m(&|x| x.cpu.per_cpu_s()),
@@ -734,14 +762,19 @@ fn summary(name: &str, ms: &[Measure]) -> [f64; 6] {
         m(&|x| x.lat.p50 as f64),
         m(&|x| x.idle_rss_kib as f64),
         m(&|x| x.per_conn_kib),
+        m(&|x| x.idle_anon_kib as f64),
+        // Share of the frames sent that every observer received.
+        m(&|x| x.cpu.frames_per_s / (x.cpu.sent_per_s * x.observers as f64).max(1.0)),
     ];
     println!(
-        "| {name} | {:.2} M (sent {:.0}/s) | {:.2} ms (p50 {:.2}) | {:.1} MiB | {:.1} | {} |",
+        "| {name} | {:.2} M (sent {:.0}/s, {:.1} % delivered) | {:.2} ms (p50 {:.2}) | {:.1} MiB (anonymous {:.1}) | {:.1} | {} |",
         row[0] / 1e6,
         row[1],
+        100.0 * row[7],
         row[2] / 1000.0,
         row[3] / 1000.0,
         row[4] / 1024.0,
+        row[6] / 1024.0,
         row[5],
         ms.iter().map(|x| x.slow_closed).sum::<u64>()
     );

@@ -229,7 +229,12 @@ async fn upgrade<S>(
     let cfg = ws_config(svc.cfg.limits.max_frame_bytes);
     let hs = {
         let cb = handshake::callback(&svc.cfg.path, svc.cfg.echo, &mut up);
-        let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(cfg));
+        // Boxed: the handshake's state is gone once the connection is served.
+        let accept = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            cb,
+            Some(cfg),
+        ));
         tokio::select! {
             _ = token.cancelled() => return,
             r = tokio::time::timeout(deadline, accept) => r,

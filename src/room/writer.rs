@@ -86,7 +86,8 @@ pub(super) async fn write<Si>(
                     out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
                     break;
                 }
-                unless_closing(out, sink.send(Message::Ping(Default::default()))).await
+                // Boxed: once per ping interval, not worth room in every task.
+                Box::pin(unless_closing(out, sink.send(Message::Ping(Default::default())))).await
             }
         };
         match step {
@@ -99,8 +100,9 @@ pub(super) async fn write<Si>(
         }
     }
     if let Some(f) = out.farewell() {
-        let _ =
-            tokio::time::timeout(FAREWELL_TIMEOUT, say(&mut sink, f.last, f.code, &f.reason)).await;
+        // Boxed: the connection's end is not carried by its task while it lives.
+        let say = say(&mut sink, f.last, f.code, &f.reason);
+        let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, say)).await;
     }
 }
 
@@ -272,7 +274,8 @@ pub(super) async fn farewell<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    // Boxed: a refusal's path takes no room in the task of a connection that joins.
+    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
         if say(ws, last, code, reason).await.is_ok() {
             // The peer's Close answers ours.
             while let Some(Ok(m)) = ws.next().await {
@@ -281,7 +284,7 @@ pub(super) async fn farewell<S>(
                 }
             }
         }
-    })
+    }))
     .await;
     linger(ws.get_mut()).await;
 }
