@@ -45,9 +45,26 @@ pub(super) async fn write<Si>(
     // Frames received from the queue so far: presence due after them may be written.
     let mut received: u64 = 0;
     loop {
+        // Closing is looked at first, with a plain load; then the branches in an
+        // order that lets a busy writer find its queue ready without registering for
+        // the rarer wake-ups (each registration takes and releases a lock on the
+        // Notify it polls, once per batch). The tick is cheap to poll and comes first
+        // so that a queue that is never empty cannot starve pings and the idle timeout.
+        if out.closing().is_cancelled() {
+            break;
+        }
         let step = tokio::select! {
             biased;
-            _ = out.closing().cancelled() => break,
+            _ = ping.tick() => {
+                let seen = last_seen.load(Ordering::Relaxed);
+                if (started.elapsed().as_millis() as u64).saturating_sub(seen) > idle {
+                    svc.stats.dropped(super::stats::reason::IDLE_TIMEOUT);
+                    out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
+                    break;
+                }
+                // Boxed: once per ping interval, not worth room in every task.
+                Box::pin(unless_closing(out, sink.send(Message::Ping(Default::default())))).await
+            }
             m = inbox.rx.recv() => {
                 let Some(first) = m else { break };
                 let batch = async {
@@ -79,16 +96,7 @@ pub(super) async fn write<Si>(
                 };
                 unless_closing(out, batch).await
             }
-            _ = ping.tick() => {
-                let seen = last_seen.load(Ordering::Relaxed);
-                if (started.elapsed().as_millis() as u64).saturating_sub(seen) > idle {
-                    svc.stats.dropped(super::stats::reason::IDLE_TIMEOUT);
-                    out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
-                    break;
-                }
-                // Boxed: once per ping interval, not worth room in every task.
-                Box::pin(unless_closing(out, sink.send(Message::Ping(Default::default())))).await
-            }
+            _ = out.closing().cancelled() => break,
         };
         match step {
             Step::Written => {}
@@ -121,10 +129,15 @@ async fn unless_closing(
     out: &Outbox,
     write: impl std::future::Future<Output = Result<(), WsError>>,
 ) -> Step {
+    if out.closing().is_cancelled() {
+        return Step::Closing;
+    }
+    // The write first: it nearly always completes at once (into the gather buffer, one
+    // socket write), and then the close signal is never registered with.
     tokio::select! {
         biased;
-        _ = out.closing().cancelled() => Step::Closing,
         r = write => if r.is_ok() { Step::Written } else { Step::Failed },
+        _ = out.closing().cancelled() => Step::Closing,
     }
 }
 
