@@ -20,9 +20,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// tungstenite's read buffer per connection: small frames are the norm (it grows for a
-/// larger frame, up to `max_frame_bytes`).
-pub const READ_BUFFER: usize = 2 * 1024;
+/// tungstenite's read buffer per connection, touched in full: small frames are the
+/// norm (a 512-byte status frame and its header fit; it grows for a larger frame, up to
+/// `max_frame_bytes`). Clients send about 10 frames a second; a burst takes one more
+/// `read` per KiB. 1 KiB of the ~12 KiB an idle connection costs (docs/PERFORMANCE.md).
+pub const READ_BUFFER: usize = 1024;
 /// Bytes gathered before a write reaches the socket (a batch is flushed anyway): the
 /// [`Gather`] layer's, which frees them once flushed.
 pub const WRITE_BUFFER: usize = super::gather::GATHER;
