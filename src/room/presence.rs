@@ -254,6 +254,13 @@ impl Presence {
             .collect()
     }
 
+    /// Drops every pending change (the client is closing: none will be written).
+    pub fn clear(&self) {
+        let mut n = self.lock();
+        n.changes = HashMap::new();
+        self.pending.store(0, Ordering::Release);
+    }
+
     /// Changes waiting.
     pub fn pending(&self) -> usize {
         self.lock().changes.len()
@@ -314,6 +321,20 @@ mod tests {
         );
         assert!(p.take(u64::MAX).is_empty());
         assert_eq!(p.lock().changes.capacity(), 0, "the drained map is freed");
+    }
+
+    #[test]
+    fn clearing_drops_what_is_pending_and_frees_the_map() {
+        let p = Presence::default();
+        for i in 0..100 {
+            let id = format!("c{i}");
+            p.joined(&Joined::new("r", &id, who(&id), None), 0);
+        }
+        assert_eq!(p.pending(), 100);
+        p.clear();
+        assert_eq!(p.pending(), 0);
+        assert!(p.take(u64::MAX).is_empty());
+        assert_eq!(p.lock().changes.capacity(), 0);
     }
 
     #[test]

@@ -103,10 +103,13 @@ pub(super) async fn write<Si>(
             Step::Closing => break,
             Step::Failed => {
                 out.close(Farewell::write_failed());
+                presence.clear();
                 return;
             }
         }
     }
+    // Closing: no presence is written again (and the room records none from now on).
+    presence.clear();
     if let Some(f) = out.farewell() {
         // Boxed: the connection's end is not carried by its task while it lives.
         let say = say(&mut sink, f.last, f.code, &f.reason);
