@@ -45,7 +45,8 @@ pub async fn serve<S>(
             return farewell(&mut ws, None, Some(4029), &why).await;
         };
         drop(slot);
-        return echo(&svc, ws).await;
+        // Boxed: a room connection's task carries no room for the echo loop.
+        return Box::pin(echo(&svc, ws)).await;
     }
     let Some(Target::Room { kind, id }) = up.target else {
         refuse(reason::AUTH);

@@ -2,7 +2,8 @@
 //! like the central device room (contract §c, §d.9–d.11) so a client written for central
 //! works against the box unchanged.
 //!
-//! - [`server`]: listener, accept loop, connection slots, TLS, handshake timeout.
+//! - [`server`]: listener, accept loop, connection slots, TLS, handshake timeout;
+//!   [`gather`]: one socket write per flushed batch, no write buffer held when idle.
 //! - [`handshake`]: path normalisation and token extraction in the upgrade callback.
 //! - [`client`]: one connection: admission and the reader (checks, rate limit);
 //!   [`writer`]: the queue, pings, idle timeout, farewell.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod device;
 mod feeds;
 pub mod frames;
+pub mod gather;
 pub mod handshake;
 pub mod head;
 pub mod identity;

@@ -83,13 +83,15 @@ pub(super) async fn read<St, H>(
         }
     }
     // We close: the peer answers with its Close; anything before that is dropped.
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    // (Boxed, like every step of a connection's end: a rare path that would otherwise
+    // take room in every connection's task; see docs/PERFORMANCE.md.)
+    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
         while let Some(Ok(m)) = stream.next().await {
             if m.is_close() {
                 break;
             }
         }
-    })
+    }))
     .await;
 }
 
@@ -148,7 +150,8 @@ pub(super) async fn linger<S>(raw: &mut S)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    // Boxed: the buffer and timer are not carried by every connection's task.
+    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
         let _ = raw.shutdown().await;
         let mut buf = [0u8; 512];
         while let Ok(n) = raw.read(&mut buf).await {
@@ -156,6 +159,6 @@ where
                 break;
             }
         }
-    })
+    }))
     .await;
 }

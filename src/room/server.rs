@@ -4,6 +4,7 @@
 //! each connection in its own tracked task.
 
 use super::client;
+use super::gather::Gather;
 use super::handshake::{self, Upgrade};
 use super::head::{self, Replay, Verdict};
 use super::limits::{Handshake, HandshakeCap};
@@ -19,18 +20,24 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// tungstenite's read buffer per connection: small frames are the norm (it grows for a
-/// larger frame, up to `max_frame_bytes`).
-pub const READ_BUFFER: usize = 2 * 1024;
-/// Bytes gathered before a write reaches the socket (a batch is flushed anyway).
-pub const WRITE_BUFFER: usize = 8 * 1024;
+/// tungstenite's read buffer per connection, touched in full: small frames are the
+/// norm (a 512-byte status frame and its header fit; it grows for a larger frame, up to
+/// `max_frame_bytes`). Clients send about 10 frames a second; a burst takes one more
+/// `read` per KiB. 1 KiB of the ~12 KiB an idle connection costs (docs/PERFORMANCE.md).
+pub const READ_BUFFER: usize = 1024;
+/// Bytes gathered before a write reaches the socket (a batch is flushed anyway): the
+/// [`Gather`] layer's, which frees them once flushed.
+pub const WRITE_BUFFER: usize = super::gather::GATHER;
 
 /// The WebSocket limits for `max_frame_bytes`: larger frames or messages end the
-/// connection with 1009.
+/// connection with 1009. tungstenite's own write buffer is off (`write_buffer_size` 0:
+/// each frame goes straight to [`Gather`], so tungstenite keeps at most one frame, not
+/// the largest batch ever written); it only grows while the socket is not writable, up
+/// to `max_write_buffer_size`.
 pub fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
+        .write_buffer_size(0)
         .max_write_buffer_size(WRITE_BUFFER + 2 * max_frame_bytes + 1024)
         .max_frame_size(Some(max_frame_bytes))
         .max_message_size(Some(max_frame_bytes))
@@ -72,14 +79,14 @@ pub async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        tasks.spawn(connection(
-            svc.clone(),
-            tcp,
-            peer,
-            tls.clone(),
-            slot,
-            token.clone(),
-        ));
+        let task = connection(svc.clone(), tcp, peer, tls.clone(), slot, token.clone());
+        // What every connection holds for its task alone (docs/PERFORMANCE.md).
+        tracing::trace!(
+            operation = "room.accept",
+            task_bytes = std::mem::size_of_val(&task),
+            "connection task"
+        );
+        tasks.spawn(task);
     }
     drop(listener);
     svc.stopping.cancel();
@@ -148,26 +155,38 @@ async fn connection(
     let deadline = Duration::from_secs(svc.cfg.limits.handshake_timeout);
     match tls {
         None => upgrade(svc, tcp, peer, slot, deadline, token).await,
-        Some(acceptor) => {
-            let start = tokio::time::Instant::now();
-            let tls = tokio::select! {
-                () = token.cancelled() => return,
-                r = tokio::time::timeout(deadline, acceptor.accept(tcp)) => r,
-            };
-            match tls {
-                Ok(Ok(stream)) => {
-                    let left = deadline.saturating_sub(start.elapsed());
-                    upgrade(svc, stream, peer, slot, left, token).await;
-                }
-                Ok(Err(e)) => {
-                    svc.stats.dropped(reason::HANDSHAKE);
-                    tracing::debug!(operation = "room.handshake", peer = %peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    svc.stats.dropped(reason::HANDSHAKE);
-                    tracing::debug!(operation = "room.handshake", peer = %peer, "TLS handshake timed out");
-                }
-            }
+        // Boxed: a plain connection's task does not carry room for a TLS session
+        // (every connection's task is as large as its largest path).
+        Some(acceptor) => Box::pin(over_tls(svc, tcp, peer, acceptor, slot, deadline, token)).await,
+    }
+}
+
+async fn over_tls(
+    svc: Arc<Service>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    slot: Handshake,
+    deadline: Duration,
+    token: CancellationToken,
+) {
+    let start = tokio::time::Instant::now();
+    let tls = tokio::select! {
+        () = token.cancelled() => return,
+        r = tokio::time::timeout(deadline, acceptor.accept(tcp)) => r,
+    };
+    match tls {
+        Ok(Ok(stream)) => {
+            let left = deadline.saturating_sub(start.elapsed());
+            upgrade(svc, stream, peer, slot, left, token).await;
+        }
+        Ok(Err(e)) => {
+            svc.stats.dropped(reason::HANDSHAKE);
+            tracing::debug!(operation = "room.handshake", peer = %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            svc.stats.dropped(reason::HANDSHAKE);
+            tracing::debug!(operation = "room.handshake", peer = %peer, "TLS handshake timed out");
         }
     }
 }
@@ -206,13 +225,18 @@ async fn upgrade<S>(
             return;
         }
     };
-    let stream = Replay::new(bytes, stream);
+    let stream = Replay::new(bytes, Gather::new(stream));
     let deadline = deadline.saturating_sub(start.elapsed());
     let mut up = Upgrade::default();
     let cfg = ws_config(svc.cfg.limits.max_frame_bytes);
     let hs = {
         let cb = handshake::callback(&svc.cfg.path, svc.cfg.echo, &mut up);
-        let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(cfg));
+        // Boxed: the handshake's state is gone once the connection is served.
+        let accept = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            cb,
+            Some(cfg),
+        ));
         tokio::select! {
             () = token.cancelled() => return,
             r = tokio::time::timeout(deadline, accept) => r,

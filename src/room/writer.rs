@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
@@ -44,26 +45,45 @@ pub(super) async fn write<Si>(
     // Frames received from the queue so far: presence due after them may be written.
     let mut received: u64 = 0;
     loop {
+        // Closing is looked at first, with a plain load; then the branches in an
+        // order that lets a busy writer find its queue ready without registering for
+        // the rarer wake-ups (each registration takes and releases a lock on the
+        // Notify it polls, once per batch). The tick is cheap to poll and comes first
+        // so that a queue that is never empty cannot starve pings and the idle timeout.
+        if out.closing().is_cancelled() {
+            break;
+        }
         let step = tokio::select! {
             biased;
-            () = out.closing().cancelled() => break,
+            _ = ping.tick() => {
+                let seen = last_seen.load(Ordering::Relaxed);
+                if (started.elapsed().as_millis() as u64).saturating_sub(seen) > idle {
+                    svc.stats.dropped(super::stats::reason::IDLE_TIMEOUT);
+                    out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
+                    break;
+                }
+                // Boxed: once per ping interval, not worth room in every task.
+                Box::pin(unless_closing(out, sink.send(Message::Ping(Default::default())))).await
+            }
             m = inbox.rx.recv() => {
                 let Some(first) = m else { break };
                 let batch = async {
                     let mut next = Some(first);
-                    let mut n = 0;
+                    let (mut n, mut bytes): (u64, usize) = (0, 0);
                     while let Some(t) = next.take() {
                         feed_presence(&mut sink, presence, received, svc).await?;
                         received += 1;
-                        let len = t.len();
-                        sink.feed(Message::Text(t)).await?;
-                        inbox.bytes.fetch_sub(len, Ordering::AcqRel);
-                        svc.stats.frames_out.inc();
+                        bytes += t.len();
+                        feed_text(&mut sink, t).await?;
                         n += 1;
-                        if n < WRITE_BATCH {
+                        if n < WRITE_BATCH as u64 {
                             next = inbox.rx.try_recv().ok();
                         }
                     }
+                    // Once per batch: the byte count is shared with the publishers,
+                    // the counter with every writer.
+                    inbox.rx.written(bytes);
+                    svc.stats.frames_out.inc_by(n);
                     feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
                 };
@@ -76,28 +96,24 @@ pub(super) async fn write<Si>(
                 };
                 unless_closing(out, batch).await
             }
-            _ = ping.tick() => {
-                let seen = last_seen.load(Ordering::Relaxed);
-                if (started.elapsed().as_millis() as u64).saturating_sub(seen) > idle {
-                    svc.stats.dropped(super::stats::reason::IDLE_TIMEOUT);
-                    out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
-                    break;
-                }
-                unless_closing(out, sink.send(Message::Ping(Default::default()))).await
-            }
+            () = out.closing().cancelled() => break,
         };
         match step {
             Step::Written => {}
             Step::Closing => break,
             Step::Failed => {
                 out.close(Farewell::write_failed());
+                presence.clear();
                 return;
             }
         }
     }
+    // Closing: no presence is written again (and the room records none from now on).
+    presence.clear();
     if let Some(f) = out.farewell() {
-        let _ =
-            tokio::time::timeout(FAREWELL_TIMEOUT, say(&mut sink, f.last, f.code, &f.reason)).await;
+        // Boxed: the connection's end is not carried by its task while it lives.
+        let say = say(&mut sink, f.last, f.code, &f.reason);
+        let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, say)).await;
     }
 }
 
@@ -116,11 +132,42 @@ async fn unless_closing(
     out: &Outbox,
     write: impl std::future::Future<Output = Result<(), WsError>>,
 ) -> Step {
+    if out.closing().is_cancelled() {
+        return Step::Closing;
+    }
+    // The write first: it nearly always completes at once (into the gather buffer, one
+    // socket write), and then the close signal is never registered with.
     tokio::select! {
         biased;
-        () = out.closing().cancelled() => Step::Closing,
         r = write => if r.is_ok() { Step::Written } else { Step::Failed },
+        () = out.closing().cancelled() => Step::Closing,
     }
+}
+
+/// Text frames longer than this go out as a fragmented message (RFC 6455 §5.4) of
+/// pieces this long: tungstenite's write buffer keeps the capacity of the largest frame
+/// it ever held (a `room_state` of 50 participants: ~4 KiB per idle connection), so
+/// no frame it holds is longer. Every client library reassembles fragments.
+pub const FRAGMENT: usize = 1024;
+
+/// Feeds one text frame, fragmented if it is longer than [`FRAGMENT`].
+async fn feed_text<Si>(sink: &mut Si, t: Utf8Bytes) -> Result<(), WsError>
+where
+    Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    if t.len() <= FRAGMENT {
+        return sink.feed(Message::Text(t)).await;
+    }
+    let b = bytes::Bytes::from(t);
+    let mut at = 0;
+    while at < b.len() {
+        let end = (at + FRAGMENT).min(b.len());
+        let op = if at == 0 { Data::Text } else { Data::Continue };
+        let piece = Frame::message(b.slice(at..end), OpCode::Data(op), end == b.len());
+        sink.feed(Message::Frame(piece)).await?;
+        at = end;
+    }
+    Ok(())
 }
 
 /// Feeds the client's presence that is due after `received` queued frames.
@@ -243,7 +290,8 @@ pub(super) async fn farewell<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    // Boxed: a refusal's path takes no room in the task of a connection that joins.
+    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
         if say(ws, last, code, reason).await.is_ok() {
             // The peer's Close answers ours.
             while let Some(Ok(m)) = ws.next().await {
@@ -252,7 +300,7 @@ pub(super) async fn farewell<S>(
                 }
             }
         }
-    })
+    }))
     .await;
     linger(ws.get_mut()).await;
 }
