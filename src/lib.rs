@@ -34,6 +34,7 @@ pub mod discovery;
 pub mod error;
 pub mod fsutil;
 pub mod health;
+pub mod http_serve;
 pub mod pairing;
 pub mod protocol;
 pub mod relay;

@@ -1,13 +1,12 @@
 //! The HTTP listener: bound by the composition root, served until cancelled.
 
 use super::routes::{self, Context};
+use crate::http_serve::{http1, Capped};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,25 +38,10 @@ impl Bound {
     /// Serves until `shutdown` is cancelled, then waits for open requests.
     pub async fn serve(self, ctx: Context, shutdown: CancellationToken) {
         let ctx = Arc::new(ctx);
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let tracker = TaskTracker::new();
         tracing::info!(operation = "health.serve", addr = %self.addr, "health endpoint listening");
-        loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
-            let (stream, peer) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = self.listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(operation = "health.accept", error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
+        let listener = Capped::new(self.listener, MAX_CONNECTIONS, "health.accept");
+        while let Some((permit, stream, peer)) = listener.accept(&shutdown).await {
             let ctx = ctx.clone();
             let shutdown = shutdown.clone();
             tracker.spawn(async move {
@@ -66,21 +50,16 @@ impl Bound {
                     let resp = routes::handle(&ctx, &req);
                     async move { Ok::<_, std::convert::Infallible>(resp) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .keep_alive(false)
-                    .serve_connection(TokioIo::new(stream), svc);
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => if let Err(e) = r {
-                        tracing::debug!(operation = "health.conn", peer = %peer, error = %e, "connection ended with an error");
-                    },
-                    () = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.as_mut().await;
-                    }
-                }
+                http1(
+                    stream,
+                    svc,
+                    HEADER_TIMEOUT,
+                    false,
+                    &shutdown,
+                    peer,
+                    "health.conn",
+                )
+                .await;
             });
         }
         tracker.close();

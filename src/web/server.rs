@@ -2,14 +2,13 @@
 //! HTTP, or TLS with the `[realtime.tls]` certificate when that is on.
 
 use super::{routes, Web};
+use crate::http_serve::{http1, Capped};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -60,26 +59,11 @@ impl Bound {
     /// Serves until `shutdown` is cancelled, then ends the event streams and waits for
     /// open requests.
     pub async fn serve(self, web: Arc<Web>, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let tracker = TaskTracker::new();
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(operation = "web.serve", addr = %self.addr, scheme, "web page listening");
-        loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
-            let (stream, peer) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = self.listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(operation = "web.accept", error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
+        let listener = Capped::new(self.listener, MAX_CONNECTIONS, "web.accept");
+        while let Some((permit, stream, peer)) = listener.accept(&shutdown).await {
             let (web, shutdown, tls) = (web.clone(), shutdown.clone(), self.tls.clone());
             tracker.spawn(async move {
                 let _permit = permit;
@@ -118,18 +102,5 @@ async fn connection<I>(
         let web = web.clone();
         async move { Ok::<_, std::convert::Infallible>(routes::handle(web, req, tls).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => if let Err(e) = r {
-            tracing::debug!(operation = "web.conn", peer = %peer, error = %e, "connection ended with an error");
-        },
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
-        }
-    }
+    http1(io, svc, HEADER_TIMEOUT, true, &shutdown, peer, "web.conn").await;
 }
