@@ -138,22 +138,17 @@ impl TestBox {
 impl Client {
     /// The next text frame as JSON (skipping WebSocket pings).
     pub async fn next_json(&mut self) -> Value {
-        loop {
-            let m = tokio::time::timeout(super::scaled(FRAME_TIMEOUT), self.ws.next())
-                .await
-                .expect("frame hang guard")
-                .expect("stream open")
-                .expect("frame reads");
-            match m {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
-                Message::Close(c) => panic!("closed while waiting for a frame: {c:?}"),
-                _ => {}
-            }
-        }
+        let t = self.next_text(|_| true).await;
+        serde_json::from_str(&t).expect("server sends JSON")
     }
 
     /// The next text frame that is not presence, as the exact text received.
     pub async fn next_text_non_presence(&mut self) -> String {
+        self.next_text(|t| !t.contains("\"presence.")).await
+    }
+
+    /// The next text frame `wanted` accepts (skipping pings and the others).
+    async fn next_text(&mut self, wanted: impl Fn(&str) -> bool) -> String {
         loop {
             let m = tokio::time::timeout(super::scaled(FRAME_TIMEOUT), self.ws.next())
                 .await
@@ -161,7 +156,7 @@ impl Client {
                 .expect("stream open")
                 .expect("frame reads");
             match m {
-                Message::Text(t) if !t.contains("\"presence.") => return t.to_string(),
+                Message::Text(t) if wanted(&t) => return t.to_string(),
                 Message::Close(c) => panic!("closed while waiting for a frame: {c:?}"),
                 _ => {}
             }
