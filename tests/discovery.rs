@@ -243,6 +243,21 @@ async fn next(rx: &mut Events) -> (String, String) {
         .expect("the watcher is running")
 }
 
+/// The box `uuid` as `bbedge discover --json` lists it, running it up to three times:
+/// mdns-sd sometimes resolves a box before its TXT records arrive and then lists it
+/// without its UUID (docs/DISCOVERY.md, "running it again helps"); what the operator
+/// does is what the test does. Every listing must still carry every TXT record.
+async fn discover_box(lan: &Lan, uuid: &str) -> Value {
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        heard = discover(lan).await;
+        if let Some(b) = heard.iter().find(|b| b["uuid"] == uuid) {
+            return b.clone();
+        }
+    }
+    find(&heard, uuid).clone()
+}
+
 fn find<'a>(boxes: &'a [Value], uuid: &str) -> &'a Value {
     boxes
         .iter()
@@ -258,8 +273,7 @@ async fn the_box_is_found_by_name_with_its_txt_records_and_a_state_change_is_ann
     let (mut daemon, port, uuid) = start_box(&lan, &config).await;
 
     // What an operator's `bbedge discover --json` lists: every TXT record.
-    let boxes = discover(&lan).await;
-    let b = find(&boxes, &uuid);
+    let b = &discover_box(&lan, &uuid).await;
     assert_eq!(b["name"], NAME, "{b:#}");
     assert_eq!(b["state"], "unpaired", "{b:#}");
     assert_eq!(b["path"], format!("/realtime/devices/{uuid}"), "{b:#}");
@@ -310,7 +324,7 @@ async fn the_box_is_found_by_name_with_its_txt_records_and_a_state_change_is_ann
     // A fresh `bbedge discover` lists the new state too. (Run after the watcher ends:
     // with two browsers in one host, mdns-sd sometimes resolves a box without its TXT
     // records; docs/DISCOVERY.md, "Limits".)
-    assert_eq!(find(&discover(&lan).await, &uuid)["state"], "identify");
+    assert_eq!(discover_box(&lan, &uuid).await["state"], "identify");
 
     // Stopping says goodbye: a browser hears the box leave at once, not after its TTL.
     let (watcher, mut rx) = watch_in(&lan, &uuid, ("removed", ""));
@@ -416,7 +430,7 @@ async fn the_box_shares_udp_5353_with_a_responder_bound_first_like_avahi() {
     let config = write_config(dir.path());
     let (mut daemon, _, uuid) = start_box(&lan, &config).await;
     // bbedge bound 5353 beside it and answers a browser on the LAN...
-    assert_eq!(find(&discover(&lan).await, &uuid)["name"], NAME);
+    assert_eq!(discover_box(&lan, &uuid).await["name"], NAME);
     // ...and the other responder's socket still receives the multicast traffic.
     assert!(
         tokio::task::spawn_blocking(move || avahi.join().expect("avahi thread"))
