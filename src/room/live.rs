@@ -49,7 +49,7 @@ pub struct Settings {
 /// (each of them heard of every other's leave until its own end: 150 MiB of pending
 /// presence for 2,000 clients, measured with heaptrack).
 fn listening(p: &Participant) -> bool {
-    !p.out.closing().is_cancelled()
+    !p.out.is_closing()
 }
 
 /// Departures waiting out the grace period; when full, `presence.left` goes out at once.

@@ -3,7 +3,7 @@
 
 use super::stats::{reason, Stats};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -61,6 +61,9 @@ struct Shared {
     pushed: AtomicU64,
     /// Cancelled when the connection must end; the writer then sends `farewell`.
     closing: CancellationToken,
+    /// Set with `closing`, read on the hot path: `CancellationToken::is_cancelled`
+    /// takes a mutex, and every delivery asked it twice (perf: 5.9 % of the hub's CPU).
+    closed: AtomicBool,
     farewell: Mutex<Option<Farewell>>,
 }
 
@@ -133,6 +136,7 @@ pub fn queue(frames: usize, max_bytes: usize, stats: Arc<Stats>) -> (Outbox, Inb
         max_bytes,
         pushed: AtomicU64::new(0),
         closing: CancellationToken::new(),
+        closed: AtomicBool::new(false),
         farewell: Mutex::new(None),
     });
     (
@@ -151,7 +155,7 @@ impl Outbox {
     /// (`SLOW_CONSUMER`); returns whether the frame was queued.
     pub fn push(&self, text: Utf8Bytes) -> bool {
         let s = &*self.shared;
-        if s.closing.is_cancelled() {
+        if s.closed.load(Ordering::Acquire) {
             return false;
         }
         let len = text.len();
@@ -203,8 +207,15 @@ impl Outbox {
             return false;
         }
         *f = Some(farewell);
+        self.shared.closed.store(true, Ordering::Release);
         self.shared.closing.cancel();
         true
+    }
+
+    /// Whether the connection is closing: one atomic load (what `closing()` says,
+    /// without its lock).
+    pub fn is_closing(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Cancelled once the connection is closing.

@@ -50,7 +50,7 @@ pub(super) async fn write<Si>(
         // the rarer wake-ups (each registration takes and releases a lock on the
         // Notify it polls, once per batch). The tick is cheap to poll and comes first
         // so that a queue that is never empty cannot starve pings and the idle timeout.
-        if out.closing().is_cancelled() {
+        if out.is_closing() {
             break;
         }
         let step = tokio::select! {
@@ -132,7 +132,7 @@ async fn unless_closing(
     out: &Outbox,
     write: impl std::future::Future<Output = Result<(), WsError>>,
 ) -> Step {
-    if out.closing().is_cancelled() {
+    if out.is_closing() {
         return Step::Closing;
     }
     // The write first: it nearly always completes at once (into the gather buffer, one
