@@ -152,12 +152,7 @@ async fn led_test_first_line(cwd: &Path, env: &[(OsString, OsString)]) -> (i32, 
         .expect("a first line")
         .expect("read")
         .expect("a line before exit");
-    let pid = child.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    support::binary::signal(&child, "INT");
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("exits after Ctrl-C")
@@ -726,12 +721,7 @@ async fn the_daemon_with_stdout_and_stderr_closed_keeps_serving_and_stops_cleanl
     assert_eq!(r.code, OK, "{}", r.err);
     let (code, _) = support::http_get(&format!("{url}/health")).await;
     assert_eq!(code, 200);
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    support::binary::signal(&child, "TERM");
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("stops")

@@ -298,12 +298,7 @@ async fn led_test_names_each_pattern_and_ctrl_c_gives_the_led_back() {
         "{first}"
     );
     assert_eq!(leds.trigger(), "none");
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    support::binary::signal(&child, "INT");
     let status = tokio::time::timeout(WAIT, child.wait())
         .await
         .unwrap()

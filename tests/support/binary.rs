@@ -151,13 +151,7 @@ impl Daemon {
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill -{sig} {pid}");
+        signal(&self.child, sig);
     }
 
     /// Waits for exit (hang guard) and returns the exit code.
@@ -168,4 +162,15 @@ impl Daemon {
             .expect("wait");
         status.code().unwrap_or(-1)
     }
+}
+
+/// Sends `child` a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
+pub fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
 }
