@@ -242,7 +242,12 @@ impl App {
         // shares when [realtime.tls] is on.
         let web = if config.web.enabled {
             let addr = SocketAddr::new(config.web.host, config.web.port);
-            let tls = crate::room::tls::acceptor(&config.realtime.tls, &paths.state_dir)?;
+            // The rooms' own acceptor (their certificate, loaded once); built here only
+            // when the rooms are off.
+            let tls = match &rooms {
+                Some(r) => r.tls_acceptor(),
+                None => crate::room::tls::acceptor(&config.realtime.tls, &paths.state_dir)?,
+            };
             Some(
                 crate::web::bind(addr, tls)
                     .await

@@ -232,6 +232,11 @@ impl Bound {
         }));
     }
 
+    /// The rooms' TLS acceptor (`[realtime.tls]` on), for the web page to share.
+    pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
+        self.tls.clone()
+    }
+
     /// Adds the `rooms` section to `/status`.
     pub fn register_status(&self, board: &crate::health::StatusBoard) {
         let svc = self.svc.clone();
