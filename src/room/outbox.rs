@@ -5,7 +5,8 @@ use super::stats::{reason, Stats};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::task::{Poll, Waker};
+use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -50,8 +51,10 @@ struct Shared {
     /// Frames for the writer. At most `max_frames`; full: the client is closed with
     /// 1013 and the frame dropped.
     queue: Mutex<VecDeque<Utf8Bytes>>,
-    /// A permit when frames were queued since the writer last looked.
-    queued: Notify,
+    /// The writer, woken by the first frame into an empty queue and by `close` (two
+    /// atomic operations; a `Notify` takes a mutex to wait and another to stop waiting,
+    /// and the writer used to wait on three of them per wake-up).
+    writer: AtomicWaker,
     max_frames: usize,
     /// Bytes queued; over `max_bytes`: closed with 1013 as above.
     bytes: AtomicUsize,
@@ -69,6 +72,8 @@ struct Shared {
 
 /// Queue capacity (frames) kept once the queue is empty; more is freed.
 const KEEP_SLOTS: usize = 64;
+/// The writer's batch capacity (frames) kept between batches; more is freed.
+const KEEP_BATCH: usize = 16;
 
 impl Shared {
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
@@ -90,6 +95,8 @@ pub struct Inbox {
 #[derive(Debug)]
 pub struct Receiver {
     shared: Arc<Shared>,
+    /// Frames taken so far (compared with `pushed`: is anything queued, without the lock).
+    taken: u64,
 }
 
 /// The queue is empty (for now).
@@ -100,23 +107,48 @@ impl Receiver {
     /// The next frame, waiting for one. (Never `None` while the [`Outbox`] lives; kept
     /// an `Option` like a channel's.)
     pub async fn recv(&mut self) -> Option<Utf8Bytes> {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Ok(t) = self.try_recv() {
-                return Some(t);
+                return Poll::Ready(Some(t));
             }
-            // A push after the failed take left a permit: no frame is missed.
-            self.shared.queued.notified().await;
-        }
+            self.register(cx.waker());
+            // A push after the failed take and before the registration woke nobody.
+            self.try_recv().map_or(Poll::Pending, |t| Poll::Ready(Some(t)))
+        })
+        .await
     }
 
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Result<Utf8Bytes, Empty> {
         let mut q = self.shared.queue();
         let t = q.pop_front().ok_or(Empty)?;
+        self.taken += 1;
         if q.is_empty() && q.capacity() > KEEP_SLOTS {
             *q = VecDeque::new();
         }
         Ok(t)
+    }
+
+    /// Wakes `waker` for the first frame into an empty queue and when the connection
+    /// starts closing. Look again after registering: what came before it woke nobody.
+    pub fn register(&self, waker: &Waker) {
+        self.shared.writer.register(waker);
+    }
+
+    /// Whether frames are queued that were not taken yet: two atomic loads, no lock.
+    pub fn ready(&self) -> bool {
+        self.shared.pushed.load(Ordering::Acquire) > self.taken
+    }
+
+    /// Every queued frame, in one lock: the queue is swapped with `batch` (which must
+    /// be empty; its capacity is the queue's from now on).
+    pub fn take_all(&mut self, batch: &mut VecDeque<Utf8Bytes>) {
+        debug_assert!(batch.is_empty());
+        if batch.capacity() > KEEP_BATCH {
+            *batch = VecDeque::new();
+        }
+        std::mem::swap(&mut *self.shared.queue(), batch);
+        self.taken += batch.len() as u64;
     }
 
     /// `len` bytes of a taken frame were written: they no longer count against the
@@ -130,7 +162,7 @@ impl Receiver {
 pub fn queue(frames: usize, max_bytes: usize, stats: Arc<Stats>) -> (Outbox, Inbox) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(VecDeque::new()),
-        queued: Notify::new(),
+        writer: AtomicWaker::new(),
         max_frames: frames.max(1),
         bytes: AtomicUsize::new(0),
         max_bytes,
@@ -145,7 +177,7 @@ pub fn queue(frames: usize, max_bytes: usize, stats: Arc<Stats>) -> (Outbox, Inb
             stats,
         },
         Inbox {
-            rx: Receiver { shared },
+            rx: Receiver { shared, taken: 0 },
         },
     )
 }
@@ -176,7 +208,7 @@ impl Outbox {
         if ok {
             s.pushed.fetch_add(1, Ordering::AcqRel);
             if first {
-                s.queued.notify_one();
+                s.writer.wake();
             }
         } else {
             s.bytes.fetch_sub(len, Ordering::AcqRel);
@@ -209,6 +241,7 @@ impl Outbox {
         *f = Some(farewell);
         self.shared.closed.store(true, Ordering::Release);
         self.shared.closing.cancel();
+        self.shared.writer.wake();
         true
     }
 

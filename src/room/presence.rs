@@ -19,7 +19,8 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
+use std::task::Waker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A participant that joined, as every other client is to hear of it.
@@ -113,7 +114,8 @@ struct Net {
 #[derive(Default)]
 pub struct Presence {
     net: Mutex<Net>,
-    changed: Notify,
+    /// The client's writer, woken by the first change (no lock: see the outbox's).
+    writer: AtomicWaker,
     /// `net.changes.len()`, set under the lock: the writer looks before every frame,
     /// and without a change pending it need not take the lock.
     pending: AtomicUsize,
@@ -178,7 +180,7 @@ impl Presence {
         };
         // The writer was told when the first change came; it takes them all.
         if was_empty {
-            self.changed.notify_one();
+            self.writer.wake();
         }
     }
 
@@ -219,7 +221,7 @@ impl Presence {
         };
         // The writer was told when the first change came; it takes them all.
         if was_empty {
-            self.changed.notify_one();
+            self.writer.wake();
         }
     }
 
@@ -268,9 +270,14 @@ impl Presence {
         self.lock().changes.len()
     }
 
-    /// Resolves once a change was added since the last call returned.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
+    /// Whether a change is waiting: one atomic load, no lock.
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 0
+    }
+
+    /// Wakes `waker` for the first change after none; look again after registering.
+    pub fn register(&self, waker: &Waker) {
+        self.writer.register(waker);
     }
 }
 

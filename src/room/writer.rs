@@ -10,7 +10,11 @@ use super::presence::Presence;
 use super::reader::{linger, read, Handler};
 use super::Service;
 use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -23,8 +27,47 @@ use tokio_tungstenite::WebSocketStream;
 
 /// How long a farewell (last frame + close) may take before the socket is dropped.
 pub const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Queued frames written per flush.
-const WRITE_BATCH: usize = 32;
+/// What the writer does next.
+enum Next {
+    Close,
+    Ping,
+    Frames,
+    Presence,
+}
+
+/// Waits for the writer's next job with no future of its own: the closing flag, the
+/// ping timer, the queue and the pending presence are looked at in that order (the
+/// timer before the queue: a queue that is never empty cannot starve pings and the
+/// idle timeout), and only when none has work is the task registered with the queue's
+/// and the presence's wakers (atomic operations, no lock), then looked at once more.
+fn poll_next(
+    cx: &mut Context<'_>,
+    out: &Outbox,
+    presence: &Presence,
+    inbox: &Inbox,
+    ping: Pin<&mut tokio::time::Sleep>,
+) -> Poll<Next> {
+    if ping.poll(cx).is_ready() {
+        return Poll::Ready(Next::Ping);
+    }
+    let look = || {
+        if out.is_closing() {
+            Some(Next::Close)
+        } else if inbox.rx.ready() {
+            Some(Next::Frames)
+        } else if presence.is_pending() {
+            Some(Next::Presence)
+        } else {
+            None
+        }
+    };
+    if let Some(n) = look() {
+        return Poll::Ready(n);
+    }
+    inbox.rx.register(cx.waker());
+    presence.register(cx.waker());
+    look().map_or(Poll::Pending, Poll::Ready)
+}
 
 /// Drains the queue into the socket, pings, enforces the idle timeout, says farewell.
 pub(super) async fn write<Si>(
@@ -41,44 +84,44 @@ pub(super) async fn write<Si>(
     let l = &svc.cfg.limits;
     let idle = Duration::from_secs(l.idle_timeout).as_millis() as u64;
     let every = Duration::from_secs(l.ping_interval);
-    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
-    // Frames received from the queue so far: presence due after them may be written.
+    // Boxed like an `Interval`'s: its timer entry is pinned.
+    let mut ping = Box::pin(tokio::time::sleep(every));
+    // Frames taken from the queue so far: presence due after them may be written.
     let mut received: u64 = 0;
+    // The frames being written; swapped with the queue in one lock per batch.
+    let mut batch = VecDeque::new();
     loop {
-        // Closing is looked at first, with a plain load; then the branches in an
-        // order that lets a busy writer find its queue ready without registering for
-        // the rarer wake-ups (each registration takes and releases a lock on the
-        // Notify it polls, once per batch). The tick is cheap to poll and comes first
-        // so that a queue that is never empty cannot starve pings and the idle timeout.
-        if out.is_closing() {
-            break;
-        }
-        let step = tokio::select! {
-            biased;
-            _ = ping.tick() => {
+        let next = std::future::poll_fn(|cx| poll_next(cx, out, presence, &inbox, ping.as_mut()));
+        let step = match next.await {
+            Next::Close => break,
+            Next::Ping => {
                 let seen = last_seen.load(Ordering::Relaxed);
                 if (started.elapsed().as_millis() as u64).saturating_sub(seen) > idle {
                     svc.stats.dropped(super::stats::reason::IDLE_TIMEOUT);
-                    out.close(Farewell { last: None, code: Some(1001), reason: "IDLE_TIMEOUT".into(), why: "idle_timeout" });
+                    out.close(Farewell {
+                        last: None,
+                        code: Some(1001),
+                        reason: "IDLE_TIMEOUT".into(),
+                        why: "idle_timeout",
+                    });
                     break;
                 }
+                // Every `every` from the first, like an `Interval`'s ticks.
+                let due = ping.deadline() + every;
+                ping.as_mut().reset(due);
                 // Boxed: once per ping interval, not worth room in every task.
                 Box::pin(unless_closing(out, sink.send(Message::Ping(Default::default())))).await
             }
-            m = inbox.rx.recv() => {
-                let Some(first) = m else { break };
-                let batch = async {
-                    let mut next = Some(first);
+            Next::Frames => {
+                inbox.rx.take_all(&mut batch);
+                let write = async {
                     let (mut n, mut bytes): (u64, usize) = (0, 0);
-                    while let Some(t) = next.take() {
+                    while let Some(t) = batch.pop_front() {
                         feed_presence(&mut sink, presence, received, svc).await?;
                         received += 1;
                         bytes += t.len();
                         feed_text(&mut sink, t).await?;
                         n += 1;
-                        if n < WRITE_BATCH as u64 {
-                            next = inbox.rx.try_recv().ok();
-                        }
                     }
                     // Once per batch: the byte count is shared with the publishers,
                     // the counter with every writer.
@@ -87,16 +130,15 @@ pub(super) async fn write<Si>(
                     feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
                 };
-                unless_closing(out, batch).await
+                unless_closing(out, write).await
             }
-            () = presence.changed() => {
-                let batch = async {
+            Next::Presence => {
+                let write = async {
                     feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
                 };
-                unless_closing(out, batch).await
+                unless_closing(out, write).await
             }
-            () = out.closing().cancelled() => break,
         };
         match step {
             Step::Written => {}
