@@ -1,6 +1,6 @@
 //! One connection from the finished handshake to its close: admission (token, room,
 //! caps), `connection.ack`, then the reader here (checks, rate limit, dispatch) and the
-//! [`writer`](super::writer) (queue, pings, idle timeout, farewell) in one task.
+//! [`writer`](super::writer) (queue, pings, idle timeout, farewell) in a task of its own.
 
 use super::frames;
 use super::handshake::{Target, Upgrade};
@@ -168,27 +168,34 @@ pub async fn serve<S>(
     });
     drop(entered);
 
-    let last_seen = AtomicU64::new(0);
+    let last_seen = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let (mut sink, mut stream) = ws.split();
+    let (sink, mut stream) = ws.split();
+    // The writer is a task of its own: in one task with the reader (`join!`), every
+    // wake-up of the writer (every delivery) polled the reader too, its close signal
+    // and its socket (perf: a lock and a readiness check per delivery).
+    let writer = tokio::spawn({
+        let (svc, out, presence, last_seen) = (
+            svc.clone(),
+            out.clone(),
+            me.presence.clone(),
+            last_seen.clone(),
+        );
+        async move {
+            let mut sink = sink;
+            write(&svc, &out, &presence, inbox, &mut sink, &last_seen, started).await;
+            sink
+        }
+    });
     let mut frames = RoomFrames {
         svc: &svc,
         room: &room,
         me: &me,
         bucket: Bucket::new(svc.cfg.rate_limiting.messages_per_second),
     };
-    let reader = read(&svc, &mut stream, &out, &last_seen, started, &mut frames);
-    let writer = write(
-        &svc,
-        &out,
-        &me.presence,
-        inbox,
-        &mut sink,
-        &last_seen,
-        started,
-    );
-    tokio::join!(reader, writer);
-    let ws = stream.reunite(sink).ok();
+    read(&svc, &mut stream, &out, &last_seen, started, &mut frames).await;
+    let sink = writer.await;
+    let ws = sink.ok().and_then(|sink| stream.reunite(sink).ok());
 
     let left = room.leave(&me.id);
     if left == 0 {
