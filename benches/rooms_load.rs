@@ -259,6 +259,19 @@ async fn start_daemon(a: &Args) -> Hub {
             break v;
         }
     };
+    // Idle is after the daemon gave back its start-up pages (src/memory.rs); a build
+    // from before that says nothing, hence the bound.
+    let released = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("start-up pages") {
+                return true;
+            }
+        }
+        false
+    });
+    if !released.await.unwrap_or(false) {
+        println!("  (the daemon did not say it released its start-up pages)");
+    }
     tokio::spawn(async move {
         let mut told = false;
         while let Ok(Some(l)) = lines.next_line().await {

@@ -14,10 +14,11 @@
 //! - [`room`]: the local device rooms (the box's own realtime server).
 //! - [`upstream`]: the link to central: reconnects, outbox, relay, signed manifests.
 //! - [`web`]: the box's web page: live status, pairing, identify, local tokens.
-//! - [`shutdown`], [`systemd`], [`telemetry`]: OS integration.
+//! - [`shutdown`], [`systemd`], [`telemetry`], [`memory`]: OS integration.
 //!
 //! `docs/ARCHITECTURE.md` draws the tasks and the data flow.
-#![forbid(unsafe_code)]
+// One audited exception: `memory` (madvise on the executable's own read-only pages).
+#![deny(unsafe_code)]
 // Nothing a peer, a file or the disk hands us may panic (release builds abort on panic):
 // no unwrap/expect/panic! outside tests (clippy.toml allows them in `#[cfg(test)]` code).
 // `indexing_slicing` is not on: clippy flags every `serde_json::Value` read (`v["k"]`,
@@ -35,6 +36,7 @@ pub mod error;
 pub mod fsutil;
 pub mod health;
 pub mod http_serve;
+pub mod memory;
 pub mod pairing;
 pub mod protocol;
 pub mod relay;
