@@ -55,10 +55,8 @@ fn parse(smaps: &str) -> Vec<Mapping> {
         let mut words = line.split_whitespace();
         let Some(first) = words.next() else { continue };
         if let Some((a, b)) = first.split_once('-') {
-            let (Ok(start), Ok(end)) = (
-                usize::from_str_radix(a, 16),
-                usize::from_str_radix(b, 16),
-            ) else {
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
                 continue;
             };
             let perms = words.next().unwrap_or_default().to_owned();
@@ -175,9 +173,13 @@ garbage line
     fn a_mapping_whose_anonymous_line_is_missing_or_unreadable_is_kept() {
         let missing = parse("55d0a0000000-55d0a0100000 r--p 00000000 fd:01 1 /x\nRss: 8 kB\n");
         assert!(!missing[0].droppable("/x"), "unknown means written");
-        let odd = parse("55d0a0000000-55d0a0100000 r--p 00000000 fd:01 1 /x\nRss: 8 kB\nAnonymous: ? kB\n");
+        let odd = parse(
+            "55d0a0000000-55d0a0100000 r--p 00000000 fd:01 1 /x\nRss: 8 kB\nAnonymous: ? kB\n",
+        );
         assert!(!odd[0].droppable("/x"), "unknown means written");
-        let clean = parse("55d0a0000000-55d0a0100000 r--p 00000000 fd:01 1 /x\nRss: 8 kB\nAnonymous: 0 kB\n");
+        let clean = parse(
+            "55d0a0000000-55d0a0100000 r--p 00000000 fd:01 1 /x\nRss: 8 kB\nAnonymous: 0 kB\n",
+        );
         assert!(clean[0].droppable("/x"));
     }
 

@@ -2,11 +2,11 @@
 //! whoever publishes (never waiting), drained by the client's writer.
 
 use super::stats::{reason, Stats};
+use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
-use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -113,7 +113,8 @@ impl Receiver {
             }
             self.register(cx.waker());
             // A push after the failed take and before the registration woke nobody.
-            self.try_recv().map_or(Poll::Pending, |t| Poll::Ready(Some(t)))
+            self.try_recv()
+                .map_or(Poll::Pending, |t| Poll::Ready(Some(t)))
         })
         .await
     }

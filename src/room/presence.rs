@@ -15,11 +15,11 @@
 //! frames (a coalesced change takes the place of the latest change it folds in).
 
 use super::frames;
+use futures_util::task::AtomicWaker;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use futures_util::task::AtomicWaker;
 use std::task::Waker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 

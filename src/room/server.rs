@@ -20,11 +20,14 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// tungstenite's read buffer per connection, touched in full: small frames are the
-/// norm (a 512-byte status frame and its header fit; it grows for a larger frame, up to
-/// `max_frame_bytes`). Clients send about 10 frames a second; a burst takes one more
-/// `read` per KiB. 1 KiB of the ~12 KiB an idle connection costs (docs/PERFORMANCE.md).
-pub const READ_BUFFER: usize = 1024;
+/// tungstenite's read buffer per connection, touched in full; it grows for a larger
+/// frame, up to `max_frame_bytes`. Most connections (observers) send nearly nothing, so
+/// this is paid by every idle connection: 512 bytes of the ~12 KiB one costs
+/// (docs/PERFORMANCE.md). A sending client pays one more `read` per 512 bytes: a 512-byte
+/// status frame takes two, once per frame fanned out to the whole room (at 8 KiB the
+/// hub's CPU per delivery did not change measurably; 1 KiB cost 0.5 KiB more per idle
+/// connection).
+pub const READ_BUFFER: usize = 512;
 /// Bytes gathered before a write reaches the socket (a batch is flushed anyway): the
 /// [`Gather`] layer's, which frees them once flushed.
 pub const WRITE_BUFFER: usize = super::gather::GATHER;

@@ -110,7 +110,11 @@ pub(super) async fn write<Si>(
                 let due = ping.deadline() + every;
                 ping.as_mut().reset(due);
                 // Boxed: once per ping interval, not worth room in every task.
-                Box::pin(unless_closing(out, sink.send(Message::Ping(Default::default())))).await
+                Box::pin(unless_closing(
+                    out,
+                    sink.send(Message::Ping(Default::default())),
+                ))
+                .await
             }
             Next::Frames => {
                 inbox.rx.take_all(&mut batch);
