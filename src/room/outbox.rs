@@ -194,17 +194,6 @@ impl Outbox {
         ok
     }
 
-    /// [`push`](Self::push), with the writer's wake-up left in `wakes` for the caller
-    /// to wake once it has queued a frame for everyone: woken one by one between the
-    /// pushes, the writers of a 100-client room got the other worker thread unparked
-    /// ~3 times per broadcast (perf: an eventfd write each, most of the hub's context
-    /// switches); woken together, about once.
-    pub fn push_deferred(&self, text: Utf8Bytes, wakes: &mut Vec<Waker>) -> bool {
-        let (ok, wake) = self.queue_up(text);
-        wakes.extend(wake);
-        ok
-    }
-
     /// Queues `text` (or closes as in [`push`](Self::push)); the writer's waker when it
     /// must be woken (the queue was empty: a writer only waits on an empty queue).
     fn queue_up(&self, text: Utf8Bytes) -> (bool, Option<Waker>) {

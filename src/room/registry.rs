@@ -104,13 +104,8 @@ impl Ctx<'_> {
 
     /// Queues `text` for every participant `to` selects. Never waits.
     pub fn broadcast(&self, text: &Utf8Bytes, to: impl Fn(&Participant) -> bool) {
-        let mut wakes = Vec::new();
         for p in self.participants.iter().filter(|p| to(p)) {
-            p.out.push_deferred(text.clone(), &mut wakes);
-        }
-        // Every writer at once, after the last push (see `push_deferred`).
-        for w in wakes {
-            w.wake();
+            p.out.push(text.clone());
         }
     }
 
