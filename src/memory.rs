@@ -104,7 +104,9 @@ pub fn release_startup_pages() -> io::Result<Released> {
     for m in droppable {
         drop_pages(m.start, m.end - m.start)?;
         released.mappings += 1;
-        released.bytes += m.rss_kib * 1024;
+        released.bytes = released
+            .bytes
+            .saturating_add(m.rss_kib.saturating_mul(1024));
     }
     Ok(released)
 }

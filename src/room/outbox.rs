@@ -6,7 +6,7 @@ use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::task::Waker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -70,9 +70,11 @@ struct Shared {
     farewell: Mutex<Option<Farewell>>,
 }
 
-/// Queue capacity (frames) kept once the queue is empty; more is freed.
+/// Queue capacity (frames) kept once the queue is empty (`try_recv`); more is freed.
+#[cfg(test)]
 const KEEP_SLOTS: usize = 64;
-/// The writer's batch capacity (frames) kept between batches; more is freed.
+/// The writer's batch capacity (frames) kept between batches; more is freed. The queue
+/// and the batch swap buffers, so this bounds both for an idle connection.
 const KEEP_BATCH: usize = 16;
 
 impl Shared {
@@ -104,9 +106,10 @@ pub struct Receiver {
 pub struct Empty;
 
 impl Receiver {
-    /// The next frame, waiting for one. (Never `None` while the [`Outbox`] lives; kept
-    /// an `Option` like a channel's.)
+    /// The next frame, waiting for one (tests; the writer takes batches: `take_all`).
+    #[cfg(test)]
     pub async fn recv(&mut self) -> Option<Utf8Bytes> {
+        use std::task::Poll;
         std::future::poll_fn(|cx| {
             if let Ok(t) = self.try_recv() {
                 return Poll::Ready(Some(t));
@@ -119,7 +122,8 @@ impl Receiver {
         .await
     }
 
-    /// The next frame if one is queued.
+    /// The next frame if one is queued (tests).
+    #[cfg(test)]
     pub fn try_recv(&mut self) -> Result<Utf8Bytes, Empty> {
         let mut q = self.shared.queue();
         let t = q.pop_front().ok_or(Empty)?;
@@ -145,9 +149,6 @@ impl Receiver {
     /// be empty; its capacity is the queue's from now on).
     pub fn take_all(&mut self, batch: &mut VecDeque<Utf8Bytes>) {
         debug_assert!(batch.is_empty());
-        if batch.capacity() > KEEP_BATCH {
-            *batch = VecDeque::new();
-        }
         std::mem::swap(&mut *self.shared.queue(), batch);
         self.taken += batch.len() as u64;
     }
@@ -156,6 +157,16 @@ impl Receiver {
     /// byte bound.
     pub fn written(&self, len: usize) {
         self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// A taken batch was written (`batch` is empty again): its `bytes` no longer count,
+    /// and a burst's capacity is freed, so an idle writer keeps at most
+    /// [`KEEP_BATCH`] slots (the queue gets this buffer at the next `take_all`).
+    pub fn batch_written(&self, batch: &mut VecDeque<Utf8Bytes>, bytes: usize) {
+        self.written(bytes);
+        if batch.capacity() > KEEP_BATCH {
+            *batch = VecDeque::new();
+        }
     }
 }
 
@@ -187,22 +198,14 @@ impl Outbox {
     /// Queues a frame without waiting. A full queue closes the client with 1013
     /// (`SLOW_CONSUMER`); returns whether the frame was queued.
     pub fn push(&self, text: Utf8Bytes) -> bool {
-        let (ok, wake) = self.queue_up(text);
-        if let Some(w) = wake {
-            w.wake();
-        }
-        ok
-    }
-
-    /// Queues `text` (or closes as in [`push`](Self::push)); the writer's waker when it
-    /// must be woken (the queue was empty: a writer only waits on an empty queue).
-    fn queue_up(&self, text: Utf8Bytes) -> (bool, Option<Waker>) {
         let s = &*self.shared;
         if s.closed.load(Ordering::Acquire) {
-            return (false, None);
+            return false;
         }
         let len = text.len();
         let before = s.bytes.fetch_add(len, Ordering::AcqRel);
+        // (queued, the queue was empty): a writer only waits on an empty queue, so only
+        // the first frame after it needs to wake it.
         let (ok, first) = if before + len <= s.max_bytes {
             let mut q = s.queue();
             let room = q.len() < s.max_frames;
@@ -216,7 +219,10 @@ impl Outbox {
         };
         if ok {
             s.pushed.fetch_add(1, Ordering::AcqRel);
-            return (true, if first { s.writer.take() } else { None });
+            if first {
+                s.writer.wake();
+            }
+            return true;
         }
         s.bytes.fetch_sub(len, Ordering::AcqRel);
         if self.close(Farewell {
@@ -227,7 +233,7 @@ impl Outbox {
         }) {
             self.stats.dropped(reason::SLOW_CONSUMER);
         }
-        (false, None)
+        false
     }
 
     /// Frames queued so far (the writer counts the ones it received the same way).
@@ -335,11 +341,23 @@ mod tests {
         assert!(out.push(frame(1)));
         let (t, mut inbox) = waiting.await.expect("writer");
         assert_eq!(t.map(|t| t.len()), Some(1));
+        inbox.rx.written(1);
         for _ in 0..500 {
             assert!(out.push(frame(1)));
         }
         assert!(out.shared.queue().capacity() >= 500);
-        while inbox.rx.try_recv().is_ok() {}
+        // The writer's path: the burst taken in one swap, written, its buffer freed.
+        let mut batch = VecDeque::new();
+        inbox.rx.take_all(&mut batch);
+        assert_eq!(batch.len(), 500);
+        batch.clear();
+        inbox.rx.batch_written(&mut batch, 500);
+        assert_eq!(
+            batch.capacity(),
+            0,
+            "the writer keeps no slots from a burst"
+        );
+        assert_eq!(out.depth(), (0, 0));
         assert_eq!(
             out.shared.queue().capacity(),
             0,

@@ -265,14 +265,9 @@ impl Presence {
         self.pending.store(0, Ordering::Release);
     }
 
-    /// Changes waiting.
+    /// Changes waiting: one atomic load (set under the lock with every change), no lock.
     pub fn pending(&self) -> usize {
-        self.lock().changes.len()
-    }
-
-    /// Whether a change is waiting: one atomic load, no lock.
-    pub fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire) > 0
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Wakes `waker` for the first change after none; look again after registering.

@@ -55,7 +55,7 @@ fn poll_next(
             Some(Next::Close)
         } else if inbox.rx.ready() {
             Some(Next::Frames)
-        } else if presence.is_pending() {
+        } else if presence.pending() > 0 {
             Some(Next::Presence)
         } else {
             None
@@ -129,7 +129,7 @@ pub(super) async fn write<Si>(
                     }
                     // Once per batch: the byte count is shared with the publishers,
                     // the counter with every writer.
-                    inbox.rx.written(bytes);
+                    inbox.rx.batch_written(&mut batch, bytes);
                     svc.stats.frames_out.inc_by(n);
                     feed_presence(&mut sink, presence, received, svc).await?;
                     sink.flush().await
