@@ -824,6 +824,59 @@ async fn room_state_survives_a_restart_and_a_corrupt_snapshot_is_skipped() {
     assert!(tb.metric("bbedge_room_snapshots_corrupt_total").await >= 1.0);
 }
 
+// Paused time: the interval passes while the test waits, not in real time.
+#[tokio::test(start_paused = true)]
+async fn a_changed_room_is_snapshotted_once_its_interval_passed_and_an_unchanged_one_never() {
+    let tb = TestBox::start(&[
+        ("realtime.snapshots.interval", "60"),
+        ("realtime.snapshots.max_updates", "1000"),
+    ])
+    .await;
+    let mut events = tb.bus_events();
+    let created = tokio::time::Instant::now();
+    let (mut agent, _) = tb.join(Role::Agent).await;
+    agent.send(&status("idle")).await;
+    let saved = |e| match e {
+        HookEvent::SnapshotSaved { room, .. } => Some(room),
+        _ => None,
+    };
+    let guard = Duration::from_secs(600);
+    let room = tokio::time::timeout(guard, next_event_unguarded(&mut events, saved))
+        .await
+        .expect("the changed room is saved by its interval");
+    assert_eq!(room, format!("device:{}", tb.svc().device_id));
+    let waited = created.elapsed();
+    assert!(
+        waited >= Duration::from_secs(60) && waited < Duration::from_secs(120),
+        "saved {waited:?} after the room was created, with a 60 s interval"
+    );
+    // Nothing changed since: ten intervals pass without a snapshot (and, since the
+    // timer only runs for a changed room, without waking the snapshot task).
+    assert!(
+        tokio::time::timeout(guard, next_event_unguarded(&mut events, saved))
+            .await
+            .is_err(),
+        "an unchanged room is not saved again"
+    );
+    assert_eq!(tb.metric("bbedge_room_snapshots_total").await, 1.0);
+}
+
+/// [`next_event`] without its hang guard, for a test on paused time that sets its own.
+async fn next_event_unguarded<T>(
+    events: &mut tokio::sync::broadcast::Receiver<HookEvent>,
+    mut pick: impl FnMut(HookEvent) -> Option<T>,
+) -> T {
+    loop {
+        let e = events
+            .recv()
+            .await
+            .expect("bus open, subscriber not lagging");
+        if let Some(t) = pick(e) {
+            return t;
+        }
+    }
+}
+
 #[tokio::test]
 async fn snapshots_are_written_after_max_updates_changes_with_an_event() {
     let tb = TestBox::start(&[

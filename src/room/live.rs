@@ -13,8 +13,10 @@ use crate::protocol::Inbound;
 use crate::relay::ToAgent;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
+// The snapshot clock is tokio's, so tests can run it on paused time.
+use tokio::time::Instant;
 
 /// A live room.
 pub struct Room {
@@ -25,7 +27,8 @@ pub struct Room {
     inner: Mutex<Inner>,
     stats: Arc<Stats>,
     timer: TimerFn,
-    /// Woken when a room reaches `max_updates` changes; the snapshot task listens.
+    /// Woken when a room first changes after a snapshot (the snapshot task then waits
+    /// for its interval) and when it reaches `max_updates` changes (saved at once).
     snapshot_due: Arc<Notify>,
     max_updates: u32,
     settings: Settings,
@@ -138,8 +141,9 @@ impl Room {
         };
         let r = f(&mut inner.logic, &mut ctx, &inner.participants);
         let changed = ctx.changed;
+        let before = inner.changes;
         inner.changes = inner.changes.saturating_add(changed);
-        if changed > 0 && inner.changes >= self.max_updates {
+        if changed > 0 && (before == 0 || inner.changes >= self.max_updates) {
             self.snapshot_due.notify_one();
         }
         r
@@ -304,6 +308,13 @@ impl Room {
             let (pf, pb) = p.out.depth();
             (f + pf, b + pb)
         })
+    }
+
+    /// When this room's next snapshot is due by its interval: `None` while nothing
+    /// changed since the last one (an idle room needs no timer).
+    pub fn snapshot_at(&self, interval: Duration) -> Option<Instant> {
+        let g = self.lock();
+        (g.changes > 0).then(|| g.last_snapshot + interval)
     }
 
     /// The snapshot bytes if one is due (`force`: whenever anything changed); resets

@@ -334,15 +334,25 @@ impl Service {
     }
 }
 
-/// Snapshots due rooms every second, or at once when one reaches `max_updates`.
+/// Snapshots each changed room once its interval passed, or at once when it reaches
+/// `max_updates`. Sleeps until the earliest such moment, and without a timer while no
+/// room changed: an idle box does not wake for it.
 async fn snapshot_timer(svc: Arc<Service>, token: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
+        let next = svc.rooms.next_snapshot();
         tokio::select! {
             () = token.cancelled() => return,
-            _ = tick.tick() => {}
+            () = sleep_until(next) => {}
             () = svc.rooms.snapshot_due.notified() => {}
         }
         svc.rooms.save(&svc.rooms.all(), false).await;
+    }
+}
+
+/// Until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

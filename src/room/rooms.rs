@@ -47,7 +47,8 @@ pub struct Rooms {
     settings: Settings,
     /// Snapshot timing.
     pub policy: SnapshotPolicy,
-    /// Woken when a room needs a snapshot now.
+    /// Woken when a room changed for the first time since its snapshot, or needs one
+    /// now.
     pub snapshot_due: Arc<Notify>,
     stats: Arc<Stats>,
     bus: Bus,
@@ -206,6 +207,15 @@ impl Rooms {
                 });
             }
         });
+    }
+
+    /// The earliest interval snapshot due among the rooms; `None`: no room changed.
+    pub fn next_snapshot(&self) -> Option<tokio::time::Instant> {
+        let rooms = self.all();
+        rooms
+            .iter()
+            .filter_map(|r| r.snapshot_at(self.policy.interval))
+            .min()
     }
 
     /// Snapshots the due rooms (`force`: every changed room) in one batch with one
