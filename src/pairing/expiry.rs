@@ -188,11 +188,12 @@ impl ExpiryMonitor {
         due
     }
 
-    /// Checks every [`CHECK_EVERY`] and whenever the credentials change.
+    /// Checks every [`CHECK_EVERY`] while paired, and whenever the credentials change
+    /// (an unpaired box has no expiry to watch: it waits for pairing without a timer).
     pub async fn run(self, token: CancellationToken) {
         let mut rx = self.creds.subscribe();
         loop {
-            self.check_now();
+            let unpaired = self.check_now() == TokenState::Unpaired;
             tokio::select! {
                 () = token.cancelled() => return,
                 r = rx.changed() => {
@@ -208,7 +209,7 @@ impl ExpiryMonitor {
                         self.report.clear_error();
                     }
                 }
-                () = tokio::time::sleep(CHECK_EVERY) => {}
+                () = tokio::time::sleep(CHECK_EVERY), if !unpaired => {}
             }
         }
     }
