@@ -267,9 +267,10 @@ async fn start_daemon(a: &Args) -> Hub {
             break v;
         }
     };
-    // Idle is after the daemon gave back its start-up pages (src/memory.rs); a build
-    // from before that says nothing, hence the bound.
-    let released = tokio::time::timeout(Duration::from_secs(5), async {
+    // Idle is after the daemon gave back its start-up pages (src/memory.rs: 10 s after
+    // it is ready, the line just before); a build from before that says nothing, hence
+    // the bound.
+    let released = tokio::time::timeout(Duration::from_secs(15), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("start-up pages") {
                 return true;

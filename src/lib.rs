@@ -17,7 +17,8 @@
 //! - [`shutdown`], [`systemd`], [`telemetry`], [`memory`]: OS integration.
 //!
 //! `docs/ARCHITECTURE.md` draws the tasks and the data flow.
-// One audited exception: `memory` (madvise on the executable's own read-only pages).
+// One audited exception: `memory` (madvise on the executable's own read-only pages, and
+// glibc's malloc_trim).
 #![deny(unsafe_code)]
 // Nothing a peer, a file or the disk hands us may panic (release builds abort on panic):
 // no unwrap/expect/panic! outside tests (clippy.toml allows them in `#[cfg(test)]` code).

@@ -1,12 +1,15 @@
-//! Gives back the executable's pages that only start-up used.
+//! Gives back the memory only start-up used, once the daemon has settled.
 //!
 //! Start-up runs code that never runs again (config layers, the store's recovery, TLS
 //! set-up, the CLI), and the kernel maps the executable in 64 KiB runs around every page
 //! touched ("fault-around"): an idle daemon had ~6 MiB of its own executable resident,
-//! nearly all of it (docs/PERFORMANCE.md, "Idle RSS"). Once the daemon is ready, the
-//! executable's read-only mappings are dropped from the process with
-//! `madvise(MADV_DONTNEED)`: the pages stay in the page cache, and what the daemon still
-//! runs comes back on its next touch (a minor fault, no I/O while the page is cached).
+//! nearly all of it (docs/PERFORMANCE.md, "Idle RSS"). [`SETTLE`] after the daemon is
+//! ready (its tasks have run their first rounds by then), the executable's read-only
+//! mappings are dropped from the process with `madvise(MADV_DONTNEED)`: the pages stay in
+//! the page cache, and what the daemon still runs comes back on its next touch (a minor
+//! fault, no I/O while the page is cached). The log line is written first: written
+//! after, the logger's code would be what comes back. Then glibc returns the heap pages
+//! start-up freed (`malloc_trim`).
 //!
 //! Only mappings that are safe to drop are touched: backed by the executable itself
 //! (mapped at exec, never unmapped while the process lives), not writable, and without a
@@ -14,6 +17,12 @@
 //! loses nothing. The relocated read-only data (RELRO) has such pages and is kept.
 
 use std::io;
+use std::time::Duration;
+
+/// How long after "bbedge ready" the start-up pages are given back: every periodic
+/// task (the store's 5 s round, the LED, the rooms) has run once by then, so what comes
+/// back afterwards is what an idle daemon keeps running.
+pub const SETTLE: Duration = Duration::from_secs(10);
 
 /// What [`release_startup_pages`] gave back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +93,31 @@ fn parse(smaps: &str) -> Vec<Mapping> {
     out
 }
 
-/// Drops the executable's start-up pages (see the module's text). Linux only; an error
-/// leaves everything as it was.
-pub fn release_startup_pages() -> io::Result<Released> {
+/// Waits [`SETTLE`], then gives back what only start-up used (see the module's text).
+/// Logs what it does; a failure leaves everything as it was.
+pub async fn release_once_settled() {
+    tokio::time::sleep(SETTLE).await;
+    match release_startup_pages(|r| {
+        tracing::info!(
+            operation = "memory.release",
+            mappings = r.mappings,
+            bytes = r.bytes,
+            "releasing start-up pages"
+        );
+    }) {
+        Ok(_) => trim_heap(),
+        Err(e) => tracing::warn!(
+            operation = "memory.release",
+            error = %e,
+            "start-up pages kept"
+        ),
+    }
+}
+
+/// Drops the executable's start-up pages (see the module's text); `before` is told
+/// what will be dropped before anything is. Linux only; an error leaves everything as
+/// it was.
+pub fn release_startup_pages(before: impl FnOnce(&Released)) -> io::Result<Released> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let exe = exe.to_string_lossy();
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
@@ -94,21 +125,33 @@ pub fn release_startup_pages() -> io::Result<Released> {
     // the guest's and `smaps` may be the host's, and then nothing is touched.
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     let listed: Vec<(usize, usize)> = parse(&maps).iter().map(|m| (m.start, m.end)).collect();
-    let mut released = Released {
-        mappings: 0,
-        bytes: 0,
-    };
-    let droppable = parse(&smaps)
+    let droppable: Vec<Mapping> = parse(&smaps)
         .into_iter()
-        .filter(|m| m.droppable(&exe) && listed.contains(&(m.start, m.end)));
-    for m in droppable {
+        .filter(|m| m.droppable(&exe) && listed.contains(&(m.start, m.end)))
+        .collect();
+    let released = Released {
+        mappings: droppable.len(),
+        bytes: droppable.iter().fold(0u64, |sum, m| {
+            sum.saturating_add(m.rss_kib.saturating_mul(1024))
+        }),
+    };
+    before(&released);
+    for m in &droppable {
         drop_pages(m.start, m.end - m.start)?;
-        released.mappings += 1;
-        released.bytes = released
-            .bytes
-            .saturating_add(m.rss_kib.saturating_mul(1024));
     }
     Ok(released)
+}
+
+/// Returns the heap's free pages to the kernel (glibc's `malloc_trim`; elsewhere
+/// nothing). Start-up frees more than an idle daemon allocates again.
+#[allow(unsafe_code)]
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory the allocator holds free; it is
+    // thread-safe (it takes each arena's lock) and takes no pointer from us.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// `madvise(MADV_DONTNEED)` on a read-only, unmodified, file-backed private mapping.
@@ -188,7 +231,9 @@ garbage line
     #[test]
     fn releasing_keeps_the_process_working_and_lowers_its_resident_file_pages() {
         let before = file_kib();
-        let r = release_startup_pages().expect("madvise on our own executable");
+        let mut told = None;
+        let r = release_startup_pages(|r| told = Some(*r)).expect("madvise on our own executable");
+        assert_eq!(told, Some(r), "told before, the same numbers");
         // Code runs on: the pages come back as they are used.
         let v: Vec<String> = (0..100).map(|i| format!("{i}")).collect();
         assert_eq!(v.concat().len(), 190);

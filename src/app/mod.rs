@@ -627,21 +627,12 @@ impl App {
             web_addr = web_addr.as_deref().unwrap_or("disabled"),
             "bbedge ready"
         );
-        // The code only start-up ran stops counting as resident (docs/PERFORMANCE.md).
-        match crate::memory::release_startup_pages() {
-            Ok(r) => tracing::info!(
-                operation = "memory.release",
-                mappings = r.mappings,
-                bytes = r.bytes,
-                "start-up pages released"
-            ),
-            Err(e) => tracing::info!(
-                operation = "memory.release",
-                error = %e,
-                "start-up pages kept"
-            ),
+        // Once settled, what only start-up used stops counting as resident
+        // (src/memory.rs, docs/PERFORMANCE.md).
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = crate::memory::release_once_settled() => {}
         }
-
         shutdown.cancelled().await;
         hub.update(|f| f.shutting_down = true);
         readiness.block("shutdown", "shutting down");
