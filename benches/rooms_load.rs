@@ -3,10 +3,11 @@
 //! in its own process, started fresh for every round, driven by the same clients: one
 //! agent and N observers on loopback.
 //!
-//! Each round, for each hub: RSS idle; KiB per idle connection (`--idle` observers);
-//! **deliveries per hub CPU-second** at a paced `--cpu-rate` (hub CPU = utime + stime
-//! from `/proc/<pid>/stat`, before and after); fan-out latency p50/p99 at a paced
-//! `--rate`. Medians over `--rounds`, and bbedge as a share of the baseline.
+//! Each round, for each hub: RSS idle; KiB per idle connection (`--idle` observers: the
+//! slope from a tenth of them to all); **deliveries per hub CPU-second** at a paced
+//! `--cpu-rate` (hub CPU = utime + stime from `/proc/<pid>/stat`, before and after);
+//! fan-out latency p50/p99 at a paced `--rate`. Medians over `--rounds`, and bbedge as a
+//! share of the baseline.
 //!
 //! The baseline batches as bbedge does (a writer feeds every queued frame, then flushes
 //! once) and reads with an 8 KiB buffer; it runs as this binary re-executed with
@@ -267,29 +268,6 @@ async fn start_daemon(a: &Args) -> Hub {
             break v;
         }
     };
-    // Idle is after the daemon gave back its start-up pages (src/memory.rs: 10 s after
-    // it is ready, the line just before); a build from before that says nothing, hence
-    // the bound.
-    let released = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("start-up pages") {
-                return true;
-            }
-        }
-        false
-    });
-    if !released.await.unwrap_or(false) {
-        println!("  (the daemon did not say it released its start-up pages)");
-    }
-    tokio::spawn(async move {
-        let mut told = false;
-        while let Ok(Some(l)) = lines.next_line().await {
-            if !told && l.contains("task_bytes") {
-                println!("  daemon: {l}");
-                told = true;
-            }
-        }
-    });
     let root = child.id().expect("pid");
     let comm: String = std::path::Path::new(&a.bbedge)
         .file_name()
@@ -318,6 +296,30 @@ async fn start_daemon(a: &Args) -> Hub {
         .to_owned();
     let agent = token(a, state.path(), "agent").await;
     let observer = token(a, state.path(), "observer").await;
+    // Idle is after the set-up above (a /status request, two tokens: code that would
+    // otherwise count as idle) and after the daemon gave back its start-up pages
+    // (src/memory.rs: 10 s after it is ready, the line just before); a build from
+    // before that says nothing, hence the bound.
+    let released = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("start-up pages") {
+                return true;
+            }
+        }
+        false
+    });
+    if !released.await.unwrap_or(false) {
+        println!("  (the daemon did not say it released its start-up pages)");
+    }
+    tokio::spawn(async move {
+        let mut told = false;
+        while let Ok(Some(l)) = lines.next_line().await {
+            if !told && l.contains("task_bytes") {
+                println!("  daemon: {l}");
+                told = true;
+            }
+        }
+    });
     Hub {
         child,
         pid,
@@ -726,14 +728,29 @@ async fn measure(h: &Hub, a: &Args, name: &str) -> Measure {
     let idle_rss_kib = rss_kib(h.pid);
     let idle_anon_kib = anon_kib(h.pid);
     let mut per_conn_kib = 0.0;
+    let mut from_idle_kib = 0.0;
     if a.idle > 0 {
+        // The cost of one more connection: the slope from a tenth of them to all. From
+        // idle, the code a connection runs (paged back in once, for the first: bbedge
+        // gives its pages back when settled, src/memory.rs) would be charged to each.
+        let warm = (a.idle / 10).max(1).min(a.idle - 1);
         let mut held = Vec::with_capacity(a.idle);
-        for _ in 0..a.idle {
+        let mut warm_rss_kib = idle_rss_kib;
+        for i in 0..a.idle {
+            if i == warm {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                warm_rss_kib = rss_kib(h.pid);
+            }
             held.push(connect(h.addr, &h.path, h.observer.as_deref()).await);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let with = rss_kib(h.pid);
-        per_conn_kib = with.saturating_sub(idle_rss_kib) as f64 / a.idle as f64;
+        from_idle_kib = with.saturating_sub(idle_rss_kib) as f64 / a.idle as f64;
+        per_conn_kib = if a.idle > warm {
+            with.saturating_sub(warm_rss_kib) as f64 / (a.idle - warm) as f64
+        } else {
+            from_idle_kib
+        };
         if a.kill_at_idle {
             println!(
                 "{per_conn_kib:.1} KiB per idle connection; killing pid {}",
@@ -750,7 +767,7 @@ async fn measure(h: &Hub, a: &Args, name: &str) -> Measure {
         tokio::time::sleep(Duration::from_secs(GRACE_PERIOD_S + 1)).await;
     }
     println!(
-        "  {name:<24} RSS idle {idle_rss_kib} KiB (anonymous {idle_anon_kib} KiB); {per_conn_kib:.1} KiB per idle connection ({})",
+        "  {name:<24} RSS idle {idle_rss_kib} KiB (anonymous {idle_anon_kib} KiB); {per_conn_kib:.1} KiB per idle connection ({}; from idle {from_idle_kib:.1})",
         a.idle
     );
     let cpu = fanout(h, a, a.cpu_rate).await;
