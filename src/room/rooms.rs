@@ -209,8 +209,12 @@ impl Rooms {
         });
     }
 
-    /// The earliest interval snapshot due among the rooms; `None`: no room changed.
+    /// The earliest interval snapshot due among the rooms; `None`: no room changed, or
+    /// snapshots are off (then no change is ever taken, and a due time would stay past).
     pub fn next_snapshot(&self) -> Option<tokio::time::Instant> {
+        if !self.policy.enabled {
+            return None;
+        }
         let rooms = self.all();
         rooms
             .iter()

@@ -196,13 +196,32 @@ impl Drop for TestBox {
 /// The next hook event `pick` accepts, skipping the others (hang guard: 10 s per event).
 pub async fn next_event<T>(
     events: &mut tokio::sync::broadcast::Receiver<bbedge::bus::HookEvent>,
+    pick: impl FnMut(bbedge::bus::HookEvent) -> Option<T>,
+) -> T {
+    next_picked(events, pick, Some(scaled(ws::FRAME_TIMEOUT))).await
+}
+
+/// [`next_event`] without its hang guard, for a test on paused time that sets its own.
+pub async fn next_event_unguarded<T>(
+    events: &mut tokio::sync::broadcast::Receiver<bbedge::bus::HookEvent>,
+    pick: impl FnMut(bbedge::bus::HookEvent) -> Option<T>,
+) -> T {
+    next_picked(events, pick, None).await
+}
+
+async fn next_picked<T>(
+    events: &mut tokio::sync::broadcast::Receiver<bbedge::bus::HookEvent>,
     mut pick: impl FnMut(bbedge::bus::HookEvent) -> Option<T>,
+    guard: Option<std::time::Duration>,
 ) -> T {
     loop {
-        let e = tokio::time::timeout(scaled(ws::FRAME_TIMEOUT), events.recv())
-            .await
-            .expect("event hang guard")
-            .expect("bus open, subscriber not lagging");
+        let e = match guard {
+            Some(g) => tokio::time::timeout(g, events.recv())
+                .await
+                .expect("event hang guard"),
+            None => events.recv().await,
+        }
+        .expect("bus open, subscriber not lagging");
         if let Some(t) = pick(e) {
             return t;
         }
