@@ -154,8 +154,8 @@ impl Receiver {
     }
 
     /// `len` bytes of a taken frame were written: they no longer count against the
-    /// byte bound.
-    pub fn written(&self, len: usize) {
+    /// byte bound (the writer says so once per batch, in [`Self::batch_written`]).
+    fn written(&self, len: usize) {
         self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
     }
 

@@ -215,8 +215,7 @@ impl Rooms {
         if !self.policy.enabled {
             return None;
         }
-        let rooms = self.all();
-        rooms
+        self.all()
             .iter()
             .filter_map(|r| r.snapshot_at(self.policy.interval))
             .min()
