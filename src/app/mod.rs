@@ -629,11 +629,9 @@ impl App {
         );
         // Once settled, what only start-up used stops counting as resident
         // (src/memory.rs, docs/PERFORMANCE.md).
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = crate::memory::release_once_settled() => {}
-        }
+        let settling = crate::memory::release_when_settled();
         shutdown.cancelled().await;
+        drop(settling);
         hub.update(|f| f.shutting_down = true);
         readiness.block("shutdown", "shutting down");
         crate::systemd::stopping();
