@@ -6,7 +6,7 @@ use super::Error;
 use crate::error::ErrorCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// Which part of the storage failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct Health {
     unreported: AtomicU64,
     last: Mutex<Option<String>>,
     fault: watch::Sender<bool>,
+    /// Told of every failure, so [`super::maintain`] needs no timer while all is well.
+    attention: Notify,
 }
 
 impl Default for Health {
@@ -47,6 +49,7 @@ impl Default for Health {
             unreported: AtomicU64::new(0),
             last: Mutex::new(None),
             fault: watch::channel(false).0,
+            attention: Notify::new(),
         }
     }
 }
@@ -72,6 +75,17 @@ impl Health {
             );
         }
         self.publish();
+        self.attention.notify_one();
+    }
+
+    /// Waits for the next failure: at once if one came since the last wait.
+    pub async fn failure(&self) {
+        self.attention.notified().await;
+    }
+
+    /// Whether [`super::maintain`] has work: a count to report, a database to recover.
+    pub fn needs_tending(&self) -> bool {
+        self.unreported.load(Ordering::Relaxed) > 0 || self.db_failing()
     }
 
     /// Records a successful commit of `part` (a flush, a token-file write).

@@ -10,8 +10,10 @@ use crate::error::ErrorCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Runs until cancelled: every `interval` a report and a recovery attempt; `on_fault`
-/// is called with the fault state at start and whenever it changes.
+/// Runs until cancelled: while there is work (failures to report, a database to
+/// recover, a token file to write), every `interval` a report and a recovery attempt;
+/// while there is none, no timer at all (an idle box wakes for nothing), until the next
+/// failure. `on_fault` is called with the fault state at start and whenever it changes.
 pub async fn run(
     store: Store,
     interval: Duration,
@@ -23,16 +25,29 @@ pub async fn run(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut idle = true;
     loop {
+        let work = needs_tending(&store);
+        if idle && work {
+            // The first round an interval after the work came, with a count of it.
+            tick.reset();
+        }
+        idle = !work;
         tokio::select! {
             () = token.cancelled() => return,
             r = fault.changed() => {
                 if r.is_err() { return }
                 on_fault(*fault.borrow_and_update());
             }
-            _ = tick.tick() => tend(&store, interval).await,
+            () = store.health().failure(), if idle => {}
+            _ = tick.tick(), if !idle => tend(&store, interval).await,
         }
     }
+}
+
+/// Whether a round would do anything.
+fn needs_tending(store: &Store) -> bool {
+    store.health().needs_tending() || store.keep().dirty()
 }
 
 /// One round: report, write the token file, recover the database.
@@ -103,4 +118,47 @@ fn reopen(store: &Store) -> Result<(), Error> {
     }
     tracing::info!(operation = "store.reopen", path = %inner.path.display(), "database reopened");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::health::Part;
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_quiet_while_a_failure_is_reported_one_interval_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("db"), 1 << 20)
+            .unwrap()
+            .store;
+        let interval = Duration::from_secs(5);
+        let token = CancellationToken::new();
+        let task = tokio::spawn(run(store.clone(), interval, |_| {}, token.clone()));
+        // Not a multiple of the interval: a ticking task would report sooner.
+        tokio::time::sleep(Duration::from_secs(3602)).await;
+        assert!(!store.health().needs_tending());
+        // The outbox refuses three frames: the first is logged at once, two are counted.
+        for _ in 0..3 {
+            store
+                .health()
+                .failed(Part::Outbox, "outbox.push", &Error::Full);
+        }
+        assert!(store.health().needs_tending());
+        tokio::time::sleep(Duration::from_millis(4_999)).await;
+        assert!(
+            store.health().needs_tending(),
+            "counted for a whole interval"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(
+            !store.health().needs_tending(),
+            "reported an interval after the first failure"
+        );
+        assert!(
+            store.health().is_faulty(),
+            "the outbox clears its own fault"
+        );
+        token.cancel();
+        task.await.unwrap();
+    }
 }
