@@ -13,8 +13,15 @@ use std::path::Path;
 pub trait Backend: Send {
     /// `sysfs`, `gpio` or `sim`.
     fn kind(&self) -> &'static str;
-    /// Shows `out`.
+    /// Shows `out`, taking the LED back from a blink handed over by [`Backend::blink`].
     fn set(&mut self, out: Output) -> Result<(), Error>;
+    /// Hands over a steady rhythm, from now: `lit` for `on_ms`, dark for `off_ms`,
+    /// repeated, played with no process waking (the kernel's `timer` trigger). `false`
+    /// when this LED cannot; the LED task then drives every edge itself.
+    fn blink(&mut self, lit: Output, on_ms: u32, off_ms: u32) -> Result<bool, Error> {
+        let _ = (lit, on_ms, off_ms);
+        Ok(false)
+    }
     /// Gives the LED back as it was found (sysfs trigger) or dark (GPIO).
     fn restore(&mut self) -> Result<(), Error>;
     /// Whether a person can see it (the shutdown pattern lingers only then).

@@ -7,7 +7,7 @@
 //! the pattern for tests. docs/LED.md says how to read it.
 
 use super::sim::SimLed;
-use super::sysfs::current_trigger;
+use super::sysfs::{current_trigger, offers, start_timer};
 use crate::config::{LedBackend, StatusLed};
 use std::path::{Path, PathBuf};
 
@@ -91,10 +91,7 @@ fn timer(dir: &Path, inverted: bool, memo: Option<&Path>) -> Result<(), String> 
     let trigger = dir.join("trigger");
     let list = std::fs::read_to_string(&trigger)
         .map_err(|e| format!("cannot read {}: {e}", trigger.display()))?;
-    if !list
-        .split_whitespace()
-        .any(|t| t.trim_matches(['[', ']']) == TIMER_TRIGGER)
-    {
+    if !offers(&list, TIMER_TRIGGER) {
         return Err(format!(
             "{} offers no `{TIMER_TRIGGER}` trigger (kernel module ledtrig-timer)",
             trigger.display()
@@ -105,20 +102,7 @@ fn timer(dir: &Path, inverted: bool, memo: Option<&Path>) -> Result<(), String> 
             let _ = std::fs::write(memo, &found);
         }
     }
-    let write = |name: &str, value: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, value).map_err(|e| format!("cannot write {}: {e}", path.display()))
-    };
-    // An inverted LED is dark while the kernel says "on".
-    let (on, off) = if inverted {
-        (STOPPED.off_ms, STOPPED.on_ms)
-    } else {
-        (STOPPED.on_ms, STOPPED.off_ms)
-    };
-    write("trigger", TIMER_TRIGGER)?;
-    // The kernel creates delay_on/delay_off when the timer trigger is set.
-    write("delay_on", &on.to_string())?;
-    write("delay_off", &off.to_string())
+    start_timer(dir, inverted, STOPPED.on_ms, STOPPED.off_ms).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

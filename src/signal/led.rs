@@ -1,6 +1,8 @@
 //! The LED task: follows the [`StatusHub`] (woken by `changed()`, never polling), plays
 //! the state's [`Pattern`] on the chosen [`Backend`], times identify requests, and on
-//! shutdown shows `shutting_down` briefly before giving the LED back.
+//! shutdown shows `shutting_down` briefly before giving the LED back. A steady rhythm
+//! (one on time, one off time) is handed to an LED that can blink by itself, and the
+//! task sleeps until the next change: an unpaired or offline box does not wake for it.
 //!
 //! Other parts talk to it through a cloneable [`LedHandle`] over a bounded mailbox.
 
@@ -35,6 +37,8 @@ pub struct LedTask {
     /// When the pattern now playing started (the shutdown linger counts from it).
     since: Instant,
     shutdown_show: Duration,
+    /// The LED blinks the pattern now playing by itself ([`Backend::blink`]).
+    handed_off: bool,
 }
 
 /// Opens the configured LED (falling back to `sim`, with one warning, if it cannot) and
@@ -95,6 +99,7 @@ pub fn build(cfg: &StatusLed, hub: StatusHub, state_dir: Option<&Path>) -> (LedH
         created: Instant::now(),
         since: Instant::now(),
         shutdown_show: SHUTDOWN_SHOW,
+        handed_off: false,
     };
     (handle, task)
 }
@@ -114,6 +119,7 @@ impl LedTask {
         let first = self.view.borrow().state;
         let mut blink = self.start(first, false, None);
         loop {
+            let edge = self.next_edge(&blink);
             tokio::select! {
                 biased;
                 () = token.cancelled() => break,
@@ -132,7 +138,7 @@ impl LedTask {
                     Some(Request::Show(state, d)) => test = Some((state, Instant::now() + d)),
                     None => {}
                 },
-                () = at(blink.next_edge()) => {
+                () = at(edge) => {
                     blink.advance();
                     self.drive(&blink);
                     continue;
@@ -176,29 +182,64 @@ impl LedTask {
         }
         self.since = Instant::now();
         let blink = Blink::start(pattern, self.since);
-        self.drive(&blink);
+        self.play(&blink);
         blink
+    }
+
+    /// Starts `blink` at its first step: handed to the LED when it can blink the rhythm
+    /// by itself, otherwise driven edge by edge from here.
+    fn play(&mut self, blink: &Blink) {
+        self.handed_off = false;
+        let Some((on_ms, off_ms)) = blink.pattern().steady() else {
+            return self.drive(blink);
+        };
+        self.handed_off = match self.led.blink(blink.output(), on_ms, off_ms) {
+            Ok(handed_off) => handed_off,
+            Err(e) => {
+                self.fail_over(&e);
+                self.led
+                    .blink(blink.output(), on_ms, off_ms)
+                    .unwrap_or(false)
+            }
+        };
+        if !self.handed_off {
+            self.drive(blink);
+        }
+    }
+
+    /// When the task must show the next step; never while the LED blinks by itself.
+    fn next_edge(&self, blink: &Blink) -> Option<Instant> {
+        if self.handed_off {
+            None
+        } else {
+            blink.next_edge()
+        }
     }
 
     /// Shows the blink's current step; a failing LED becomes the simulated one.
     fn drive(&mut self, blink: &Blink) {
         if let Err(e) = self.led.set(blink.output()) {
-            let from = self.led.kind();
-            tracing::warn!(
-                operation = "led.set",
-                code = e.code(),
-                error = %e,
-                backend = from,
-                "status LED failed; showing the state in memory only"
-            );
-            self.led = Box::new(self.sim.clone());
+            self.fail_over(&e);
             let _ = self.led.set(blink.output());
-            self.view.send_modify(|v| {
-                v.backend = "sim";
-                v.reason = format!("{from} failed [{}]: {e}", e.code());
-                v.degraded = Some(format!("[{}] {e}", e.code()));
-            });
         }
+    }
+
+    /// Replaces a failing LED by the simulated one, and says so.
+    fn fail_over(&mut self, e: &super::Error) {
+        let from = self.led.kind();
+        tracing::warn!(
+            operation = "led.set",
+            code = e.code(),
+            error = %e,
+            backend = from,
+            "status LED failed; showing the state in memory only"
+        );
+        self.led = Box::new(self.sim.clone());
+        self.view.send_modify(|v| {
+            v.backend = "sim";
+            v.reason = format!("{from} failed [{}]: {e}", e.code());
+            v.degraded = Some(format!("[{}] {e}", e.code()));
+        });
     }
 
     async fn stop(mut self, mut blink: Blink) {
@@ -211,7 +252,7 @@ impl LedTask {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
-                    () = at(blink.next_edge()) => {
+                    () = at(self.next_edge(&blink)) => {
                         blink.advance();
                         self.drive(&blink);
                     }

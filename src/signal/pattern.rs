@@ -108,6 +108,15 @@ impl Pattern {
         }
     }
 
+    /// The on and off times of a two-step rhythm, which an LED can blink by itself
+    /// ([`super::backend::Backend::blink`]); `None` for solid and longer rhythms.
+    pub fn steady(&self) -> Option<(u32, u32)> {
+        match *self.steps {
+            [on, off] => Some((on, off)),
+            _ => None,
+        }
+    }
+
     /// One full cycle; zero for solid.
     pub fn cycle(&self) -> Duration {
         Duration::from_millis(self.steps.iter().map(|&ms| u64::from(ms)).sum())
@@ -266,6 +275,9 @@ mod tests {
             b.advance();
             assert_eq!(b.output().on, i % 2 == 0);
         }
+        assert_eq!(Pattern::of(DeviceState::Pairing).steady(), Some((100, 100)));
+        assert_eq!(Pattern::of(DeviceState::Recording).steady(), None);
+        assert_eq!(Pattern::of(DeviceState::Online).steady(), None);
         let mut solid = Blink::start(Pattern::of(DeviceState::Online), t0);
         solid.advance();
         assert_eq!((solid.next_edge(), solid.output().on), (None, true));

@@ -1,6 +1,8 @@
 //! The sysfs LED: `<sysfs_root>/<name>/{trigger,brightness}`. Opening takes the LED from
 //! the kernel (trigger `none`) and remembers the trigger and brightness it found;
 //! [`Backend::restore`] puts both back, so the Pi's ACT LED shows SD activity again.
+//! A steady rhythm ([`Backend::blink`]) goes to the kernel's `timer` trigger when the LED
+//! offers it, so an idle daemon does not wake for its LED; the next `set` takes it back.
 
 use super::backend::Backend;
 use super::pattern::Output;
@@ -21,6 +23,10 @@ pub struct SysfsLed {
     saved_brightness: String,
     /// `restore` ran; otherwise drop restores (an early return must not keep the LED).
     restored: bool,
+    /// The LED offers the kernel's `timer` trigger.
+    timer_offered: bool,
+    /// The kernel's `timer` trigger blinks it now.
+    timer_on: bool,
 }
 
 impl SysfsLed {
@@ -55,6 +61,8 @@ impl SysfsLed {
             saved_trigger,
             saved_brightness,
             restored: false,
+            timer_offered: offers(&triggers, super::fault::TIMER_TRIGGER),
+            timer_on: false,
         };
         // Probe brightness now, so an unwritable file is found at start, not mid-blink.
         // On failure, dropping `led` gives the trigger back.
@@ -74,12 +82,26 @@ impl Backend for SysfsLed {
     }
 
     fn set(&mut self, out: Output) -> Result<(), Error> {
+        if self.timer_on {
+            // A brightness written under the timer trigger changes its lit level only.
+            write(&self.dir.join("trigger"), "none")?;
+            self.timer_on = false;
+        }
         let value = if out.on == self.inverted {
             "0"
         } else {
             self.max.as_str()
         };
         write(&self.dir.join("brightness"), value)
+    }
+
+    fn blink(&mut self, _lit: Output, on_ms: u32, off_ms: u32) -> Result<bool, Error> {
+        if !self.timer_offered {
+            return Ok(false);
+        }
+        self.timer_on = true;
+        start_timer(&self.dir, self.inverted, on_ms.into(), off_ms.into())?;
+        Ok(true)
     }
 
     fn restore(&mut self) -> Result<(), Error> {
@@ -111,15 +133,31 @@ fn remember(found: &str, list: &str, memo: Option<&Path>) -> String {
         }
         return found.to_owned();
     }
-    let offered = |t: &str| {
-        list.split_whitespace()
-            .any(|x| x.trim_matches(['[', ']']) == t)
-    };
     std::fs::read_to_string(memo)
         .ok()
         .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty() && t != "none" && offered(t))
+        .filter(|t| !t.is_empty() && t != "none" && offers(list, t))
         .unwrap_or_else(|| found.to_owned())
+}
+
+/// Whether a sysfs trigger list such as `none [mmc0] timer` offers `trigger`.
+pub fn offers(list: &str, trigger: &str) -> bool {
+    list.split_whitespace()
+        .any(|t| t.trim_matches(['[', ']']) == trigger)
+}
+
+/// Hands `dir` to the kernel's `timer` trigger: lit `on_ms`, dark `off_ms`, repeated.
+pub fn start_timer(dir: &Path, inverted: bool, on_ms: u64, off_ms: u64) -> Result<(), Error> {
+    // An inverted LED is dark while the kernel says "on".
+    let (on, off) = if inverted {
+        (off_ms, on_ms)
+    } else {
+        (on_ms, off_ms)
+    };
+    write(&dir.join("trigger"), super::fault::TIMER_TRIGGER)?;
+    // The kernel creates delay_on/delay_off when the timer trigger is set.
+    write(&dir.join("delay_on"), &on.to_string())?;
+    write(&dir.join("delay_off"), &off.to_string())
 }
 
 /// The entry in `[brackets]` of a sysfs trigger list such as `none [mmc0] timer`.

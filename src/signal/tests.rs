@@ -95,6 +95,14 @@ async fn wait_for_state(led: &LedHandle, state: DeviceState) -> Instant {
     Instant::now()
 }
 
+/// Waits until the task shows its first pattern.
+async fn started(led: &LedHandle) {
+    let mut rx = led.watch();
+    rx.wait_for(|v| !v.history.is_empty())
+        .await
+        .expect("LED task alive");
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_state_blinks_its_documented_timings_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -263,9 +271,10 @@ async fn the_simulated_led_records_shutting_down_without_lingering() {
 async fn an_led_that_fails_mid_run_becomes_the_simulated_one_and_the_task_carries_on() {
     let root = tempfile::tempdir().unwrap();
     let dir = fake_led(root.path());
+    // A rhythm the task drives itself (a steady one is the kernel's and writes nothing).
     let r = spawn(
         &cfg(LedBackend::Sysfs, root.path()),
-        facts_for(DeviceState::Pairing),
+        facts_for(DeviceState::Recording),
     );
     std::fs::remove_file(dir.join("brightness")).unwrap();
     std::fs::create_dir(dir.join("brightness")).unwrap();
@@ -277,9 +286,99 @@ async fn an_led_that_fails_mid_run_becomes_the_simulated_one_and_the_task_carrie
         "{}",
         r.led.view().reason
     );
-    r.hub.update(|f| f.pairing = false);
+    r.hub.update(|f| f.recording = false);
     wait_for_state(&r.led, DeviceState::Online).await;
     assert!(r.led.sim().is_on(), "the sim carries the pattern on");
+    r.token.cancel();
+    r.task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_steady_rhythm_goes_to_the_kernels_timer_and_the_next_change_takes_it_back() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_led(root.path());
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let r = spawn(
+        &cfg(LedBackend::Sysfs, root.path()),
+        facts_for(DeviceState::Unpaired),
+    );
+    started(&r.led).await;
+    assert_eq!(read("trigger"), "timer");
+    assert_eq!(
+        (read("delay_on"), read("delay_off")),
+        ("100".into(), "1900".into())
+    );
+    // The task writes nothing while the kernel blinks: not one brightness edge.
+    std::fs::write(dir.join("brightness"), "untouched").unwrap();
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(read("brightness"), "untouched");
+    // A solid state takes the LED back from the kernel before lighting it.
+    r.hub.update(|f| f.paired = true);
+    wait_for_state(&r.led, DeviceState::Online).await;
+    assert_eq!(
+        (read("trigger"), read("brightness")),
+        ("none".into(), "1".into())
+    );
+    r.token.cancel();
+    r.task.await.unwrap();
+    assert_eq!(read("trigger"), "mmc0", "given back as found");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_led_without_the_timer_trigger_is_driven_edge_by_edge() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_led(root.path());
+    std::fs::write(dir.join("trigger"), "none [mmc0]\n").unwrap();
+    let r = spawn(
+        &cfg(LedBackend::Sysfs, root.path()),
+        facts_for(DeviceState::Unpaired),
+    );
+    started(&r.led).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "none"
+    );
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("brightness")).unwrap(),
+        "1"
+    );
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("brightness")).unwrap(),
+        "0"
+    );
+    assert!(!dir.join("delay_on").exists());
+    r.token.cancel();
+    r.task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_simulated_led_keeps_a_handed_over_rhythms_edges_when_it_is_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = spawn(
+        &cfg(LedBackend::Sim, dir.path()),
+        facts_for(DeviceState::Connecting),
+    );
+    sleep(Duration::from_millis(2500)).await;
+    r.hub.update(|f| f.recording = true);
+    wait_for_state(&r.led, DeviceState::Recording).await;
+    sleep(Duration::from_millis(600)).await; // until 3100 ms
+    let mut want = expected(Pattern::of(DeviceState::Connecting), 0, 2500);
+    want.extend(expected(Pattern::of(DeviceState::Recording), 2500, 3100));
+    assert_eq!(levels(&r.led.sim().edges()), want);
+    // Far more edges than it keeps: the newest EDGE_HISTORY, in order.
+    r.hub.update(|f| {
+        f.recording = false;
+        f.pairing = true;
+    });
+    wait_for_state(&r.led, DeviceState::Pairing).await;
+    sleep(Duration::from_secs(60)).await;
+    let edges = r.led.sim().edges();
+    assert_eq!(edges.len(), super::sim::EDGE_HISTORY);
+    assert!(edges
+        .windows(2)
+        .all(|w| w[1].at_ms == w[0].at_ms + 100 && w[1].on != w[0].on));
     r.token.cancel();
     r.task.await.unwrap();
 }
