@@ -7,6 +7,7 @@
 use super::backend::Backend;
 use super::pattern::Output;
 use super::Error;
+use crate::error::ErrorCode;
 use std::path::{Path, PathBuf};
 
 /// An LED class device driven through sysfs.
@@ -28,6 +29,9 @@ pub struct SysfsLed {
     /// The kernel's `timer` trigger blinks it now.
     timer_on: bool,
 }
+
+/// Why [`SysfsLed`] blinks a steady rhythm itself, once the timer could not be set up.
+const TIMER_UNUSABLE: &str = "the LED's timer trigger cannot be set up; bbedge blinks it itself";
 
 impl SysfsLed {
     /// Opens `dir` (e.g. `/sys/class/leds/ACT`): reads the current trigger, sets it to
@@ -100,7 +104,17 @@ impl Backend for SysfsLed {
             return Ok(false);
         }
         self.timer_on = true;
-        start_timer(&self.dir, self.inverted, on_ms.into(), off_ms.into())?;
+        if let Err(e) = start_timer(&self.dir, self.inverted, on_ms.into(), off_ms.into()) {
+            // E.g. delay_on/delay_off, which the kernel creates owned by root when the
+            // trigger is set, not writable by the service's user: blink it ourselves
+            // from now on, as without the trigger. Only a brightness that cannot be
+            // written makes the LED fail.
+            tracing::info!(operation = "led.timer", code = e.code(), error = %e, "{TIMER_UNUSABLE}");
+            self.timer_offered = false;
+            write(&self.dir.join("trigger"), "none")?;
+            self.timer_on = false;
+            return Ok(false);
+        }
         Ok(true)
     }
 

@@ -382,3 +382,40 @@ async fn the_simulated_led_keeps_a_handed_over_rhythms_edges_when_it_is_taken_ba
     r.token.cancel();
     r.task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timer_whose_delays_cannot_be_written_is_given_up_and_the_task_blinks_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_led(root.path());
+    // As delay_on owned by root under the bbedge user: a write that fails.
+    std::fs::create_dir(dir.join("delay_on")).unwrap();
+    let r = spawn(
+        &cfg(LedBackend::Sysfs, root.path()),
+        facts_for(DeviceState::Unpaired),
+    );
+    started(&r.led).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "none"
+    );
+    assert_eq!(r.led.view().backend, "sysfs", "the LED itself works");
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("brightness")).unwrap(),
+        "1"
+    );
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("brightness")).unwrap(),
+        "0"
+    );
+    // Given up for good: the next steady rhythm does not try again.
+    r.hub.update(|f| f.pairing = true);
+    wait_for_state(&r.led, DeviceState::Pairing).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trigger")).unwrap(),
+        "none"
+    );
+    r.token.cancel();
+    r.task.await.unwrap();
+}

@@ -56,6 +56,19 @@ impl FakeSysfs {
         std::fs::read_to_string(self.dir.join("trigger")).unwrap()
     }
 
+    /// Waits until the kernel's `timer` trigger blinks it `on_ms`/`off_ms` (the files of
+    /// another task or process, so polled, within [`WAIT`]); panics with what it holds.
+    pub async fn wait_for_timer(&self, on_ms: u32, off_ms: u32) {
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let now = || (read("trigger"), read("delay_on"), read("delay_off"));
+        let want = ("timer".to_owned(), on_ms.to_string(), off_ms.to_string());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while now() != want && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(now(), want, "the kernel's timer blinks the rhythm");
+    }
+
     /// Asserts the LED was given back: the kernel's `mmc0` trigger restored, dark.
     pub fn assert_given_back(&self) {
         assert_eq!(self.trigger(), "mmc0");
