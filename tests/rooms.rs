@@ -833,6 +833,7 @@ async fn a_changed_room_is_snapshotted_once_its_interval_passed_and_an_unchanged
     ])
     .await;
     let mut events = tb.bus_events();
+    let _pacer = support::pacer(Duration::from_millis(100));
     let created = tokio::time::Instant::now();
     let (mut agent, _) = tb.join(Role::Agent).await;
     agent.send(&status("idle")).await;

@@ -209,6 +209,25 @@ pub async fn next_event_unguarded<T>(
     next_picked(events, pick, None).await
 }
 
+/// Keeps paused time moving in `step`s while it lives. Paused time jumps straight to the
+/// next timer whenever the runtime idles, also while a frame is still in a loopback
+/// socket; a test whose only near timer is its own hang guard would jump past what it
+/// waits for. The daemon's periodic timers used to pace such jumps; an idle daemon now
+/// has none.
+pub fn pacer(step: std::time::Duration) -> tokio_util::sync::DropGuard {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(step) => {}
+            }
+        }
+    });
+    stop.drop_guard()
+}
+
 async fn next_picked<T>(
     events: &mut tokio::sync::broadcast::Receiver<bbedge::bus::HookEvent>,
     mut pick: impl FnMut(bbedge::bus::HookEvent) -> Option<T>,
