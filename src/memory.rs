@@ -25,9 +25,9 @@ use std::io;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-/// How long after "bbedge ready" the start-up pages are given back: every periodic
-/// task (the store's 5 s round, the LED, the rooms) has run once by then, so what comes
-/// back afterwards is what an idle daemon keeps running.
+/// How long after "bbedge ready" the start-up pages are given back: every task has run
+/// its first rounds by then (the LED's first pattern, the rooms' set-up, the tool's or an
+/// operator's first requests), so what comes back afterwards is what an idle daemon runs.
 pub const SETTLE: Duration = Duration::from_secs(10);
 
 /// What [`release_startup_pages`] gave back.
