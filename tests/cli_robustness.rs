@@ -633,20 +633,8 @@ async fn a_config_typo_stops_for_good_with_64_and_leaves_config_fault_blinking()
     };
     d.wait_for("bbedge ready").await;
     // The daemon took the LED from config_fault's timer and handed the kernel its own
-    // steady rhythm, unpaired's blip (another process's files: polled, bounded).
-    let blip = || {
-        (
-            read(led.join("trigger")),
-            read(led.join("delay_on")),
-            read(led.join("delay_off")),
-        )
-    };
-    let want = ("timer".to_owned(), "100".to_owned(), "1900".to_owned());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while blip() != want && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(blip(), want);
+    // steady rhythm, unpaired's blip.
+    support::led::wait_for_timer(&led, 100, 1900).await;
     stop_daemon(d).await;
     assert_eq!(read(led.join("trigger")), "mmc0");
 }

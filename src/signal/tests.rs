@@ -214,6 +214,22 @@ async fn requests_are_bounded_and_checked() {
     );
 }
 
+/// What the fake LED's file `name` holds.
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+/// From the unpaired blip's start: the trigger is `none` and the task writes the
+/// blip's edges itself (lit at 50 ms, dark at 150 ms).
+async fn blips_edge_by_edge(led: &LedHandle, dir: &Path) {
+    started(led).await;
+    assert_eq!(read(dir, "trigger"), "none");
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(read(dir, "brightness"), "1");
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(read(dir, "brightness"), "0");
+}
+
 fn fake_led(root: &Path) -> std::path::PathBuf {
     let dir = root.join("ACT");
     std::fs::create_dir_all(&dir).unwrap();
@@ -297,31 +313,30 @@ async fn an_led_that_fails_mid_run_becomes_the_simulated_one_and_the_task_carrie
 async fn a_steady_rhythm_goes_to_the_kernels_timer_and_the_next_change_takes_it_back() {
     let root = tempfile::tempdir().unwrap();
     let dir = fake_led(root.path());
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
     let r = spawn(
         &cfg(LedBackend::Sysfs, root.path()),
         facts_for(DeviceState::Unpaired),
     );
     started(&r.led).await;
-    assert_eq!(read("trigger"), "timer");
+    assert_eq!(read(&dir, "trigger"), "timer");
     assert_eq!(
-        (read("delay_on"), read("delay_off")),
+        (read(&dir, "delay_on"), read(&dir, "delay_off")),
         ("100".into(), "1900".into())
     );
     // The task writes nothing while the kernel blinks: not one brightness edge.
     std::fs::write(dir.join("brightness"), "untouched").unwrap();
     sleep(Duration::from_secs(10)).await;
-    assert_eq!(read("brightness"), "untouched");
+    assert_eq!(read(&dir, "brightness"), "untouched");
     // A solid state takes the LED back from the kernel before lighting it.
     r.hub.update(|f| f.paired = true);
     wait_for_state(&r.led, DeviceState::Online).await;
     assert_eq!(
-        (read("trigger"), read("brightness")),
+        (read(&dir, "trigger"), read(&dir, "brightness")),
         ("none".into(), "1".into())
     );
     r.token.cancel();
     r.task.await.unwrap();
-    assert_eq!(read("trigger"), "mmc0", "given back as found");
+    assert_eq!(read(&dir, "trigger"), "mmc0", "given back as found");
 }
 
 #[tokio::test(start_paused = true)]
@@ -333,21 +348,7 @@ async fn an_led_without_the_timer_trigger_is_driven_edge_by_edge() {
         &cfg(LedBackend::Sysfs, root.path()),
         facts_for(DeviceState::Unpaired),
     );
-    started(&r.led).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "none"
-    );
-    sleep(Duration::from_millis(50)).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("brightness")).unwrap(),
-        "1"
-    );
-    sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("brightness")).unwrap(),
-        "0"
-    );
+    blips_edge_by_edge(&r.led, &dir).await;
     assert!(!dir.join("delay_on").exists());
     r.token.cancel();
     r.task.await.unwrap();
@@ -393,29 +394,12 @@ async fn a_timer_whose_delays_cannot_be_written_is_given_up_and_the_task_blinks_
         &cfg(LedBackend::Sysfs, root.path()),
         facts_for(DeviceState::Unpaired),
     );
-    started(&r.led).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "none"
-    );
+    blips_edge_by_edge(&r.led, &dir).await;
     assert_eq!(r.led.view().backend, "sysfs", "the LED itself works");
-    sleep(Duration::from_millis(50)).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("brightness")).unwrap(),
-        "1"
-    );
-    sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("brightness")).unwrap(),
-        "0"
-    );
     // Given up for good: the next steady rhythm does not try again.
     r.hub.update(|f| f.pairing = true);
     wait_for_state(&r.led, DeviceState::Pairing).await;
-    assert_eq!(
-        std::fs::read_to_string(dir.join("trigger")).unwrap(),
-        "none"
-    );
+    assert_eq!(read(&dir, "trigger"), "none");
     r.token.cancel();
     r.task.await.unwrap();
 }

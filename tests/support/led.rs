@@ -16,6 +16,20 @@ pub async fn shows(led: &LedHandle, state: DeviceState) {
         .expect("LED task alive");
 }
 
+/// Waits until the sysfs LED `dir` blinks `on_ms`/`off_ms` on the kernel's `timer`
+/// trigger (the files of another task or process, so polled, within [`WAIT`]); panics
+/// with what it holds.
+pub async fn wait_for_timer(dir: &Path, on_ms: u32, off_ms: u32) {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let now = || (read("trigger"), read("delay_on"), read("delay_off"));
+    let want = ("timer".to_owned(), on_ms.to_string(), off_ms.to_string());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while now() != want && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(now(), want, "the kernel's timer blinks the rhythm");
+}
+
 /// A sysfs LED `leds/ACT` in a temp dir, as the kernel shows a Pi's activity LED:
 /// trigger `mmc0`, dark.
 pub struct FakeSysfs {
@@ -56,17 +70,9 @@ impl FakeSysfs {
         std::fs::read_to_string(self.dir.join("trigger")).unwrap()
     }
 
-    /// Waits until the kernel's `timer` trigger blinks it `on_ms`/`off_ms` (the files of
-    /// another task or process, so polled, within [`WAIT`]); panics with what it holds.
+    /// Waits until the kernel's `timer` trigger blinks it `on_ms`/`off_ms`.
     pub async fn wait_for_timer(&self, on_ms: u32, off_ms: u32) {
-        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
-        let now = || (read("trigger"), read("delay_on"), read("delay_off"));
-        let want = ("timer".to_owned(), on_ms.to_string(), off_ms.to_string());
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while now() != want && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(now(), want, "the kernel's timer blinks the rhythm");
+        wait_for_timer(&self.dir, on_ms, off_ms).await;
     }
 
     /// Asserts the LED was given back: the kernel's `mmc0` trigger restored, dark.
