@@ -291,6 +291,41 @@ async fn every_subcommand_ignores_foreign_variables_that_are_not_utf8() {
     assert!(first.contains("booting"), "{first}");
 }
 
+/// `[daemon] worker_threads`: one per core by default (0), or as many as set, and the
+/// daemon says at start which it runs with.
+#[tokio::test]
+async fn the_daemon_runs_the_worker_threads_it_is_configured_with() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    for (set, want) in [(None, cores), (Some("1"), 1), (Some("3"), 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = base_env(&dir.path().join("state"));
+        if let Some(v) = set {
+            env.push(("BBEDGE_DAEMON__WORKER_THREADS".into(), v.into()));
+        }
+        let (d, _) = start_daemon(dir.path(), &env, Out::Piped).await;
+        // Logged before "bbedge ready", which `start_daemon` waited for.
+        let started = d
+            .seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "bbedge starting")
+            .expect("the start-up line");
+        assert_eq!(started["worker_threads"], want, "{set:?}: {started}");
+        stop_daemon(d).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&dir.path().join("state"));
+    env.push(("BBEDGE_DAEMON__WORKER_THREADS".into(), "65".into()));
+    let r = bbedge(dir.path(), &["run"], &env, Out::Piped).await;
+    assert_eq!(r.code, USAGE, "{}", r.err);
+    assert!(
+        r.err
+            .contains("`daemon.worker_threads` = 65: allowed 0 to 64"),
+        "{}",
+        r.err
+    );
+}
+
 #[tokio::test]
 async fn a_bbedge_variable_that_is_not_utf8_is_exit_64_naming_it_and_never_its_value() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,9 +34,12 @@ pub fn daemon(cli: &Cli) -> i32 {
         format,
         verbose: cli.verbose,
     });
-    // The worker count is set here, so tokio never reads TOKIO_WORKER_THREADS: it
-    // panics on a value that is not a positive number or not UTF-8.
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // The worker count is always set here, so tokio never reads TOKIO_WORKER_THREADS:
+    // it panics on a value that is not a positive number or not UTF-8.
+    let workers = match loaded.config.daemon.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => usize::try_from(n).unwrap_or(1),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -52,6 +55,7 @@ pub fn daemon(cli: &Cli) -> i32 {
             version = crate::version::VERSION,
             git = crate::version::GIT_HASH,
             target = crate::version::TARGET,
+            worker_threads = workers,
             log_output = ?output,
             config_layers = ?loaded.layers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "bbedge starting"

@@ -22,6 +22,7 @@ pub(super) fn check(loaded: &Loaded) -> Result<(), Error> {
     };
     let r = &c.realtime;
     range("daemon.shutdown_grace", c.daemon.shutdown_grace, 1..=300)?;
+    range("daemon.worker_threads", c.daemon.worker_threads, 0..=64)?;
     range(
         "realtime.rooms.max_rooms",
         r.rooms.max_rooms as u64,

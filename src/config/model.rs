@@ -41,6 +41,8 @@ pub struct Daemon {
     pub state_dir: String,
     /// Seconds that in-flight work gets to finish after SIGTERM before the daemon exits.
     pub shutdown_grace: u64,
+    /// Threads that run the daemon's tasks; 0: one per core.
+    pub worker_threads: u64,
 }
 
 /// `[realtime]`
