@@ -18,7 +18,10 @@
 //!     [--cpu-rate 8000] [--rate 1000] [--seconds 5] [--idle 1000] [--flat-out 0]
 //!     [--attempts 0] [--churn-seconds 0] [--split-cores 0] [--only bbedge|bare]
 //!     [--bbedge PATH] [--wrap "heaptrack -o /tmp/bbedge"] [--kill-at-idle 0]
+//!     [--bare-workers 0]
 //! ```
+//! `--bare-workers N` gives the bare loop N runtime threads (0: tokio's default, one per
+//! core; bbedge runs `[daemon] worker_threads`, 1 by default).
 //! `--wrap` starts the daemon under a profiler (the daemon's own pid is still the one
 //! measured and stopped with SIGTERM, so the profiler writes its data); `--bbedge` runs
 //! another build (e.g. `target/profiling/bbedge`).
@@ -64,6 +67,9 @@ struct Args {
     bbedge: String,
     wrap: Vec<String>,
     bare_hub: bool,
+    /// `--bare-workers N`: the bare loop's runtime threads (0: tokio's default, one
+    /// per core).
+    bare_workers: usize,
     /// `--kill-at-idle 1`: SIGKILL the hub while the idle connections are held (a heap
     /// profiler around it then shows what they hold as "leaked"), and stop.
     kill_at_idle: bool,
@@ -86,6 +92,7 @@ fn args() -> Args {
         bbedge: env!("CARGO_BIN_EXE_bbedge").to_owned(),
         wrap: Vec::new(),
         bare_hub: false,
+        bare_workers: 0,
         kill_at_idle: false,
     };
     let v: Vec<String> = std::env::args().collect();
@@ -111,6 +118,7 @@ fn args() -> Args {
             "--attempts" => a.attempts = n as usize,
             "--split-cores" => a.split_cores = n != 0,
             "--kill-at-idle" => a.kill_at_idle = n != 0,
+            "--bare-workers" => a.bare_workers = n as usize,
             "--only" => a.only = Some(val.clone()),
             "--bbedge" => a.bbedge = val.clone(),
             "--wrap" => a.wrap = val.split_whitespace().map(str::to_owned).collect(),
@@ -352,6 +360,7 @@ async fn start_bare(a: &Args) -> Hub {
     let me = std::env::current_exe().expect("own path");
     let mut child = command(&me.display().to_string(), &[], a.split_cores)
         .arg("--bare-hub")
+        .args(["--bare-workers", &a.bare_workers.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -420,6 +429,23 @@ fn status_kib(pid: u32, key: &str) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// Waits until the hub is idle: 500 ms, then until its CPU time stands still for
+/// 300 ms (at most 10 s more). The joins' presence (each join is news to everyone in
+/// the room) is still being written for a while after the last join when the hub has
+/// one worker; the connections are not idle before that.
+async fn settled(pid: u32) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut last = cpu_seconds(pid);
+    for _ in 0..33 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = cpu_seconds(pid);
+        if now <= last {
+            return;
+        }
+        last = now;
+    }
 }
 
 /// CPU seconds (user + system, all threads, living and dead) the process has used.
@@ -738,12 +764,12 @@ async fn measure(h: &Hub, a: &Args, name: &str) -> Measure {
         let mut warm_rss_kib = idle_rss_kib;
         for i in 0..a.idle {
             if i == warm {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                settled(h.pid).await;
                 warm_rss_kib = rss_kib(h.pid);
             }
             held.push(connect(h.addr, &h.path, h.observer.as_deref()).await);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        settled(h.pid).await;
         let with = rss_kib(h.pid);
         from_idle_kib = with.saturating_sub(idle_rss_kib) as f64 / a.idle as f64;
         per_conn_kib = if a.idle > warm {
@@ -832,10 +858,11 @@ fn summary(name: &str, ms: &[Measure]) -> [f64; 8] {
 fn main() {
     let a = args();
     if a.bare_hub {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if a.bare_workers > 0 {
+            b.worker_threads(a.bare_workers);
+        }
+        let rt = b.enable_all().build().expect("runtime");
         rt.block_on(bare_hub());
         return;
     }
@@ -887,8 +914,11 @@ async fn run(a: Args) {
         a.rate,
         a.idle
     );
-    let b = (!bare.is_empty())
-        .then(|| summary("bare tokio-tungstenite, batched, 8 KiB read buffer", &bare));
+    let bare_name = match a.bare_workers {
+        0 => "bare tokio-tungstenite, batched, 8 KiB read buffer".to_owned(),
+        n => format!("bare tokio-tungstenite, batched, 8 KiB read buffer, {n} worker thread(s)"),
+    };
+    let b = (!bare.is_empty()).then(|| summary(&bare_name, &bare));
     let o = (!ours.is_empty()).then(|| summary("bbedge", &ours));
     if let (Some(o), Some(b)) = (o, b) {
         println!(
