@@ -21,7 +21,7 @@
 //!     [--bare-workers 0]
 //! ```
 //! `--bare-workers N` gives the bare loop N runtime threads (0: tokio's default, one per
-//! core; bbedge runs `[daemon] worker_threads`, 1 by default).
+//! core; bbedge runs `[daemon] worker_threads`, also one per core by default).
 //! `--wrap` starts the daemon under a profiler (the daemon's own pid is still the one
 //! measured and stopped with SIGTERM, so the profiler writes its data); `--bbedge` runs
 //! another build (e.g. `target/profiling/bbedge`).
