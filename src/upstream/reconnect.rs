@@ -45,8 +45,13 @@ impl Upstream {
         });
     }
 
-    /// Runs the reconnect loop until `token` is cancelled.
+    /// Runs the reconnect loop until `token` is cancelled. Returns once the intake and
+    /// the schedule's task have ended too: they hold the outbox, so whoever stopped the
+    /// link may close the store (a test that restarts the box in-process found the
+    /// database still locked by them).
     pub async fn run(mut self, token: CancellationToken) {
+        let helpers_token = token.child_token();
+        let mut helpers = Vec::with_capacity(2);
         if let Some(from_agent) = self.from_agent.take() {
             let intake = intake::Intake {
                 outbox: self.outbox.clone(),
@@ -56,14 +61,27 @@ impl Upstream {
                 online: self.online.clone(),
                 outbox_grew: self.outbox_grew.clone(),
             };
-            tokio::spawn(intake::run(from_agent, intake, token.child_token()));
+            helpers.push(tokio::spawn(intake::run(
+                from_agent,
+                intake,
+                helpers_token.clone(),
+            )));
         }
-        tokio::spawn(self.schedule.clone().run_autonomy(
+        helpers.push(tokio::spawn(self.schedule.clone().run_autonomy(
             self.online.clone(),
             self.outbox.clone(),
             self.outbox_grew.clone(),
-            token.child_token(),
-        ));
+            helpers_token.clone(),
+        )));
+        self.reconnect(&token).await;
+        helpers_token.cancel();
+        for h in helpers {
+            let _ = h.await;
+        }
+    }
+
+    /// The loop: connect, run the session, back off, until `token` is cancelled.
+    async fn reconnect(&mut self, token: &CancellationToken) {
         let mut rng = match self.jitter_seed {
             Some(s) => rand::rngs::StdRng::seed_from_u64(s),
             None => rand::rngs::StdRng::from_entropy(),
@@ -81,7 +99,7 @@ impl Upstream {
                     self.link.failed(e.code(), now_ms());
                     self.link.disabled();
                     self.publish();
-                    if wait_creds(&mut creds_rx, &token).await {
+                    if wait_creds(&mut creds_rx, token).await {
                         return;
                     }
                     continue;
@@ -89,7 +107,7 @@ impl Upstream {
                 _ => {
                     self.link.disabled();
                     self.publish();
-                    if wait_creds(&mut creds_rx, &token).await {
+                    if wait_creds(&mut creds_rx, token).await {
                         return;
                     }
                     continue;
@@ -126,7 +144,7 @@ impl Upstream {
             stats::inc(&self.stats.attempts);
             self.publish();
             let end = self
-                .connect_once(&dialer, &creds, &mut creds_rx, &token)
+                .connect_once(&dialer, &creds, &mut creds_rx, token)
                 .await;
             delay = self.link.ended(
                 online::clock(),
@@ -139,7 +157,7 @@ impl Upstream {
             let stop = match end.why {
                 session::Why::Shutdown => true,
                 session::Why::Rejected { code } => {
-                    self.rejected(code, expired, &prober, &creds, &token).await
+                    self.rejected(code, expired, &prober, &creds, token).await
                 }
                 session::Why::ReEnrolled => {
                     self.hub.update(|f| f.needs_pairing = true);
@@ -148,7 +166,7 @@ impl Upstream {
                         operation = "upstream.connect",
                         "central says the device was re-enrolled; re-pair with a fresh code"
                     );
-                    wait_creds(&mut creds_rx, &token).await
+                    wait_creds(&mut creds_rx, token).await
                 }
                 session::Why::Limit => {
                     // §g.2: a cap means too many sockets already; more attempts add to them.
