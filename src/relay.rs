@@ -73,8 +73,9 @@ pub struct RoomSide {
     pub commands: mpsc::Receiver<ToAgent>,
     /// Receives observers' preview frames from central.
     pub previews: mpsc::Receiver<Inbound>,
-    /// Sends agent frames towards central. `try_send` only: the room never waits; a full
-    /// channel is counted and the frame refused.
+    /// Sends agent frames towards central, all but `status` (`agent_status` carries
+    /// it). `try_send` only: the room never waits; a full channel is counted and the
+    /// frame refused.
     pub to_central: mpsc::Sender<Inbound>,
     /// Publishes the connected agent's last `status`; `None` when the last agent leaves.
     pub agent_status: watch::Sender<Option<Inbound>>,

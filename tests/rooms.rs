@@ -105,17 +105,26 @@ async fn agent_status_fans_out_goes_upstream_and_sets_recording() {
     agent.send(&st).await;
     assert_eq!(op.next_non_presence().await, st);
     assert_eq!(obs.next_non_presence().await, st);
-    let sent_up = tokio::time::timeout(FRAME_TIMEOUT, up.from_agent.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    // The status goes up through the `agent_status` watch (the link sends it merged
+    // with bbedge's own); it takes no place in the queue of frames for central, which
+    // the room filled before the observers had it.
+    let sent_up = tokio::time::timeout(
+        FRAME_TIMEOUT,
+        up.agent_status
+            .wait_for(|s| s.as_ref().map(Inbound::to_value).as_ref() == Some(&st)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone()
+    .unwrap();
     assert_eq!(sent_up.to_value(), st);
     // Upstream gets the agent's own bytes, not a re-serialised copy.
     assert_eq!(sent_up.text().as_str(), st.to_string());
-    up.agent_status
-        .wait_for(|s| s.as_ref().map(Inbound::to_value).as_ref() == Some(&st))
-        .await
-        .unwrap();
+    assert!(
+        up.from_agent.try_recv().is_err(),
+        "a status is not queued for the intake"
+    );
     let status = tb.status().await;
     assert_eq!(status["facts"]["recording"], true, "{status:#}");
     // A late joiner is up to date.
@@ -138,11 +147,27 @@ async fn agent_frames_are_relayed_byte_for_byte() {
     Schema::load().assert_valid(&serde_json::from_str(text).unwrap());
     agent.send_raw(Message::Text(text.into())).await;
     assert_eq!(obs.next_text_non_presence().await, text);
+    let sent_up = tokio::time::timeout(
+        FRAME_TIMEOUT,
+        up.agent_status
+            .wait_for(|s| s.as_ref().is_some_and(|f| f.text().as_str() == text)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone()
+    .unwrap();
+    assert_eq!(sent_up.text().as_str(), text);
+    // An event goes through the intake's queue, also as the agent wrote it.
+    let event = "{ \"type\":\"event\",\"id\":\"ev-odd\",  \"timestamp\":\"2026-06-20T19:00:31Z\",\n \"event\":\"session.stopped\", \"payload\":{ \"sessionId\":\"s-1\" } }";
+    Schema::load().assert_valid(&serde_json::from_str(event).unwrap());
+    agent.send_raw(Message::Text(event.into())).await;
+    assert_eq!(obs.next_text_non_presence().await, event);
     let sent_up = tokio::time::timeout(FRAME_TIMEOUT, up.from_agent.recv())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(sent_up.text().as_str(), text);
+    assert_eq!(sent_up.text().as_str(), event);
     // An operator's command reaches the agent as the operator wrote it, too.
     let (mut op, _) = tb.join(Role::Operator).await;
     let cmd = "{\"action\":\"get_status\",\"type\":\"command\", \"id\":\"c-odd\",\"timestamp\":\"2026-06-20T19:00:30Z\"}";

@@ -37,8 +37,9 @@ pub const ACK_TOO_LATE: &str = "ACK_TOO_LATE";
 
 /// What the box's own device room shares with the rest of the daemon.
 pub struct Links {
-    /// Agent frames towards central. `try_send` only; a full channel is counted
-    /// (`drops{reason="upstream_full"}`) and the frame is not sent upstream.
+    /// Agent frames towards central, all but `status` (that goes by `agent_status`).
+    /// `try_send` only; a full channel is counted (`drops{reason="upstream_full"}`) and
+    /// the frame is not sent upstream.
     pub to_central: mpsc::Sender<Inbound>,
     /// The connected agent's last `status` frame, for the upstream link; `None` once no
     /// agent is connected.
@@ -281,6 +282,10 @@ impl DeviceRoom {
                     l.agent_status.send_replace(Some(f.clone()));
                     l.hub.update(|f| f.recording = recording);
                 }
+                // The watch above is the status's way to central: the intake has
+                // nothing to do with it, and a status in `to_central` would only wake
+                // its task and take a place an event needs.
+                upstream = false;
                 ctx.mark_changed();
             }
             Frame::Event(e) => match e.event.as_str() {

@@ -1,6 +1,7 @@
 //! Agent frames for central (`RoomSide::to_central` → here): events and manifests go
 //! to the outbox on flash whatever the link state; preview frames and stray acks go to
-//! the live connection or are dropped; a status wakes the link to send a merged status.
+//! the live connection or are dropped. A status does not come here: the room publishes
+//! it on the relay's `agent_status` watch, which wakes the link to send a merged status.
 //!
 //! Frames come typed and checked from the room client (parsed once there), and go up
 //! as the agent sent them: central does no validation and bbedge promises to send only
@@ -47,7 +48,8 @@ pub enum Route {
     /// To the live connection.
     Live(UrgentKind, Inbound),
     /// The agent's status: nothing to do here. The room publishes it on the relay's
-    /// `agent_status` watch, which wakes the link to send a merged status.
+    /// `agent_status` watch, which wakes the link to send a merged status, and does not
+    /// send it here (it would only wake this task and take a place an event needs).
     Status,
     /// Refused, with why.
     Refuse(&'static str),
