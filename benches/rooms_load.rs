@@ -22,7 +22,7 @@
 //! ```
 //! `--bare-workers N` gives the bare loop N runtime threads (0: tokio's default, one per
 //! core; bbedge runs `[daemon] worker_threads`, also one per core by default).
-//! `--wrap` starts the daemon under a profiler (the daemon's own pid is still the one
+//! `--wrap` starts either hub under a profiler (the hub's own pid is still the one
 //! measured and stopped with SIGTERM, so the profiler writes its data); `--bbedge` runs
 //! another build (e.g. `target/profiling/bbedge`).
 //! Not a test: it asserts nothing, it prints numbers for docs/PERFORMANCE.md.
@@ -219,6 +219,17 @@ fn command(prog: &str, wrap: &[String], split_cores: bool) -> tokio::process::Co
     c
 }
 
+/// The kernel's name for a process running `path` (its file name, cut to 15 bytes).
+fn comm_of(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("bbedge")
+        .chars()
+        .take(15)
+        .collect()
+}
+
 /// The pid of the process named `comm` that descends from `root` (`root` itself if so).
 fn descendant(root: u32, comm: &str) -> Option<u32> {
     let stat = |pid: u32| -> Option<(String, u32)> {
@@ -277,14 +288,7 @@ async fn start_daemon(a: &Args) -> Hub {
         }
     };
     let root = child.id().expect("pid");
-    let comm: String = std::path::Path::new(&a.bbedge)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("bbedge")
-        .chars()
-        .take(15)
-        .collect();
-    let pid = descendant(root, &comm).unwrap_or(root);
+    let pid = descendant(root, &comm_of(&a.bbedge)).unwrap_or(root);
     let realtime: SocketAddr = ready["realtime_addr"]
         .as_str()
         .expect("realtime")
@@ -357,8 +361,8 @@ async fn token(a: &Args, state: &std::path::Path, role: &str) -> String {
 
 /// The baseline: this binary with `--bare-hub`, which prints `listening <addr>`.
 async fn start_bare(a: &Args) -> Hub {
-    let me = std::env::current_exe().expect("own path");
-    let mut child = command(&me.display().to_string(), &[], a.split_cores)
+    let me = std::env::current_exe().expect("own path").display().to_string();
+    let mut child = command(&me, &a.wrap, a.split_cores)
         .arg("--bare-hub")
         .args(["--bare-workers", &a.bare_workers.to_string()])
         .stdin(Stdio::null())
@@ -380,7 +384,7 @@ async fn start_bare(a: &Args) -> Hub {
     };
     let root = child.id().expect("pid");
     Hub {
-        pid: descendant(root, "rooms_load").unwrap_or(root),
+        pid: descendant(root, &comm_of(&me)).unwrap_or(root),
         child,
         addr,
         path: "/".into(),
