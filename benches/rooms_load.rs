@@ -361,7 +361,10 @@ async fn token(a: &Args, state: &std::path::Path, role: &str) -> String {
 
 /// The baseline: this binary with `--bare-hub`, which prints `listening <addr>`.
 async fn start_bare(a: &Args) -> Hub {
-    let me = std::env::current_exe().expect("own path").display().to_string();
+    let me = std::env::current_exe()
+        .expect("own path")
+        .display()
+        .to_string();
     let mut child = command(&me, &a.wrap, a.split_cores)
         .arg("--bare-hub")
         .args(["--bare-workers", &a.bare_workers.to_string()])
