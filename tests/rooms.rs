@@ -299,6 +299,34 @@ async fn operator_command_reaches_the_agent_and_the_ack_comes_back_by_command_id
     assert_eq!(obs.next_non_presence().await, ack);
 }
 
+/// Broadcasts go through the room's ring, a frame for one client through its own queue
+/// (an ack goes to the operator that sent the command alone): the operator still gets
+/// the agent's frames in the agent's order, end to end. (Whether the writer finds them
+/// together is up to the scheduler; `writer.rs`'s unit test makes it so.)
+#[tokio::test]
+async fn an_operator_gets_the_agents_frames_in_order_broadcast_or_answered_to_it_alone() {
+    let tb = TestBox::start(&[("realtime.rate_limiting.messages_per_second", "1000")]).await;
+    let (mut agent, _) = tb.join(Role::Agent).await;
+    let (mut op, _) = tb.join(Role::Operator).await;
+    let (mut obs, _) = tb.join(Role::Observer).await;
+    for round in 0..20 {
+        let mut cmd = schema::vector("command.set_visibility.json");
+        cmd["id"] = json!(format!("c-{round}"));
+        op.send(&cmd).await;
+        assert_eq!(agent.next_non_presence().await, cmd);
+        let ack = frame("ack", json!({"commandId": cmd["id"], "success": true}));
+        let (s1, s2) = (status("idle"), status("recording"));
+        // Sent back to back: the operator's writer often finds them together.
+        agent.send(&s1).await;
+        agent.send(&ack).await;
+        agent.send(&s2).await;
+        for want in [&s1, &ack, &s2] {
+            assert_eq!(&op.next_non_presence().await, want, "round {round}");
+            assert_eq!(&obs.next_non_presence().await, want, "round {round}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_command_with_no_agent_gets_a_schema_valid_agent_not_connected_ack() {
     let tb = TestBox::start(&[]).await;

@@ -1,8 +1,10 @@
 //! One live room: its participants (join order), its logic, and its change count for
-//! snapshots. Everything runs under the room's lock and never waits: frames go out
-//! through each client's bounded [`Outbox`](super::outbox::Outbox), presence through its
-//! coalescing [`Presence`](super::presence::Presence).
+//! snapshots. Everything runs under the room's lock and never waits: broadcasts go out
+//! through the room's ring ([`Fan`]), frames for one client through its bounded
+//! [`Outbox`](super::outbox::Outbox), presence through its coalescing
+//! [`Presence`](super::presence::Presence).
 
+use super::fan::Fan;
 use super::frames;
 use super::outbox::Farewell;
 use super::presence;
@@ -32,6 +34,8 @@ pub struct Room {
     snapshot_due: Arc<Notify>,
     max_updates: u32,
     settings: Settings,
+    /// Broadcasts to the room's clients.
+    fan: Arc<Fan>,
     me: Weak<Room>,
 }
 
@@ -45,6 +49,9 @@ pub struct Settings {
     /// accepts and the socket's write buffer takes). Within the joiner's free send-queue
     /// bytes too; a larger state is trimmed (see [`frames::room_state`]).
     pub state_max: usize,
+    /// `realtime.limits.send_queue_frames`: how far a client may lag behind the room's
+    /// broadcasts (the ring holds more).
+    pub queue_frames: usize,
 }
 
 /// Whether `p` is still to hear of presence: a closing client's writer writes none
@@ -114,6 +121,7 @@ impl Room {
             snapshot_due,
             max_updates,
             settings,
+            fan: Arc::new(Fan::new(settings.queue_frames)),
             me: weak.clone(),
         })
     }
@@ -134,6 +142,7 @@ impl Room {
         let inner = &mut *g;
         let mut ctx = Ctx {
             room_id: &self.id,
+            fan: &self.fan,
             participants: &inner.participants,
             stats: &self.stats,
             changed: 0,
@@ -154,6 +163,9 @@ impl Room {
     pub fn join(&self, p: Participant) {
         let mut g = self.lock();
         g.generation += 1;
+        // Its writer reads the broadcasts from here on; `room_state` (queued next) is
+        // tagged with the ring's place now, so it comes before them.
+        p.out.attach(&self.fan);
         g.participants.push(p.clone());
         let state = g.logic.state(&g.participants);
         let max = self.settings.state_max.min(p.out.space());
@@ -191,7 +203,7 @@ impl Room {
             .iter()
             .filter(|o| o.id != p.id && listening(o))
         {
-            other.presence.joined(&hello, other.out.pushed());
+            other.presence.joined(&hello, other.out.mark());
         }
     }
 
@@ -231,7 +243,7 @@ impl Room {
         self.with(|logic, ctx, ps| {
             if let Some(bye) = &bye {
                 for p in ps.iter().filter(|p| listening(p)) {
-                    p.presence.left(bye, p.out.pushed());
+                    p.presence.left(bye, p.out.mark());
                 }
             }
             logic.on_leave(ctx, &who);
@@ -248,7 +260,7 @@ impl Room {
         let d = g.departed.swap_remove(i);
         let bye = presence::Left::new(&self.id, &d.client_id, &d.who);
         for p in g.participants.iter().filter(|p| listening(p)) {
-            p.presence.left(&bye, p.out.pushed());
+            p.presence.left(&bye, p.out.mark());
         }
     }
 

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod device;
+pub mod fan;
 mod feeds;
 pub mod frames;
 pub mod gather;
@@ -177,6 +178,7 @@ pub async fn bind(
         live::Settings {
             grace: Duration::from_secs(cfg.rooms.grace_period),
             state_max: cfg.limits.max_frame_bytes,
+            queue_frames: cfg.limits.send_queue_frames,
         },
         policy,
         stats.clone(),

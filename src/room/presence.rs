@@ -9,12 +9,14 @@
 //! pending changes are at most the participants present now plus those the client was
 //! told of that have gone: bounded by the room, however long the burst.
 //!
-//! Each change remembers how many frames had been queued to the client when it
-//! happened ([`Outbox::pushed`](super::outbox::Outbox::pushed)); the writer writes it
-//! after those frames and before the next one, so presence keeps its place among the
-//! frames (a coalesced change takes the place of the latest change it folds in).
+//! Each change remembers where the client's stream of frames was when it happened
+//! ([`Outbox::mark`](super::outbox::Outbox::mark): its own frames queued so far and the
+//! room's last broadcast); the writer writes it after those frames and before the next
+//! one, so presence keeps its place among the frames (a coalesced change takes the place
+//! of the latest change it folds in).
 
 use super::frames;
+use super::outbox::Mark;
 use futures_util::task::AtomicWaker;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -81,12 +83,16 @@ enum Change {
     /// (may differ from the event's when that one was never told either).
     Joined {
         seq: u64,
-        after: u64,
+        after: Mark,
         replaces: Option<Arc<Left>>,
         frame: Utf8Bytes,
     },
     /// Told it joined; not yet told it left.
-    Left { seq: u64, after: u64, ev: Arc<Left> },
+    Left {
+        seq: u64,
+        after: Mark,
+        ev: Arc<Left>,
+    },
 }
 
 impl Change {
@@ -96,7 +102,7 @@ impl Change {
         }
     }
 
-    fn after(&self) -> u64 {
+    fn after(&self) -> Mark {
         match self {
             Change::Joined { after, .. } | Change::Left { after, .. } => *after,
         }
@@ -137,8 +143,8 @@ impl Presence {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// `ev` joined, after the client's `after` queued frames.
-    pub fn joined(&self, ev: &Arc<Joined>, after: u64) {
+    /// `ev` joined, after the client's frames up to `after`.
+    pub fn joined(&self, ev: &Arc<Joined>, after: Mark) {
         let was_empty = {
             let mut n = self.lock();
             let was_empty = n.changes.is_empty();
@@ -185,8 +191,8 @@ impl Presence {
     }
 
     /// `ev` left (for good: after the grace period, or at once), after the client's
-    /// `after` queued frames.
-    pub fn left(&self, ev: &Arc<Left>, after: u64) {
+    /// frames up to `after`.
+    pub fn left(&self, ev: &Arc<Left>, after: Mark) {
         let was_empty = {
             let mut n = self.lock();
             let was_empty = n.changes.is_empty();
@@ -225,9 +231,9 @@ impl Presence {
         }
     }
 
-    /// The pending frames due once the client's first `written` queued frames are
-    /// written, in the order they happened; they are no longer pending.
-    pub fn take(&self, written: u64) -> Vec<Utf8Bytes> {
+    /// The pending frames due once the client's frames up to `written` are written, in
+    /// the order they happened; they are no longer pending.
+    pub fn take(&self, written: Mark) -> Vec<Utf8Bytes> {
         if self.pending.load(Ordering::Acquire) == 0 {
             return Vec::new();
         }
@@ -238,7 +244,7 @@ impl Presence {
         let due: Vec<String> = n
             .changes
             .iter()
-            .filter(|(_, c)| c.after() <= written)
+            .filter(|(_, c)| c.after().reached_by(written))
             .map(|(k, _)| k.clone())
             .collect();
         let mut v: Vec<Change> = due.iter().filter_map(|k| n.changes.remove(k)).collect();
@@ -286,7 +292,7 @@ mod tests {
     }
 
     fn events(p: &Presence) -> Vec<(String, String, Option<String>)> {
-        p.take(u64::MAX)
+        p.take(Mark::END)
             .iter()
             .map(|t| {
                 let v: Value = serde_json::from_str(t).unwrap();
@@ -310,11 +316,11 @@ mod tests {
         // `a` was told earlier; 1,000 come and go; `b` stays; `a` leaves.
         for i in 0..1000 {
             let id = format!("c{i}");
-            p.joined(&Joined::new("r", &id, who(&id), None), 0);
-            p.left(&Left::new("r", &id, &who(&id)), 0);
+            p.joined(&Joined::new("r", &id, who(&id), None), Mark::direct(0));
+            p.left(&Left::new("r", &id, &who(&id)), Mark::direct(0));
         }
-        p.joined(&Joined::new("r", "b", who("b"), None), 0);
-        p.left(&left_a, 0);
+        p.joined(&Joined::new("r", "b", who("b"), None), Mark::direct(0));
+        p.left(&left_a, Mark::direct(0));
         assert_eq!(p.pending(), 2);
         assert_eq!(
             events(&p),
@@ -323,7 +329,7 @@ mod tests {
                 ev("presence.left", "a", None)
             ]
         );
-        assert!(p.take(u64::MAX).is_empty());
+        assert!(p.take(Mark::END).is_empty());
         assert_eq!(p.lock().changes.capacity(), 0, "the drained map is freed");
     }
 
@@ -332,12 +338,12 @@ mod tests {
         let p = Presence::default();
         for i in 0..100 {
             let id = format!("c{i}");
-            p.joined(&Joined::new("r", &id, who(&id), None), 0);
+            p.joined(&Joined::new("r", &id, who(&id), None), Mark::direct(0));
         }
         assert_eq!(p.pending(), 100);
         p.clear();
         assert_eq!(p.pending(), 0);
-        assert!(p.take(u64::MAX).is_empty());
+        assert!(p.take(Mark::END).is_empty());
         assert_eq!(p.lock().changes.capacity(), 0);
     }
 
@@ -346,12 +352,31 @@ mod tests {
         let p = Presence::default();
         // Two frames were queued (connection.ack, room_state) when `a` joined, a third
         // when `b` did.
-        p.joined(&Joined::new("r", "a", who("a"), None), 2);
-        p.joined(&Joined::new("r", "b", who("b"), None), 3);
-        assert!(p.take(1).is_empty(), "frame 2 first");
-        assert_eq!(p.take(2).len(), 1);
+        p.joined(&Joined::new("r", "a", who("a"), None), Mark::direct(2));
+        p.joined(&Joined::new("r", "b", who("b"), None), Mark::direct(3));
+        assert!(p.take(Mark::direct(1)).is_empty(), "frame 2 first");
+        assert_eq!(p.take(Mark::direct(2)).len(), 1);
         assert_eq!(p.pending(), 1);
         assert_eq!(events(&p), vec![ev("presence.joined", "b", None)]);
+    }
+
+    #[test]
+    fn a_change_waits_for_the_broadcasts_made_before_it_too() {
+        let p = Presence::default();
+        // `a` joined after the client's first frame and the room's 5th broadcast.
+        p.joined(
+            &Joined::new("r", "a", who("a"), None),
+            Mark { direct: 1, ring: 5 },
+        );
+        assert!(
+            p.take(Mark { direct: 1, ring: 4 }).is_empty(),
+            "broadcast 5 first"
+        );
+        assert!(
+            p.take(Mark { direct: 0, ring: 9 }).is_empty(),
+            "its own frame first"
+        );
+        assert_eq!(p.take(Mark { direct: 1, ring: 5 }).len(), 1);
     }
 
     #[test]
@@ -361,20 +386,29 @@ mod tests {
         // the client reads: it hears only that a3 replaces a1.
         let a1 = Left::new("r", "a1", &who("a1"));
         let a2 = Joined::new("r", "a2", who("a2"), Some(a1));
-        p.joined(&a2, 0);
+        p.joined(&a2, Mark::direct(0));
         let a2_left = Left::new("r", "a2", &who("a2"));
-        p.joined(&Joined::new("r", "a3", who("a3"), Some(a2_left.clone())), 0);
+        p.joined(
+            &Joined::new("r", "a3", who("a3"), Some(a2_left.clone())),
+            Mark::direct(0),
+        );
         assert_eq!(events(&p), vec![ev("presence.joined", "a3", Some("a1"))]);
         // Now it knows a3. b2 joins, b3 replaces b2, b3 leaves, all unread: nothing.
-        p.joined(&Joined::new("r", "b2", who("b2"), None), 0);
+        p.joined(&Joined::new("r", "b2", who("b2"), None), Mark::direct(0));
         let b2 = Left::new("r", "b2", &who("b2"));
-        p.joined(&Joined::new("r", "b3", who("b3"), Some(b2)), 0);
-        p.left(&Left::new("r", "b3", &who("b3")), 0);
+        p.joined(
+            &Joined::new("r", "b3", who("b3"), Some(b2)),
+            Mark::direct(0),
+        );
+        p.left(&Left::new("r", "b3", &who("b3")), Mark::direct(0));
         assert_eq!(p.pending(), 0);
         // a4 replaces a3 and leaves before the client reads: a3 left.
         let a3 = Left::new("r", "a3", &who("a3"));
-        p.joined(&Joined::new("r", "a4", who("a4"), Some(a3)), 0);
-        p.left(&Left::new("r", "a4", &who("a4")), 0);
+        p.joined(
+            &Joined::new("r", "a4", who("a4"), Some(a3)),
+            Mark::direct(0),
+        );
+        p.left(&Left::new("r", "a4", &who("a4")), Mark::direct(0));
         let got = events(&p);
         assert_eq!(got, vec![ev("presence.left", "a3", None)], "{got:?}");
     }

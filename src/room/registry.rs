@@ -3,6 +3,7 @@
 //! snapshots. Adding a type is one module implementing [`RoomType`] plus one
 //! [`Registry::register`] line (see the test-only `counter` type below).
 
+use super::fan::{Fan, SKIP};
 use super::outbox::Outbox;
 use super::presence::Presence;
 use super::stats::Stats;
@@ -84,6 +85,8 @@ pub type TimerFn = Arc<dyn Fn(String) + Send + Sync>;
 pub struct Ctx<'a> {
     /// The room id, `<type>:<id>`.
     pub room_id: &'a str,
+    /// The room's broadcast ring.
+    pub(super) fan: &'a Fan,
     /// Everyone joined, in join order.
     pub participants: &'a [Participant],
     /// Metrics.
@@ -103,7 +106,27 @@ impl Ctx<'_> {
     }
 
     /// Queues `text` for every participant `to` selects. Never waits.
+    ///
+    /// Sent once, through the room's ring, when `to` leaves out at most [`SKIP`]
+    /// participants (the sender, an operator answered directly); then every client whose
+    /// writer lags past its bounds is closed with 1013. Otherwise (to agents only, say)
+    /// queued client by client.
     pub fn broadcast(&self, text: &Utf8Bytes, to: impl Fn(&Participant) -> bool) {
+        let mut skip = [0; SKIP];
+        let mut left_out = 0;
+        for p in self.participants.iter().filter(|p| !to(p)) {
+            if let Some(k) = skip.get_mut(left_out) {
+                *k = p.out.key();
+            }
+            left_out += 1;
+        }
+        if left_out <= SKIP {
+            self.fan.send(text.clone(), skip);
+            for p in self.participants {
+                p.out.check_lag();
+            }
+            return;
+        }
         for p in self.participants.iter().filter(|p| to(p)) {
             p.out.push(text.clone());
         }
@@ -203,7 +226,7 @@ mod tests {
         reg.register(Arc::new(CounterType)); // the one registration line
         let ty = reg.get("counter").expect("registered");
         let stats = Arc::new(Stats::default());
-        let (out, mut inbox) = super::super::outbox::queue(4, 1024, stats.clone());
+        let (out, inbox) = super::super::outbox::queue(4, 1024, stats.clone());
         let p = Participant {
             id: "c1".into(),
             role: Role::Observer,
@@ -216,8 +239,11 @@ mod tests {
         logic.restore(&41u64.to_be_bytes()).unwrap();
         let timer: TimerFn = Arc::new(|_| {});
         let parts = [p.clone()];
+        let fan = Arc::new(Fan::new(4));
+        p.out.attach(&fan);
         let mut ctx = Ctx {
             room_id: "counter:x",
+            fan: &fan,
             participants: &parts,
             stats: &stats,
             changed: 0,
@@ -226,7 +252,10 @@ mod tests {
         let event = r#"{"type":"event","id":"e","timestamp":"2026-06-20T19:00:30Z","event":"x"}"#;
         logic.on_frame(&mut ctx, &p, &Inbound::parse(event).unwrap());
         assert_eq!(ctx.changed, 1);
-        assert_eq!(inbox.rx.recv().await.unwrap().as_str(), "42");
+        // A broadcast to everyone goes through the room's ring.
+        let mut ring = inbox.rx.take_cursor().expect("joined");
+        ring.ready().await.unwrap();
+        assert_eq!(ring.take(u64::MAX).unwrap().unwrap().text.as_str(), "42");
         assert_eq!(logic.snapshot().unwrap(), 42u64.to_be_bytes().to_vec());
         assert!(reg.get("device").is_none());
     }

@@ -4,10 +4,12 @@
 //! says the farewell (last frame + close) within [`FAREWELL_TIMEOUT`]. Also the
 //! `/echo` conformance loop.
 
+use super::fan::{Cursor, Gone};
 use super::outbox::Farewell;
-use super::outbox::{Inbox, Outbox};
+use super::outbox::{Inbox, Mark, Outbox, Tagged};
 use super::presence::Presence;
 use super::reader::{linger, read, Handler};
+use super::stats::Stats;
 use super::Service;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -86,13 +88,31 @@ pub(super) async fn write<Si>(
     let every = Duration::from_secs(l.ping_interval);
     // Boxed like an `Interval`'s: its timer entry is pinned.
     let mut ping = Box::pin(tokio::time::sleep(every));
-    // Frames taken from the queue so far: presence due after them may be written.
-    let mut received: u64 = 0;
+    // The room's broadcasts, once joined.
+    let mut cursor = inbox.rx.take_cursor();
+    let me = out.key();
+    // Where the writer is: own frames taken so far and the ring's last entry taken;
+    // presence due by then may be written.
+    let mut at = Mark {
+        direct: 0,
+        ring: cursor.as_ref().map_or(0, |c| c.at().0),
+    };
     // The frames being written; swapped with the queue in one lock per batch.
     let mut batch = VecDeque::new();
     loop {
         let next = std::future::poll_fn(|cx| poll_next(cx, out, presence, &inbox, ping.as_mut()));
-        let step = match next.await {
+        let next = tokio::select! {
+            biased;
+            n = next => n,
+            r = ring_ready(&mut cursor) => match r {
+                Ok(()) => Next::Frames,
+                Err(gone) => {
+                    ring_gone(out, &mut cursor, gone);
+                    continue;
+                }
+            },
+        };
+        let step = match next {
             Next::Close => break,
             Next::Ping => {
                 let seen = last_seen.load(Ordering::Relaxed);
@@ -118,27 +138,19 @@ pub(super) async fn write<Si>(
             }
             Next::Frames => {
                 inbox.rx.take_all(&mut batch);
-                let write = async {
-                    let (mut n, mut bytes): (u64, usize) = (0, 0);
-                    while let Some(t) = batch.pop_front() {
-                        feed_presence(&mut sink, presence, received, svc).await?;
-                        received += 1;
-                        bytes += t.len();
-                        feed_text(&mut sink, t).await?;
-                        n += 1;
-                    }
-                    // Once per batch: the byte count is shared with the publishers,
-                    // the counter with every writer.
-                    inbox.rx.batch_written(&mut batch, bytes);
-                    svc.stats.frames_out.inc_by(n);
-                    feed_presence(&mut sink, presence, received, svc).await?;
-                    sink.flush().await
+                let mut ring = Ring {
+                    cursor: &mut cursor,
+                    me,
+                    out,
+                    presence,
+                    stats: &svc.stats,
                 };
+                let write = write_batch(&mut sink, &mut batch, &inbox, &mut ring, &mut at);
                 unless_closing(out, write).await
             }
             Next::Presence => {
                 let write = async {
-                    feed_presence(&mut sink, presence, received, svc).await?;
+                    feed_presence(&mut sink, presence, at, &svc.stats).await?;
                     sink.flush().await
                 };
                 unless_closing(out, write).await
@@ -160,6 +172,94 @@ pub(super) async fn write<Si>(
         // Boxed: the connection's end is not carried by its task while it lives.
         let say = say(&mut sink, f.last, f.code, &f.reason);
         let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, say)).await;
+    }
+}
+
+/// Waits for the room's ring to have an entry (forever before the client joined).
+async fn ring_ready(cursor: &mut Option<Cursor>) -> Result<(), Gone> {
+    match cursor {
+        Some(c) => c.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The ring has nothing more for this writer: it fell behind past the ring's capacity
+/// (closed with 1013, as the room's bound check would have), or the room is gone.
+fn ring_gone(out: &Outbox, cursor: &mut Option<Cursor>, gone: Gone) {
+    if gone == Gone::Lagged {
+        out.slow_consumer();
+    }
+    *cursor = None;
+}
+
+/// Writes a batch taken from the client's queue and the ring's entries, in the order
+/// the room made them, with the presence due between them, then flushes.
+async fn write_batch<Si>(
+    sink: &mut Si,
+    batch: &mut VecDeque<Tagged>,
+    inbox: &Inbox,
+    ring: &mut Ring<'_>,
+    at: &mut Mark,
+) -> Result<(), WsError>
+where
+    Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    let (mut n, mut bytes): (u64, usize) = (0, 0);
+    while let Some((tag, t)) = batch.pop_front() {
+        // The broadcasts made before this frame was queued go first.
+        n += ring.feed(sink, tag, at).await?;
+        feed_presence(sink, ring.presence, *at, ring.stats).await?;
+        at.direct += 1;
+        bytes += t.len();
+        feed_text(sink, t).await?;
+        n += 1;
+    }
+    n += ring.feed(sink, u64::MAX, at).await?;
+    // Once per batch: the byte count and the ring's place are shared with the
+    // publishers, the counter with every writer.
+    inbox.rx.batch_written(batch, bytes);
+    if let Some(c) = ring.cursor.as_ref() {
+        inbox.rx.ring_written(c.at());
+    }
+    ring.stats.frames_out.inc_by(n);
+    feed_presence(sink, ring.presence, *at, ring.stats).await?;
+    sink.flush().await
+}
+
+/// What writing the ring's entries needs.
+struct Ring<'a> {
+    cursor: &'a mut Option<Cursor>,
+    me: usize,
+    out: &'a Outbox,
+    presence: &'a Presence,
+    stats: &'a Stats,
+}
+
+impl Ring<'_> {
+    /// Feeds the ring's entries up to `upto` (`seq`) that are for this client, each
+    /// after the presence due before it; returns how many. `at.ring` follows.
+    async fn feed<Si>(&mut self, sink: &mut Si, upto: u64, at: &mut Mark) -> Result<u64, WsError>
+    where
+        Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+    {
+        let mut n = 0;
+        while let Some(c) = self.cursor.as_mut() {
+            let e = match c.take(upto) {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(gone) => {
+                    ring_gone(self.out, self.cursor, gone);
+                    break;
+                }
+            };
+            if e.is_for(self.me) {
+                feed_presence(sink, self.presence, *at, self.stats).await?;
+                feed_text(sink, e.text).await?;
+                n += 1;
+            }
+            at.ring = e.seq;
+        }
+        Ok(n)
     }
 }
 
@@ -216,19 +316,19 @@ where
     Ok(())
 }
 
-/// Feeds the client's presence that is due after `received` queued frames.
+/// Feeds the client's presence that is due once its frames up to `at` are written.
 async fn feed_presence<Si>(
     sink: &mut Si,
     presence: &Presence,
-    received: u64,
-    svc: &Service,
+    at: Mark,
+    stats: &Stats,
 ) -> Result<(), WsError>
 where
     Si: futures_util::Sink<Message, Error = WsError> + Unpin,
 {
-    for p in presence.take(received) {
+    for p in presence.take(at) {
         sink.feed(Message::Text(p)).await?;
-        svc.stats.frames_out.inc();
+        stats.frames_out.inc();
     }
     Ok(())
 }
@@ -349,4 +449,60 @@ pub(super) async fn farewell<S>(
     }))
     .await;
     linger(ws.get_mut()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::room::fan::{Fan, SKIP};
+    use crate::room::presence::Joined;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_batch_keeps_the_rooms_order_of_broadcasts_own_frames_and_presence() {
+        let stats = Arc::new(Stats::default());
+        let (out, mut inbox) = crate::room::outbox::queue(16, 1 << 20, stats.clone());
+        let fan = Arc::new(Fan::new(16));
+        out.attach(&fan);
+        let presence = Presence::default();
+        // What the room did, in this order, before the writer ran.
+        fan.send("b1".into(), [0; SKIP]);
+        assert!(out.push("d1".into()));
+        fan.send("b2, not for it".into(), [out.key(), 0]);
+        let who = serde_json::json!({"id": "x", "role": "observer", "label": ""});
+        presence.joined(&Joined::new("r", "x", who, None), out.mark());
+        fan.send("b3".into(), [0; SKIP]);
+        assert!(out.push("d2".into()));
+        fan.send("b4".into(), [0; SKIP]);
+
+        let mut cursor = inbox.rx.take_cursor();
+        let mut at = Mark::default();
+        let mut batch = VecDeque::new();
+        inbox.rx.take_all(&mut batch);
+        let mut ring = Ring {
+            cursor: &mut cursor,
+            me: out.key(),
+            out: &out,
+            presence: &presence,
+            stats: &stats,
+        };
+        let mut sink =
+            Vec::new().sink_map_err(|e: std::convert::Infallible| -> WsError { match e {} });
+        write_batch(&mut sink, &mut batch, &inbox, &mut ring, &mut at)
+            .await
+            .unwrap();
+        let got: Vec<String> = sink
+            .into_inner()
+            .into_iter()
+            .map(|m| match m {
+                Message::Text(t) if t.contains("presence.joined") => "joined x".to_owned(),
+                Message::Text(t) => t.to_string(),
+                m => panic!("{m:?}"),
+            })
+            .collect();
+        assert_eq!(got, ["b1", "d1", "joined x", "b3", "d2", "b4"]);
+        assert_eq!(at, Mark { direct: 2, ring: 4 });
+        assert_eq!(out.depth(), (0, 0), "what was written no longer counts");
+        assert_eq!(stats.frames_out.get(), 6);
+    }
 }
