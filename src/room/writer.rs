@@ -137,7 +137,11 @@ pub(super) async fn write<Si>(
                 .await
             }
             Next::Frames => {
-                inbox.rx.take_all(&mut batch);
+                // Woken by the ring alone, the queue is not touched (its lock and
+                // counters are shared with the publishers).
+                if inbox.rx.ready() {
+                    inbox.rx.take_all(&mut batch);
+                }
                 let mut ring = Ring {
                     cursor: &mut cursor,
                     me,
@@ -217,7 +221,9 @@ where
     n += ring.feed(sink, u64::MAX, at).await?;
     // Once per batch: the byte count and the ring's place are shared with the
     // publishers, the counter with every writer.
-    inbox.rx.batch_written(batch, bytes);
+    if bytes > 0 {
+        inbox.rx.batch_written(batch, bytes);
+    }
     if let Some(c) = ring.cursor.as_ref() {
         inbox.rx.ring_written(c.at());
     }
