@@ -172,6 +172,9 @@ pub(super) async fn write<Si>(
     }
     // Closing: no presence is written again (and the room records none from now on).
     presence.clear();
+    // Nor the ring: its place would keep the room's entries from being freed (a closed
+    // laggard's would pin up to the ring's capacity) for as long as the farewell takes.
+    drop(cursor);
     if let Some(f) = out.farewell() {
         // Boxed: the connection's end is not carried by its task while it lives.
         let say = say(&mut sink, f.last, f.code, &f.reason);
