@@ -300,8 +300,9 @@ async fn operator_command_reaches_the_agent_and_the_ack_comes_back_by_command_id
 }
 
 /// Broadcasts go through the room's ring, a frame for one client through its own queue
-/// (an ack goes to the operator that sent the command alone): the operator still gets
-/// the agent's frames in the agent's order, end to end. (Whether the writer finds them
+/// (the ack goes to the operator that sent the command through its queue, to everyone
+/// else through the ring): both still get the agent's frames in the agent's order, end
+/// to end. (Whether the writer finds them
 /// together is up to the scheduler; `writer.rs`'s unit test makes it so.)
 #[tokio::test]
 async fn an_operator_gets_the_agents_frames_in_order_broadcast_or_answered_to_it_alone() {

@@ -87,7 +87,7 @@ struct Shared {
     /// Frames for the writer, each with the ring's `seq` when it was queued. With the
     /// ring's lag at most `max_frames`; full: the client is closed with 1013 and the
     /// frame dropped.
-    queue: Mutex<VecDeque<(u64, Utf8Bytes)>>,
+    queue: Mutex<VecDeque<Tagged>>,
     /// The writer, woken by the first frame into an empty queue and by `close` (two
     /// atomic operations; a `Notify` takes a mutex to wait and another to stop waiting,
     /// and the writer used to wait on three of them per wake-up).
